@@ -1,0 +1,3 @@
+//! `POST /v1/internal/sessions`.
+pub mod handler;
+pub use handler::handle;

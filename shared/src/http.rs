@@ -1,0 +1,158 @@
+//! HTTP edge helpers shared by every function: bearer extraction, bounded JSON bodies, query and
+//! path parameters, and responses (JSON, or RFC 9457 problem+json for every error).
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+
+/// `Method` re-exported so function crates need no `http` dependency of their own.
+pub use lambda_http::http::Method as HttpMethod;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ServiceError;
+use crate::token::SessionToken;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+const REALM: &str = "active-sessions";
+
+fn response(status: u16, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut res = Response::new(body);
+    *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Session data is personal: no shared or browser cache may keep it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => response(status, "application/json", Body::Binary(bytes)),
+        Err(e) => problem(&ServiceError::Internal(Box::new(e))),
+    }
+}
+
+pub fn no_content() -> Response<Body> {
+    let mut res = Response::new(Body::Empty);
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The problem+json response for an error; server-side failures are logged with their cause.
+pub fn problem(err: &ServiceError) -> Response<Body> {
+    let p = err.problem();
+    if p.status >= 500 {
+        let cause = std::error::Error::source(err)
+            .map(|s| format!("{s}: {:?}", s.source()))
+            .unwrap_or_default();
+        tracing::error!(status = p.status, error = %err, cause = %cause, "request failed");
+    } else {
+        tracing::info!(status = p.status, problem = %p.kind, "request refused");
+    }
+    let body = serde_json::to_vec(&p).unwrap_or_default();
+    let mut res = response(p.status, "application/problem+json", Body::Binary(body));
+    let headers = res.headers_mut();
+    match err {
+        ServiceError::MissingToken => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"active-sessions\""),
+            );
+        }
+        ServiceError::InvalidToken => {
+            let v = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"");
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                headers.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        ServiceError::MethodNotAllowed { allow } => {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        _ => {}
+    }
+    res
+}
+
+/// Turns a handler's result into the response.
+pub fn finish(result: Result<Response<Body>, ServiceError>) -> Response<Body> {
+    result.unwrap_or_else(|err| problem(&err))
+}
+
+/// Refuses any method but `allowed` with 405 and an `Allow` header.
+pub fn require_method(
+    req: &Request,
+    allowed: Method,
+    allow: &'static str,
+) -> Result<(), ServiceError> {
+    if req.method() == allowed {
+        Ok(())
+    } else {
+        Err(ServiceError::MethodNotAllowed { allow })
+    }
+}
+
+/// The session token from `Authorization: Bearer <token>`, parsed (not yet validated).
+pub fn bearer(req: &Request) -> Result<SessionToken, ServiceError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(ServiceError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(ServiceError::InvalidToken);
+    }
+    let value = value.to_str().map_err(|_| ServiceError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ServiceError::InvalidToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ServiceError::InvalidToken);
+    }
+    SessionToken::parse(token.trim()).map_err(|_| ServiceError::InvalidToken)
+}
+
+/// A JSON body: `application/json`, at most `MAX_BODY_BYTES`, deserialized strictly.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ServiceError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ServiceError::UnsupportedMediaType);
+    }
+    if bytes.is_empty() {
+        return Err(ServiceError::BadRequest(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ServiceError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A query-string parameter. A parameter given twice is refused rather than guessed at.
+pub fn query_param(req: &Request, name: &str) -> Result<Option<String>, ServiceError> {
+    let params = req.query_string_parameters_ref();
+    let values: Vec<&str> = params.and_then(|p| p.all(name)).unwrap_or_default();
+    match values.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some((*one).to_owned())),
+        _ => Err(ServiceError::BadRequest(format!(
+            "query parameter `{name}` is given more than once"
+        ))),
+    }
+}
+
+/// A path parameter filled in by the router (`{id}`).
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .map(str::to_owned)
+}

@@ -1,0 +1,63 @@
+//! The one module that builds and reads table keys. Nothing else formats `PK`/`SK` strings.
+
+use crate::domain::{SessionId, UserId};
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+/// TTL attribute (epoch seconds), as configured on the table.
+pub const EXPIRES_AT: &str = "ExpiresAt";
+
+pub const PROFILE_SK: &str = "PROFILE";
+pub const SESSION_PREFIX: &str = "SESSION#";
+const USER_PREFIX: &str = "USER#";
+
+/// `USER#<userId>`: the partition holding a user's profile and sessions.
+pub fn user_pk(user: &UserId) -> String {
+    format!("{USER_PREFIX}{}", user.as_str())
+}
+
+/// `SESSION#<sessionId>`.
+pub fn session_sk(session: &SessionId) -> String {
+    format!("{SESSION_PREFIX}{session}")
+}
+
+/// The session id inside a session sort key, if it is one.
+pub fn session_id_from_sk(sk: &str) -> Option<SessionId> {
+    sk.strip_prefix(SESSION_PREFIX)
+        .and_then(|id| SessionId::parse(id).ok())
+}
+
+/// The user id inside a user partition key, if it is one.
+pub fn user_id_from_pk(pk: &str) -> Option<UserId> {
+    pk.strip_prefix(USER_PREFIX)
+        .and_then(|id| UserId::parse(id).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_user_partition_key() {
+        let user = UserId::parse("u_alice").unwrap();
+        assert_eq!(user_pk(&user), "USER#u_alice");
+        assert_eq!(user_id_from_pk("USER#u_alice"), Some(user));
+        assert_eq!(user_id_from_pk("WORKSPACE#u_alice"), None);
+    }
+
+    #[test]
+    fn builds_session_sort_key_and_reads_it_back() {
+        let id = SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3Z").unwrap();
+        let sk = session_sk(&id);
+        assert_eq!(sk, "SESSION#01JD2Z5R8B3W4K9Q7N6M5X4Y3Z");
+        assert_eq!(session_id_from_sk(&sk), Some(id));
+        assert_eq!(session_id_from_sk(PROFILE_SK), None);
+        assert_eq!(session_id_from_sk("SESSION#not-a-ulid"), None);
+    }
+
+    #[test]
+    fn profile_sorts_before_sessions() {
+        // Listing queries `begins_with(SK, "SESSION#")`; the profile must never fall in that range.
+        assert!(!PROFILE_SK.starts_with(SESSION_PREFIX));
+    }
+}

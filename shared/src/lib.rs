@@ -1,0 +1,27 @@
+//! Active Sessions: the library every function uses.
+//!
+//! - `domain`: newtypes parsed once at the edge; `token`: session tokens and their hashes.
+//! - `keys`: the only place table keys are built; `model`: records and the rules over them.
+//! - `store`: the storage trait, its DynamoDB implementation and (feature `test-utils`) an
+//!   in-memory one; `table`: the table definition.
+//! - `service`: the operations; `http`: the HTTP edge; `error`: errors → problem+json.
+
+pub mod config;
+pub mod cursor;
+pub mod device;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod model;
+pub mod service;
+pub mod store;
+pub mod table;
+pub mod telemetry;
+#[cfg(feature = "test-utils")]
+pub mod testing;
+pub mod token;
+
+pub use config::{Config, Policy};
+pub use error::ServiceError;
+pub use store::{DynamoStore, SessionStore, StoreError};

@@ -1,0 +1,226 @@
+//! The domain records and the pure rules over them (what is active, what a watermark covers).
+//! Items ↔ structs go through `serde_dynamo`; attribute names are PascalCase, as in the table.
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::Device;
+use crate::domain::{AppId, ClientKind, Location, SessionId, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Active,
+    Revoked,
+}
+
+/// Why a session was revoked, as recorded on the tombstone (and later the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    UserLogout,
+    UserLogoutAll,
+    UserLogoutOthers,
+}
+
+/// Who revoked, when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub at_ms: i64,
+    /// `user:<id>` for self-service.
+    pub by: String,
+    pub reason: RevokeReason,
+}
+
+/// A session as stored (without its keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Session {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub apps: Vec<AppId>,
+    pub client: ClientKind,
+    pub user_agent: String,
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    pub device: Device,
+    pub trusted: bool,
+    /// Epoch milliseconds.
+    pub signed_in_at: i64,
+    /// Epoch milliseconds.
+    pub last_active_at: i64,
+    pub status: SessionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_reason: Option<RevokeReason>,
+    pub token_hash: String,
+    /// Epoch seconds; the table's TTL attribute.
+    pub expires_at: i64,
+}
+
+/// "Every session signed in at or before `before_ms` is revoked, except `keep`": written by
+/// revoke-all before any per-session revoke, and honoured by validation at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Watermark {
+    #[serde(rename = "RevokedBefore")]
+    pub before_ms: i64,
+    #[serde(
+        rename = "RevokeKeep",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep: Option<SessionId>,
+}
+
+impl Watermark {
+    pub fn covers(&self, session: &Session) -> bool {
+        self.covers_at(session.signed_in_at, session.session_id)
+    }
+
+    /// Whether a session signed in at `signed_in_at` (epoch ms) with this id falls under it.
+    pub fn covers_at(&self, signed_in_at: i64, session: SessionId) -> bool {
+        signed_in_at <= self.before_ms && self.keep != Some(session)
+    }
+}
+
+/// Whether an item with this `ExpiresAt` (epoch seconds) has expired at `now_ms`.
+pub fn expired(expires_at: i64, now_ms: i64) -> bool {
+    expires_at.saturating_mul(1000) <= now_ms
+}
+
+/// The per-user profile item. For now it carries only the revoke-all watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Profile {
+    #[serde(flatten)]
+    pub watermark: Option<Watermark>,
+}
+
+impl Session {
+    pub fn is_expired_at(&self, now_ms: i64) -> bool {
+        expired(self.expires_at, now_ms)
+    }
+
+    /// Active: not revoked (by itself or by a watermark) and not expired. TTL deletes lazily,
+    /// so every read goes through this.
+    pub fn is_active_at(&self, now_ms: i64, watermark: Option<&Watermark>) -> bool {
+        self.status == SessionStatus::Active
+            && !self.is_expired_at(now_ms)
+            && !watermark.is_some_and(|w| w.covers(self))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    pub fn session(user: &str, signed_in_at: i64) -> Session {
+        Session {
+            user_id: UserId::parse(user).unwrap(),
+            session_id: SessionId::new(),
+            apps: vec![AppId::parse("chatgpt").unwrap()],
+            client: ClientKind::Browser,
+            user_agent: "Mozilla/5.0".into(),
+            ip: "203.0.113.7".into(),
+            location: Some(Location {
+                city: Some("Lyon".into()),
+                region: None,
+                country: Some("FR".into()),
+            }),
+            device: Device::from_user_agent("Mozilla/5.0", ClientKind::Browser),
+            trusted: false,
+            signed_in_at,
+            last_active_at: signed_in_at,
+            status: SessionStatus::Active,
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+            token_hash: "ab".repeat(32),
+            expires_at: signed_in_at / 1000 + 3600,
+        }
+    }
+
+    #[test]
+    fn item_round_trip_keeps_every_field() {
+        let mut s = session("u1", 1_700_000_000_000);
+        s.revoked_at = Some(1_700_000_100_000);
+        s.revoke_reason = Some(RevokeReason::UserLogout);
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&s).unwrap();
+        assert_eq!(item["ExpiresAt"], AttributeValue::N("1700003600".into()));
+        assert_eq!(item["Status"], AttributeValue::S("active".into()));
+        assert_eq!(
+            item["RevokeReason"],
+            AttributeValue::S("user_logout".into())
+        );
+        assert!(
+            !item.contains_key("RevokedBy"),
+            "absent options are not written as NULL"
+        );
+        let back: Session = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_missing_required_field_is_an_error_not_a_default() {
+        let s = session("u1", 1_700_000_000_000);
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&s).unwrap();
+        item.remove("TokenHash");
+        assert!(serde_dynamo::from_item::<_, Session>(item).is_err());
+    }
+
+    #[test]
+    fn profile_round_trip() {
+        let p = Profile {
+            watermark: Some(Watermark {
+                before_ms: 5,
+                keep: Some(SessionId::new()),
+            }),
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&p).unwrap();
+        assert!(item.contains_key("RevokedBefore"));
+        assert_eq!(serde_dynamo::from_item::<_, Profile>(item).unwrap(), p);
+        let empty: Profile =
+            serde_dynamo::from_item(HashMap::<String, AttributeValue>::new()).unwrap();
+        assert_eq!(empty.watermark, None);
+    }
+
+    #[test]
+    fn activity_rules() {
+        let now = 1_700_000_000_000;
+        let s = session("u1", now - 10_000);
+        assert!(s.is_active_at(now, None));
+        assert!(
+            !s.is_active_at(s.expires_at * 1000, None),
+            "expired at ExpiresAt"
+        );
+        let mut revoked = s.clone();
+        revoked.status = SessionStatus::Revoked;
+        assert!(!revoked.is_active_at(now, None));
+    }
+
+    #[test]
+    fn watermark_covers_older_sessions_except_the_kept_one() {
+        let now = 1_700_000_000_000;
+        let old = session("u1", now - 1000);
+        let new = session("u1", now + 1);
+        let wm = Watermark {
+            before_ms: now,
+            keep: None,
+        };
+        assert!(wm.covers(&old));
+        assert!(!wm.covers(&new));
+        assert!(!old.is_active_at(now, Some(&wm)));
+        let keep = Watermark {
+            before_ms: now,
+            keep: Some(old.session_id),
+        };
+        assert!(!keep.covers(&old));
+    }
+}
