@@ -1,1 +1,263 @@
+//! Helpers for the integration tests: a fresh table on DynamoDB Local per test (the way
+//! zero-to-production's `spawn_app()` gives each test its own database), raw item access, the
+//! table's stream, and the base URL of the `cargo lambda watch` under test.
+//!
+//! `infra/test.sh` starts DynamoDB Local and `cargo lambda watch` and sets the environment. A test
+//! run without them fails loudly; nothing here skips.
 
+use std::collections::{BTreeSet, HashMap};
+
+use active_sessions::{table, DynamoStore};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `infra/test.sh`, which starts DynamoDB Local and cargo lambda watch")
+    })
+}
+
+/// A table of its own for one test.
+pub struct TestTable {
+    pub name: String,
+    pub store: DynamoStore,
+}
+
+impl TestTable {
+    pub async fn new() -> Self {
+        required_env("AWS_ENDPOINT_URL_DYNAMODB");
+        let name = format!(
+            "test-{}",
+            active_sessions::domain::SessionId::new()
+                .to_string()
+                .to_lowercase()
+        );
+        let store = DynamoStore::from_env(&name).await;
+        table::create_table(store.client(), &name)
+            .await
+            .unwrap_or_else(|e| panic!("creating table {name} on DynamoDB Local failed: {e:?}"));
+        Self { name, store }
+    }
+
+    /// Every item in the table (a Scan: fine for a test's own small table, never in the product).
+    pub async fn items(&self) -> Vec<Item> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .store
+                .client()
+                .scan()
+                .table_name(&self.name)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return items,
+            }
+        }
+    }
+
+    pub async fn get(&self, pk: &str, sk: &str) -> Option<Item> {
+        self.store
+            .client()
+            .get_item()
+            .table_name(&self.name)
+            .key("PK", AttributeValue::S(pk.into()))
+            .key("SK", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get_item")
+            .item
+    }
+
+    pub async fn put(&self, item: Item) {
+        self.store
+            .client()
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put_item");
+    }
+
+    pub async fn update_number(&self, pk: &str, sk: &str, attr: &str, value: i64) {
+        self.store
+            .client()
+            .update_item()
+            .table_name(&self.name)
+            .key("PK", AttributeValue::S(pk.into()))
+            .key("SK", AttributeValue::S(sk.into()))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_values(":v", AttributeValue::N(value.to_string()))
+            .send()
+            .await
+            .expect("update_item");
+    }
+
+    /// Every record on the table's stream so far: (event name, old image keys+attrs, new image).
+    pub async fn stream_records(&self) -> Vec<StreamRecord> {
+        let arn = self
+            .store
+            .client()
+            .describe_table()
+            .table_name(&self.name)
+            .send()
+            .await
+            .expect("describe_table")
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .expect("the table has a stream");
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+        let shards = streams
+            .describe_stream()
+            .stream_arn(&arn)
+            .send()
+            .await
+            .expect("describe_stream")
+            .stream_description
+            .and_then(|d| d.shards)
+            .unwrap_or_default();
+        let mut records = Vec::new();
+        for shard in shards {
+            let Some(shard_id) = shard.shard_id else {
+                continue;
+            };
+            let mut iterator = streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard_id)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("get_shard_iterator")
+                .shard_iterator;
+            // An open shard always hands back a next iterator; stop at the first empty read.
+            while let Some(it) = iterator {
+                let out = streams
+                    .get_records()
+                    .shard_iterator(it)
+                    .send()
+                    .await
+                    .expect("get_records");
+                let batch = out.records.unwrap_or_default();
+                if batch.is_empty() {
+                    break;
+                }
+                for r in batch {
+                    let event = r
+                        .event_name
+                        .map(|e| e.as_str().to_owned())
+                        .unwrap_or_default();
+                    let Some(data) = r.dynamodb else { continue };
+                    let text = |img: Option<
+                        HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
+                    >| {
+                        img.map(|m| {
+                            m.into_iter()
+                                .filter_map(|(k, v)| match v {
+                                    aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => {
+                                        Some((k, s))
+                                    }
+                                    aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => {
+                                        Some((k, n))
+                                    }
+                                    _ => None,
+                                })
+                                .collect::<HashMap<_, _>>()
+                        })
+                    };
+                    records.push(StreamRecord {
+                        event,
+                        old: text(data.old_image),
+                        new: text(data.new_image),
+                    });
+                }
+                iterator = out.next_shard_iterator;
+            }
+        }
+        records
+    }
+}
+
+/// A stream record with its images' string and number attributes.
+#[derive(Debug, Clone)]
+pub struct StreamRecord {
+    pub event: String,
+    pub old: Option<HashMap<String, String>>,
+    pub new: Option<HashMap<String, String>>,
+}
+
+pub fn s(item: &Item, attr: &str) -> String {
+    match item.get(attr) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        Some(AttributeValue::N(v)) => v.clone(),
+        other => panic!("{attr} is {other:?}"),
+    }
+}
+
+/// The base URL of the `cargo lambda watch` under test, e.g. `http://127.0.0.1:9011`.
+pub fn e2e_base_url() -> String {
+    required_env("E2E_BASE_URL")
+}
+
+fn repo_file(path: &str) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    std::fs::read_to_string(format!("{root}/{path}"))
+        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// (METHOD, path) pairs served locally by `cargo lambda watch` (the workspace router).
+pub fn watch_routes() -> BTreeSet<(String, String)> {
+    let manifest: toml::Table = repo_file("Cargo.toml").parse().expect("Cargo.toml parses");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("router table");
+    let mut routes = BTreeSet::new();
+    for (path, targets) in router {
+        for target in targets.as_array().expect("route targets") {
+            let method = target["method"].as_str().expect("method").to_owned();
+            routes.insert((method, path.clone()));
+        }
+    }
+    routes
+}
+
+/// (METHOD, path) → documented statuses, from `infra/openapi.yaml`.
+pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses");
+    let mut routes = HashMap::new();
+    let paths = doc["paths"].as_mapping().expect("paths");
+    for (path, ops) in paths {
+        let path = path.as_str().expect("path").to_owned();
+        for (method, op) in ops.as_mapping().expect("operations") {
+            let method = method.as_str().expect("method").to_uppercase();
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                continue;
+            }
+            let statuses = op["responses"]
+                .as_mapping()
+                .expect("responses")
+                .keys()
+                .map(|k| {
+                    k.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| k.as_u64().unwrap_or(0).to_string())
+                })
+                .map(|k| k.parse::<u16>().expect("numeric status"))
+                .collect();
+            routes.insert((method, path.clone()), statuses);
+        }
+    }
+    routes
+}
