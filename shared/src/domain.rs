@@ -65,8 +65,9 @@ impl SessionId {
         Ok(Self(Ulid::from_parts(at, random)))
     }
 
-    /// A fresh id for now (tests and fixtures).
+    /// A fresh id for now (tests and fixtures). No `Default`: an id is minted, never defaulted.
     #[cfg(any(test, feature = "test-utils"))]
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         Self::generate(now as i64).expect("OS random generator")

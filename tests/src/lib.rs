@@ -245,15 +245,13 @@ pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
             if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
                 continue;
             }
+            // Numbered statuses; `default` (the problem document for anything else) is not one.
             let statuses = op["responses"]
                 .as_mapping()
                 .expect("responses")
                 .keys()
-                .map(|k| {
-                    k.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| k.as_u64().unwrap_or(0).to_string())
-                })
+                .filter_map(|k| k.as_str())
+                .filter(|k| *k != "default")
                 .map(|k| k.parse::<u16>().expect("numeric status"))
                 .collect();
             routes.insert((method, path.clone()), statuses);

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every check and every test, from nothing: installs what is missing, checks formatting and
+# clippy, starts DynamoDB Local and `cargo lambda watch` on free loopback ports, and runs the
+# unit, handler, integration and end-to-end tests. Everything it started is stopped on exit.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export DDB_PORT="${TEST_DDB_PORT:-$(pick_port)}"
+export WATCH_PORT="${TEST_WATCH_PORT:-$(pick_port)}"
+source "$HERE/env.sh"
+bash "$ROOT/infra/setup.sh"
+cd "$ROOT"
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== build"
+cargo build --workspace --all-targets --quiet
+
+pids=()
+trap 'stop_group "${pids[@]}"' EXIT
+pids+=("$(start_dynamodb "$DDB_PORT")")
+echo "== DynamoDB Local on 127.0.0.1:$DDB_PORT"
+E2E_TABLE="e2e-$(date +%s)"
+cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
+pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")
+echo "== cargo lambda watch on 127.0.0.1:$WATCH_PORT"
+
+echo "== cargo test"
+E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" cargo test --workspace --no-fail-fast "$@"
