@@ -10,7 +10,7 @@ use crate::cursor::{self, Position};
 use crate::device::Device;
 use crate::domain::{AppId, ClientKind, Location, SessionId, UserId};
 use crate::error::ServiceError;
-use crate::model::{self, Revocation, RevokeReason, Session, SessionStatus, Watermark};
+use crate::model::{Revocation, RevokeReason, Session, SessionStatus, Watermark};
 use crate::store::{RevokeOutcome, SessionPage, SessionStore, StoreError};
 use crate::token::{SessionToken, TokenHash};
 
@@ -399,20 +399,11 @@ pub async fn revoke_all<S: SessionStore>(
         before_ms: now_ms,
         keep,
     };
-    let (in_force, states) = tokio::try_join!(
+    // The watermark write and the count run side by side; neither depends on the other.
+    let (in_force, revoked) = tokio::try_join!(
         store.raise_watermark(&principal.user_id, wanted, &revocation),
-        store.session_states(&principal.user_id),
+        store.count_newly_covered(&principal.user_id, wanted, principal.watermark, now_ms),
     )?;
-    let previous = principal.watermark;
-    let revoked = states
-        .iter()
-        .filter(|st| {
-            st.active
-                && !model::expired(st.expires_at, now_ms)
-                && !previous.is_some_and(|w| w.covers_at(st.signed_in_at, st.session_id))
-                && in_force.covers_at(st.signed_in_at, st.session_id)
-        })
-        .count() as u64;
     tracing::info!(revoked, scope = ?scope, watermark = in_force.before_ms, "revoke-all watermark written");
     Ok(RevokedCount { revoked })
 }

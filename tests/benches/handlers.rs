@@ -1,20 +1,32 @@
-//! Handler latency next to the raw DynamoDB operation each wraps, on DynamoDB Local, in one run.
+//! Handler latency next to the raw DynamoDB operations it wraps, on DynamoDB Local, in one run.
 //! Run with `infra/bench.sh` (it starts DynamoDB Local). Prints medians, p99s and ratios.
 //!
-//! - list: `list-sessions` handler on a user with 20 sessions vs the raw Query it runs.
-//! - revoke-one: `revoke-session` handler vs the raw conditional UpdateItem it runs.
-//! - revoke-all N=1, 50, 500: `revoke-all-sessions` handler vs the raw watermark UpdateItem, and
-//!   N=500 vs N=1 (the critical path must not grow with N).
+//! The variants of each row group are interleaved (one of each per round, in rotating order)
+//! after a warm-up, so drift on a noisy machine and DynamoDB Local's JIT warm-up hit all alike.
+//!
+//! - list: `list-sessions` on a user with 20 sessions vs the raw Query it runs, and vs its raw
+//!   requests (validation read alongside the Query).
+//! - revoke one: `revoke-session` vs the raw conditional UpdateItem, and vs its raw requests
+//!   (validation read, then the UpdateItem).
+//! - revoke all, N = 1, 50, 500: `revoke-all-sessions` vs the raw watermark UpdateItem, and vs
+//!   its raw requests (validation read, then the watermark write alongside the COUNT Query); and
+//!   N=500 vs N=1.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use active_sessions::domain::ClientKind;
 use active_sessions::testing::{request, sign_in, with_path, with_query, SignedIn};
 use active_sessions::{service, Policy};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, Select};
+use aws_sdk_dynamodb::Client;
+use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use integration_tests::TestTable;
 
+const WARM_UP: usize = 30;
+
+#[derive(Clone, Copy)]
 struct Stats {
     median: Duration,
     p99: Duration,
@@ -25,182 +37,353 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
     let n = samples.len();
     let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-    Stats { median: at(0.5), p99: at(0.99), n }
+    Stats {
+        median: at(0.5),
+        p99: at(0.99),
+        n,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn row(name: &str, s: &Stats) {
-    println!("{name:<44} n={:<4} median {:>7.3} ms   p99 {:>7.3} ms", s.n, ms(s.median), ms(s.p99));
+type Variant<'a> = (&'a str, Box<dyn FnMut() -> BoxFuture<'a, ()> + 'a>);
+
+/// Runs the variants round-robin (rotating who goes first), prints a row each, returns the stats.
+async fn measure<'a>(iterations: usize, mut variants: Vec<Variant<'a>>) -> Vec<Stats> {
+    let k = variants.len();
+    let mut samples = vec![Vec::with_capacity(iterations); k];
+    for round in 0..WARM_UP + iterations {
+        for j in 0..k {
+            let i = (round + j) % k;
+            let start = Instant::now();
+            (variants[i].1)().await;
+            if round >= WARM_UP {
+                samples[i].push(start.elapsed());
+            }
+        }
+    }
+    let out: Vec<Stats> = samples.into_iter().map(stats).collect();
+    for ((name, _), s) in variants.iter().zip(&out) {
+        println!(
+            "  {name:<46} n={:<4} median {:>7.3} ms   p99 {:>7.3} ms",
+            s.n,
+            ms(s.median),
+            ms(s.p99)
+        );
+    }
+    out
 }
 
-fn ratio(name: &str, a: &Stats, b: &Stats, target: f64) {
+fn ratio(name: &str, a: Stats, b: Stats, target: f64) {
     let r = ms(a.median) / ms(b.median);
-    let verdict = if r <= target { "ok" } else { "OVER TARGET" };
-    println!("  ratio {name:<40} {r:>5.2}x   (target <= {target}x: {verdict})");
-}
-
-async fn time<F, Fut>(iterations: usize, mut f: F) -> Stats
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for i in 0..3 {
-        f(usize::MAX - i).await; // warm-up (connections, JIT in DynamoDB Local)
-    }
-    let mut samples = Vec::with_capacity(iterations);
-    for i in 0..iterations {
-        let start = Instant::now();
-        f(i).await;
-        samples.push(start.elapsed());
-    }
-    stats(samples)
+    let verdict = if r <= target { "met" } else { "NOT MET" };
+    println!("  ratio {name:<44} {r:>5.2}x   (target <= {target}x: {verdict})");
 }
 
 async fn sessions(t: &TestTable, user: &str, n: usize) -> Vec<SignedIn> {
-    stream::iter(0..n).map(|_| sign_in(&t.store, user, ClientKind::Browser)).buffer_unordered(16).collect().await
+    stream::iter(0..n)
+        .map(|_| sign_in(&t.store, user, ClientKind::Browser))
+        .buffer_unordered(16)
+        .collect()
+        .await
 }
 
-fn key(user: &str, sid: &str) -> std::collections::HashMap<String, AttributeValue> {
-    [("PK", format!("USER#{user}")), ("SK", format!("SESSION#{sid}"))]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-        .collect()
+fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("PK".to_owned(), AttributeValue::S(format!("USER#{user}"))),
+        ("SK".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+/// The read validation makes: session and profile in one strongly consistent BatchGetItem.
+async fn raw_auth(client: &Client, table: &str, user: &str, sid: &str) {
+    let keys = KeysAndAttributes::builder()
+        .keys(key(user, &format!("SESSION#{sid}")))
+        .keys(key(user, "PROFILE"))
+        .consistent_read(true)
+        .build()
+        .expect("keys");
+    client
+        .batch_get_item()
+        .request_items(table, keys)
+        .send()
+        .await
+        .expect("batch_get_item");
+}
+
+async fn raw_list_query(client: &Client, table: &str, user: &str) {
+    let out = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("USER#{user}")))
+        .expression_attribute_values(":p", AttributeValue::S("SESSION#".into()))
+        .scan_index_forward(false)
+        .consistent_read(true)
+        .limit(19)
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(out.count, 19);
+}
+
+async fn raw_revoke(client: &Client, table: &str, user: &str, sid: &str) {
+    let now = service::now_ms();
+    client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(user, &format!("SESSION#{sid}"))))
+        .update_expression(
+            "SET #s = :r, RevokedAt = :at, RevokedBy = :by, RevokeReason = :why, ExpiresAt = :exp",
+        )
+        .condition_expression("attribute_exists(PK) AND #s = :a AND ExpiresAt > :now")
+        .expression_attribute_names("#s", "Status")
+        .expression_attribute_values(":r", AttributeValue::S("revoked".into()))
+        .expression_attribute_values(":a", AttributeValue::S("active".into()))
+        .expression_attribute_values(":at", AttributeValue::N(now.to_string()))
+        .expression_attribute_values(":by", AttributeValue::S("user:bench".into()))
+        .expression_attribute_values(":why", AttributeValue::S("user_logout".into()))
+        .expression_attribute_values(":exp", AttributeValue::N((now / 1000 + 86_400).to_string()))
+        .expression_attribute_values(":now", AttributeValue::N((now / 1000).to_string()))
+        .return_values(ReturnValue::AllOld)
+        .send()
+        .await
+        .expect("update_item");
+}
+
+async fn raw_watermark(client: &Client, table: &str, user: &str) {
+    let now = service::now_ms();
+    let result = client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(user, "PROFILE")))
+        .update_expression("SET #t = :t, RevokedBefore = :b, WatermarkAt = :b, WatermarkBy = :by, WatermarkReason = :why REMOVE RevokeKeep")
+        .condition_expression("attribute_not_exists(RevokedBefore) OR RevokedBefore < :b")
+        .expression_attribute_names("#t", "Type")
+        .expression_attribute_values(":t", AttributeValue::S("PROFILE".into()))
+        .expression_attribute_values(":b", AttributeValue::N(now.to_string()))
+        .expression_attribute_values(":by", AttributeValue::S("user:bench".into()))
+        .expression_attribute_values(":why", AttributeValue::S("user_logout_all".into()))
+        .send()
+        .await;
+    // Two calls can share a millisecond; the condition then refuses, as it does in the product.
+    if let Err(e) = result {
+        assert!(
+            e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()),
+            "{e:?}"
+        );
+    }
+}
+
+async fn raw_count(client: &Client, table: &str, user: &str) {
+    let now = service::now_ms();
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+        .filter_expression("#s = :a AND ExpiresAt > :now AND SignedInAt <= :before")
+        .expression_attribute_names("#s", "Status")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("USER#{user}")))
+        .expression_attribute_values(":p", AttributeValue::S("SESSION#".into()))
+        .expression_attribute_values(":a", AttributeValue::S("active".into()))
+        .expression_attribute_values(":now", AttributeValue::N((now / 1000).to_string()))
+        .expression_attribute_values(":before", AttributeValue::N(now.to_string()))
+        .select(Select::Count)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("count query");
 }
 
 #[tokio::main]
 async fn main() {
-    let iterations: usize = std::env::var("BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let iterations: usize = std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let t = TestTable::new().await;
-    let client = t.store.client().clone();
+    let (client, table) = (t.store.client(), t.name.as_str());
     let policy = Policy::default();
-    println!("Active Sessions handler benchmark on DynamoDB Local ({iterations} iterations per row)\n");
+    println!("Active Sessions handlers vs raw DynamoDB operations, on DynamoDB Local");
+    println!(
+        "({iterations} measured rounds after {WARM_UP} warm-up rounds; variants interleaved)\n"
+    );
 
     // ---- list: 20 sessions.
     let listed = sessions(&t, "bench-list", 20).await;
-    let token = listed[0].token.clone();
-    let handler_list = time(iterations, |_| {
-        let req = request("GET", "/v1/sessions", Some(&token));
-        let store = &t.store;
-        async move {
-            let res = list_sessions::handle(store, req).await;
-            assert_eq!(res.status(), 200);
-        }
-    })
+    let (token, sid) = (listed[0].token.as_str(), listed[0].session_id.to_string());
+    let sid = sid.as_str();
+    println!("list, 20 sessions");
+    let s = measure(
+        iterations,
+        vec![
+            (
+                "handler GET /v1/sessions",
+                Box::new(|| {
+                    Box::pin(async {
+                        let res = list_sessions::handle(
+                            &t.store,
+                            request("GET", "/v1/sessions", Some(token)),
+                        )
+                        .await;
+                        assert_eq!(res.status(), 200);
+                    })
+                }),
+            ),
+            (
+                "raw Query (the operation it wraps)",
+                Box::new(|| Box::pin(raw_list_query(client, table, "bench-list"))),
+            ),
+            (
+                "raw BatchGetItem || Query (its requests)",
+                Box::new(|| {
+                    Box::pin(async {
+                        tokio::join!(
+                            raw_auth(client, table, "bench-list", sid),
+                            raw_list_query(client, table, "bench-list")
+                        );
+                    })
+                }),
+            ),
+            (
+                "raw BatchGetItem (validation read alone)",
+                Box::new(|| Box::pin(raw_auth(client, table, "bench-list", sid))),
+            ),
+        ],
+    )
     .await;
-    let raw_query = time(iterations, |_| {
-        let q = client
-            .query()
-            .table_name(&t.name)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
-            .expression_attribute_values(":pk", AttributeValue::S("USER#bench-list".into()))
-            .expression_attribute_values(":p", AttributeValue::S("SESSION#".into()))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(19);
-        async move {
-            let out = q.send().await.expect("query");
-            assert_eq!(out.count, 19);
-        }
-    })
-    .await;
-    println!("list (20 sessions)");
-    row("  handler GET /v1/sessions", &handler_list);
-    row("  raw Query (what it wraps)", &raw_query);
-    ratio("handler / raw Query", &handler_list, &raw_query, 1.5);
+    ratio("handler / raw Query", s[0], s[1], 1.5);
+    ratio("handler / its raw requests", s[0], s[2], 1.5);
 
-    // ---- revoke one: a fresh target each iteration.
+    // ---- revoke one: a fresh target every time.
     let me = sign_in(&t.store, "bench-revoke", ClientKind::Browser).await;
-    let targets = sessions(&t, "bench-revoke", iterations + 3).await;
-    let raw_targets = sessions(&t, "bench-revoke-raw", iterations + 3).await;
-    let mut next = 0;
-    let handler_revoke = time(iterations, |_| {
-        let id = targets[next].session_id.to_string();
-        next += 1;
-        let req = with_path(request("DELETE", "/v1/sessions/x", Some(&me.token)), &[("id", &id)]);
-        let (store, policy) = (&t.store, &policy);
-        async move {
-            assert_eq!(revoke_session::handle(store, policy, req).await.status(), 204);
-        }
-    })
-    .await;
-    let mut next = 0;
-    let raw_revoke = time(iterations, |_| {
-        let id = raw_targets[next].session_id.to_string();
-        next += 1;
-        let now = service::now_ms();
-        let u = client
-            .update_item()
-            .table_name(&t.name)
-            .set_key(Some(key("bench-revoke-raw", &id)))
-            .update_expression("SET #s = :r, RevokedAt = :at, RevokedBy = :by, RevokeReason = :why, ExpiresAt = :exp")
-            .condition_expression("attribute_exists(PK) AND #s = :a AND ExpiresAt > :now")
-            .expression_attribute_names("#s", "Status")
-            .expression_attribute_values(":r", AttributeValue::S("revoked".into()))
-            .expression_attribute_values(":a", AttributeValue::S("active".into()))
-            .expression_attribute_values(":at", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":by", AttributeValue::S("user:bench".into()))
-            .expression_attribute_values(":why", AttributeValue::S("user_logout".into()))
-            .expression_attribute_values(":exp", AttributeValue::N((now / 1000 + 86_400).to_string()))
-            .expression_attribute_values(":now", AttributeValue::N((now / 1000).to_string()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        async move {
-            u.send().await.expect("update");
-        }
-    })
-    .await;
+    let me_sid = me.session_id.to_string();
+    let rounds = WARM_UP + iterations;
+    let targets = sessions(&t, "bench-revoke", rounds).await;
+    let raw_targets = sessions(&t, "bench-revoke-raw", rounds).await;
+    let seq_targets = sessions(&t, "bench-revoke-seq", rounds).await;
+    let (mut a, mut b, mut c) = (targets.iter(), raw_targets.iter(), seq_targets.iter());
     println!("\nrevoke one");
-    row("  handler DELETE /v1/sessions/{id}", &handler_revoke);
-    row("  raw conditional UpdateItem", &raw_revoke);
-    ratio("handler / raw UpdateItem", &handler_revoke, &raw_revoke, 1.5);
-
-    // ---- revoke all, N = 1, 50, 500 (scope=others keeps the caller, so every iteration does the
-    // same reads and writes on the same N sessions).
-    let raw_watermark = time(iterations, |_| {
-        let now = service::now_ms();
-        let u = client
-            .update_item()
-            .table_name(&t.name)
-            .key("PK", AttributeValue::S("USER#bench-raw-watermark".into()))
-            .key("SK", AttributeValue::S("PROFILE".into()))
-            .update_expression("SET #t = :t, RevokedBefore = :b, WatermarkAt = :b, WatermarkBy = :by, WatermarkReason = :why REMOVE RevokeKeep")
-            .condition_expression("attribute_not_exists(RevokedBefore) OR RevokedBefore < :b")
-            .expression_attribute_names("#t", "Type")
-            .expression_attribute_values(":t", AttributeValue::S("PROFILE".into()))
-            .expression_attribute_values(":b", AttributeValue::N(now.to_string()))
-            .expression_attribute_values(":by", AttributeValue::S("user:bench".into()))
-            .expression_attribute_values(":why", AttributeValue::S("user_logout_all".into()));
-        async move {
-            // Two iterations may share a millisecond; the condition then refuses, as in the product.
-            let _ = u.send().await;
-        }
-    })
+    let s = measure(
+        iterations,
+        vec![
+            (
+                "handler DELETE /v1/sessions/{id}",
+                Box::new(|| {
+                    let id = a.next().expect("target").session_id.to_string();
+                    let req = with_path(
+                        request("DELETE", "/v1/sessions/x", Some(&me.token)),
+                        &[("id", &id)],
+                    );
+                    let (store, policy) = (&t.store, &policy);
+                    Box::pin(async move {
+                        assert_eq!(
+                            revoke_session::handle(store, policy, req).await.status(),
+                            204
+                        );
+                    })
+                }),
+            ),
+            (
+                "raw conditional UpdateItem (what it wraps)",
+                Box::new(|| {
+                    let id = b.next().expect("target").session_id.to_string();
+                    Box::pin(
+                        async move { raw_revoke(client, table, "bench-revoke-raw", &id).await },
+                    )
+                }),
+            ),
+            (
+                "raw BatchGetItem, then UpdateItem (its requests)",
+                Box::new(|| {
+                    let id = c.next().expect("target").session_id.to_string();
+                    let me_sid = me_sid.as_str();
+                    Box::pin(async move {
+                        raw_auth(client, table, "bench-revoke", me_sid).await;
+                        raw_revoke(client, table, "bench-revoke-seq", &id).await;
+                    })
+                }),
+            ),
+        ],
+    )
     .await;
+    ratio("handler / raw UpdateItem", s[0], s[1], 1.5);
+    ratio("handler / its raw requests", s[0], s[2], 1.5);
+
+    // ---- revoke all, N = 1, 50, 500. scope=others keeps the caller signed in, so every round does
+    // the same work on the same N sessions (validation, watermark write, count of N).
     println!("\nrevoke all");
-    row("  raw watermark UpdateItem", &raw_watermark);
-    let mut by_n = Vec::new();
+    let mut handler_by_n = Vec::new();
     for n in [1usize, 50, 500] {
         let user = format!("bench-all-{n}");
         let signed = sessions(&t, &user, n).await;
-        let caller = signed[0].token.clone();
-        let iters = if n >= 500 { iterations / 2 } else { iterations };
-        let s = time(iters, |_| {
-            let req = with_query(request("DELETE", "/v1/sessions", Some(&caller)), &[("scope", "others")]);
-            let store = &t.store;
-            async move {
-                let res = revoke_all_sessions::handle(store, req).await;
-                assert_eq!(res.status(), 200);
-            }
-        })
+        let caller = signed.iter().min_by_key(|s| s.session_id).expect("caller");
+        let caller_sid = caller.session_id.to_string();
+        let raw_user = format!("bench-all-raw-{n}");
+        let user = user.as_str();
+        println!("  N = {n}");
+        let s = measure(
+            iterations,
+            vec![
+                (
+                    "handler DELETE /v1/sessions?scope=others",
+                    Box::new(|| {
+                        let req = with_query(
+                            request("DELETE", "/v1/sessions", Some(&caller.token)),
+                            &[("scope", "others")],
+                        );
+                        let store = &t.store;
+                        Box::pin(async move {
+                            assert_eq!(revoke_all_sessions::handle(store, req).await.status(), 200);
+                        })
+                    }),
+                ),
+                (
+                    "raw watermark UpdateItem (what it wraps)",
+                    Box::new(|| Box::pin(raw_watermark(client, table, &raw_user))),
+                ),
+                (
+                    "raw BatchGetItem, then UpdateItem || COUNT Query",
+                    Box::new(|| {
+                        let (caller_sid, raw_user) = (caller_sid.as_str(), raw_user.as_str());
+                        Box::pin(async move {
+                            raw_auth(client, table, user, caller_sid).await;
+                            tokio::join!(
+                                raw_watermark(client, table, raw_user),
+                                raw_count(client, table, user)
+                            );
+                        })
+                    }),
+                ),
+                (
+                    "raw COUNT Query alone",
+                    Box::new(|| Box::pin(raw_count(client, table, user))),
+                ),
+            ],
+        )
         .await;
-        row(&format!("  handler DELETE /v1/sessions, N={n}"), &s);
-        by_n.push((n, s));
+        ratio(
+            &format!("handler N={n} / raw watermark UpdateItem"),
+            s[0],
+            s[1],
+            1.5,
+        );
+        ratio(
+            &format!("handler N={n} / its raw requests"),
+            s[0],
+            s[2],
+            1.5,
+        );
+        handler_by_n.push(s[0]);
     }
-    for (n, s) in &by_n {
-        ratio(&format!("handler N={n} / raw watermark write"), s, &raw_watermark, 1.5);
-    }
-    ratio("handler N=500 / handler N=1", &by_n[2].1, &by_n[0].1, 2.0);
+    println!();
+    ratio(
+        "handler N=500 / handler N=1",
+        handler_by_n[2],
+        handler_by_n[0],
+        2.0,
+    );
 }

@@ -426,6 +426,22 @@ async fn revoke_others_keeps_the_current_session_and_a_repeat_counts_zero() {
     let (status, body) = revoke_all(&t, &me.token, Some("others")).await;
     assert_eq!((status, body["revoked"].as_u64()), (200, Some(0)));
     assert_eq!(revoke_all(&t, &me.token, Some("nobody")).await.0, 400);
+    // An expired session (not yet removed by TTL) is not counted; then "all" counts the one left.
+    let expired = sign_in(&t.store, "alice", ClientKind::Browser).await;
+    t.update_number(
+        "USER#alice",
+        &format!("SESSION#{}", expired.session_id),
+        "ExpiresAt",
+        1_000,
+    )
+    .await;
+    let (status, body) = revoke_all(&t, &me.token, None).await;
+    assert_eq!(
+        (status, body["revoked"].as_u64()),
+        (200, Some(1)),
+        "only the kept session"
+    );
+    assert_eq!(list(&t, &me.token, &[]).await.0, 401);
 }
 
 #[tokio::test]

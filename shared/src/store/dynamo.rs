@@ -261,6 +261,67 @@ impl SessionStore for DynamoStore {
         }
     }
 
+    async fn count_newly_covered(
+        &self,
+        user: &UserId,
+        new: Watermark,
+        previous: Option<Watermark>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        // The same rule as `Session::is_active_at(now, previous) && new.covers(..)`, evaluated by
+        // DynamoDB so that only a number comes back. Integration tests hold the two to agreement.
+        let mut filter =
+            String::from("#status = :active AND ExpiresAt > :now AND SignedInAt <= :new_before");
+        let mut values = HashMap::from([
+            (":pk".to_owned(), s(keys::user_pk(user))),
+            (":prefix".to_owned(), s(keys::SESSION_PREFIX)),
+            (
+                ":active".to_owned(),
+                serde_dynamo::to_attribute_value(SessionStatus::Active)
+                    .map_err(StoreError::Corrupt)?,
+            ),
+            (":now".to_owned(), n(now_ms.div_euclid(1000))),
+            (":new_before".to_owned(), n(new.before_ms)),
+        ]);
+        if let Some(keep) = new.keep {
+            // Key attributes can't appear in a filter: match the `SessionId` attribute instead.
+            filter.push_str(" AND SessionId <> :new_keep");
+            values.insert(":new_keep".into(), s(keep.to_string()));
+        }
+        if let Some(prev) = previous {
+            filter.push_str(" AND (SignedInAt > :prev_before");
+            values.insert(":prev_before".into(), n(prev.before_ms));
+            if let Some(keep) = prev.keep {
+                filter.push_str(" OR SessionId = :prev_keep");
+                values.insert(":prev_keep".into(), s(keep.to_string()));
+            }
+            filter.push(')');
+        }
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .filter_expression(&filter)
+                .expression_attribute_names("#status", "Status")
+                .set_expression_attribute_values(Some(values.clone()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(total),
+            }
+        }
+    }
+
     async fn revoke_session(
         &self,
         user: &UserId,

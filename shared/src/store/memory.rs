@@ -127,6 +127,23 @@ impl SessionStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn count_newly_covered(
+        &self,
+        user: &UserId,
+        new: Watermark,
+        previous: Option<Watermark>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        let Some(sessions) = inner.sessions.get(user) else {
+            return Ok(0);
+        };
+        Ok(sessions
+            .values()
+            .filter(|s| s.is_active_at(now_ms, previous.as_ref()) && new.covers(s))
+            .count() as u64)
+    }
+
     async fn revoke_session(
         &self,
         user: &UserId,

@@ -90,6 +90,17 @@ pub trait SessionStore: Send + Sync {
         user: &UserId,
     ) -> impl Future<Output = Result<Vec<SessionState>, StoreError>> + Send;
 
+    /// How many of the user's sessions are active and unexpired at `now_ms`, covered by `new`, and
+    /// not covered by `previous` (they were revoked already): what a revoke-all newly revokes.
+    /// Counted by the store (DynamoDB: a `Select=COUNT` Query), so no item crosses the wire.
+    fn count_newly_covered(
+        &self,
+        user: &UserId,
+        new: Watermark,
+        previous: Option<Watermark>,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Soft-revokes one session if it is active and unexpired at `revocation.at_ms`: sets status,
     /// who, when, why, and shortens `ExpiresAt` to at most `tombstone_secs` from now.
     fn revoke_session(
