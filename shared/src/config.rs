@@ -19,6 +19,11 @@ pub struct Policy {
     pub max_session_ttl_secs: i64,
     /// How long a revoked session's tombstone stays before TTL removes it (`TOMBSTONE_TTL_SECONDS`).
     pub tombstone_secs: i64,
+    /// How long audit events are kept (`AUDIT_TTL_SECONDS`, 400 days).
+    pub audit_ttl_secs: i64,
+    /// Active sessions a user may have; one more sign-in evicts the least recently active
+    /// (`MAX_SESSIONS_PER_USER`, 100 as on GitLab).
+    pub max_sessions: u32,
 }
 
 impl Default for Policy {
@@ -27,6 +32,8 @@ impl Default for Policy {
             session_ttl_secs: 30 * 86_400,
             max_session_ttl_secs: 400 * 86_400,
             tombstone_secs: 86_400,
+            audit_ttl_secs: 400 * 86_400,
+            max_sessions: 100,
         }
     }
 }
@@ -62,6 +69,10 @@ impl Config {
             session_ttl_secs: number("SESSION_TTL_SECONDS", d.session_ttl_secs, 60)?,
             max_session_ttl_secs: number("MAX_SESSION_TTL_SECONDS", d.max_session_ttl_secs, 60)?,
             tombstone_secs: number("TOMBSTONE_TTL_SECONDS", d.tombstone_secs, 0)?,
+            audit_ttl_secs: number("AUDIT_TTL_SECONDS", d.audit_ttl_secs, 86_400)?,
+            max_sessions: u32::try_from(number("MAX_SESSIONS_PER_USER", i64::from(d.max_sessions), 1)?).map_err(|_| {
+                ConfigError::Invalid { name: "MAX_SESSIONS_PER_USER", reason: "too large".into() }
+            })?,
         };
         if policy.session_ttl_secs > policy.max_session_ttl_secs {
             return Err(ConfigError::Invalid {

@@ -1,58 +1,69 @@
-//! Opaque listing cursors, bound to the user they were issued to.
+//! Opaque listing cursors, bound to the user and the listing they were issued for.
 //!
-//! A cursor says where the next page starts. It is only ever applied to the caller's own partition,
-//! so it can't reach another user's data; binding it to the user (a hash tag) makes a cursor pasted
-//! into another account fail clearly instead of paging from an arbitrary point.
+//! A cursor says where the next page starts. It is only ever applied to the subject's own
+//! partition, so it can't reach another user's data; binding it to the user and the listing
+//! (sessions or events) makes a cursor pasted elsewhere fail clearly instead of paging from an
+//! arbitrary point.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use ulid::Ulid;
 
-use crate::domain::{InvalidValue, SessionId, UserId};
+use crate::domain::{InvalidValue, UserId};
 
 const VERSION: &str = "c1";
 const MAX_LEN: usize = 200;
 
-/// Where a page starts: at the top (after the current session was shown) or after a session id.
+/// Which listing a cursor pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Sessions,
+    Events,
+}
+
+/// Where a page starts: at the top (after the current session was shown) or after an id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     Top,
-    After(SessionId),
+    After(Ulid),
 }
 
-fn user_tag(user: &UserId) -> String {
-    let digest = Sha256::digest(format!("cursor:{}", user.as_str()).as_bytes());
+fn tag(user: &UserId, listing: Listing) -> String {
+    let kind = match listing {
+        Listing::Sessions => "sessions",
+        Listing::Events => "events",
+    };
+    let digest = Sha256::digest(format!("cursor:{kind}:{}", user.as_str()).as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn encode(user: &UserId, position: Position) -> String {
+pub fn encode(user: &UserId, listing: Listing, position: Position) -> String {
     let at = match position {
         Position::Top => "-".to_owned(),
         Position::After(id) => id.to_string(),
     };
-    URL_SAFE_NO_PAD.encode(format!("{VERSION}.{}.{at}", user_tag(user)))
+    URL_SAFE_NO_PAD.encode(format!("{VERSION}.{}.{at}", tag(user, listing)))
 }
 
-pub fn decode(raw: &str, user: &UserId) -> Result<Position, InvalidValue> {
-    let bad =
-        || InvalidValue("cursor is not valid for this listing; start again without it".into());
+pub fn decode(raw: &str, user: &UserId, listing: Listing) -> Result<Position, InvalidValue> {
+    let bad = || InvalidValue("cursor is not valid for this listing; start again without it".into());
     if raw.len() > MAX_LEN {
         return Err(bad());
     }
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let mut parts = text.split('.');
-    let (Some(VERSION), Some(tag), Some(at), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(VERSION), Some(t), Some(at), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
-    if tag != user_tag(user) {
+    if t != tag(user, listing) {
         return Err(bad());
     }
     match at {
         "-" => Ok(Position::Top),
-        id => SessionId::parse(id).map(Position::After).map_err(|_| bad()),
+        id if id.len() == 26 => Ulid::from_string(id).map(Position::After).map_err(|_| bad()),
+        _ => Err(bad()),
     }
 }
 
@@ -63,32 +74,24 @@ mod tests {
     #[test]
     fn round_trip() {
         let u = UserId::parse("alice").unwrap();
-        let id = SessionId::new();
-        assert_eq!(
-            decode(&encode(&u, Position::After(id)), &u),
-            Ok(Position::After(id))
-        );
-        assert_eq!(decode(&encode(&u, Position::Top), &u), Ok(Position::Top));
+        let id = Ulid::from_parts(1_700_000_000_000, 42);
+        assert_eq!(decode(&encode(&u, Listing::Sessions, Position::After(id)), &u, Listing::Sessions), Ok(Position::After(id)));
+        assert_eq!(decode(&encode(&u, Listing::Events, Position::Top), &u, Listing::Events), Ok(Position::Top));
     }
 
     #[test]
-    fn another_users_cursor_is_refused() {
+    fn another_users_or_another_listings_cursor_is_refused() {
         let alice = UserId::parse("alice").unwrap();
         let bob = UserId::parse("bob").unwrap();
-        assert!(decode(&encode(&alice, Position::Top), &bob).is_err());
+        assert!(decode(&encode(&alice, Listing::Sessions, Position::Top), &bob, Listing::Sessions).is_err());
+        assert!(decode(&encode(&alice, Listing::Sessions, Position::Top), &alice, Listing::Events).is_err());
     }
 
     #[test]
     fn garbage_is_refused() {
         let u = UserId::parse("alice").unwrap();
-        for raw in [
-            "",
-            "!!!",
-            "YWJj",
-            &"A".repeat(500),
-            &URL_SAFE_NO_PAD.encode("c1.x.y.z"),
-        ] {
-            assert!(decode(raw, &u).is_err(), "{raw}");
+        for raw in ["", "!!!", "YWJj", &"A".repeat(500), &URL_SAFE_NO_PAD.encode("c1.x.y.z")] {
+            assert!(decode(raw, &u, Listing::Sessions).is_err(), "{raw}");
         }
     }
 }

@@ -51,6 +51,46 @@ impl<'de> Deserialize<'de> for UserId {
     }
 }
 
+/// A workspace id: 1–64 characters of `[A-Za-z0-9._-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct WorkspaceId(String);
+
+impl WorkspaceId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if raw.is_empty() || raw.len() > 64 || !raw.chars().all(ok_char) {
+            return Err(invalid("workspace_id must be 1-64 characters of letters, digits and . _ -"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkspaceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A user's role in their workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+}
+
 /// A session id: a ULID, so ids sort by sign-in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(Ulid);
@@ -89,6 +129,10 @@ impl SessionId {
     /// Milliseconds since the epoch at which the id was minted (the sign-in time).
     pub fn timestamp_ms(&self) -> u64 {
         self.0.timestamp_ms()
+    }
+
+    pub fn ulid(&self) -> Ulid {
+        self.0
     }
 }
 
@@ -244,6 +288,16 @@ mod tests {
             "randomness must not spill into the time"
         );
         assert!(SessionId::generate(1_000).unwrap() < SessionId::generate(2_000).unwrap());
+    }
+
+    #[test]
+    fn workspace_ids_and_roles() {
+        assert!(WorkspaceId::parse("acme-corp").is_ok());
+        assert!(WorkspaceId::parse("").is_err());
+        assert!(WorkspaceId::parse("a#b").is_err());
+        assert!(WorkspaceId::parse(&"w".repeat(65)).is_err());
+        assert_eq!(serde_json::from_str::<Role>("\"admin\"").unwrap(), Role::Admin);
+        assert!(serde_json::from_str::<Role>("\"owner\"").is_err());
     }
 
     #[test]

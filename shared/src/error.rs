@@ -18,6 +18,12 @@ pub enum ServiceError {
     InvalidToken,
     #[error("not found")]
     NotFound,
+    /// Authenticated, but not allowed to do this (the text says why; it is safe to show).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Self-service is off for accounts linked to an organisation's SSO.
+    #[error("sessions are managed by the organisation")]
+    SsoManaged { workspace: Option<String> },
     #[error("the current session can't be revoked from its own row")]
     CurrentSession,
     #[error("bad request: {0}")]
@@ -37,7 +43,7 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Throttled(_) => Self::Unavailable(err),
+            StoreError::Throttled(_) | StoreError::Conflict => Self::Unavailable(err),
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -58,6 +64,7 @@ impl ServiceError {
         match self {
             Self::MissingToken | Self::InvalidToken => 401,
             Self::NotFound => 404,
+            Self::Forbidden(_) | Self::SsoManaged { .. } => 403,
             Self::CurrentSession => 409,
             Self::BadRequest(_) => 400,
             Self::PayloadTooLarge { .. } => 413,
@@ -73,6 +80,8 @@ impl ServiceError {
             Self::MissingToken => ("authentication-required", "Authentication required"),
             Self::InvalidToken => ("invalid-token", "Invalid token"),
             Self::NotFound => ("not-found", "Not found"),
+            Self::Forbidden(_) => ("forbidden", "Forbidden"),
+            Self::SsoManaged { .. } => ("sso-managed", "Sessions are managed by your organisation"),
             Self::CurrentSession => ("current-session", "This is your current session"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
@@ -89,6 +98,12 @@ impl ServiceError {
             Self::MissingToken => "Send the session token as `Authorization: Bearer <token>`.".into(),
             Self::InvalidToken => "The session token is invalid, expired or revoked. Sign in again.".into(),
             Self::NotFound => "No such session.".into(),
+            Self::Forbidden(detail) => detail.clone(),
+            Self::SsoManaged { workspace } => format!(
+                "This account signs in through your organisation's single sign-on, so its sessions are managed by the \
+                 administrators of workspace {}. Ask them to sign you out.",
+                workspace.as_deref().unwrap_or("(unknown)")
+            ),
             Self::CurrentSession => {
                 "You can't revoke the session you are using. Sign out normally, or log out of all sessions.".into()
             }
@@ -121,6 +136,11 @@ mod tests {
         assert_eq!(ServiceError::MissingToken.status(), 401);
         assert_eq!(ServiceError::InvalidToken.status(), 401);
         assert_eq!(ServiceError::NotFound.status(), 404);
+        assert_eq!(ServiceError::Forbidden("x".into()).status(), 403);
+        let sso = ServiceError::SsoManaged { workspace: Some("acme".into()) };
+        assert_eq!(sso.status(), 403);
+        assert!(sso.problem().kind.ends_with("sso-managed"));
+        assert!(sso.problem().detail.contains("acme"));
         assert_eq!(ServiceError::CurrentSession.status(), 409);
         assert_eq!(ServiceError::BadRequest("x".into()).status(), 400);
         assert_eq!(ServiceError::PayloadTooLarge { limit: 1 }.status(), 413);

@@ -156,3 +156,27 @@ pub fn path_param(req: &Request, name: &str) -> Option<String> {
         .and_then(|p| p.first(name))
         .map(str::to_owned)
 }
+
+/// The client's IP as API Gateway saw it (`requestContext.http.sourceIp`), for the audit trail.
+pub fn source_ip(req: &Request) -> Option<String> {
+    match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    }
+}
+
+/// Whose sessions the route acts on: the caller's own, or (admin routes, `{user_id}` in the
+/// path) a member's. A malformed user id answers like an unknown one.
+pub fn subject(req: &Request) -> Result<crate::service::Subject, ServiceError> {
+    match path_param(req, "user_id") {
+        None => Ok(crate::service::Subject::Own),
+        Some(raw) => crate::domain::UserId::parse(&raw)
+            .map(crate::service::Subject::Member)
+            .map_err(|_| ServiceError::NotFound),
+    }
+}
+
+/// The caller: the bearer token and the source IP.
+pub fn caller(req: &Request) -> Result<crate::service::Caller, ServiceError> {
+    Ok(crate::service::Caller { token: bearer(req)?, source_ip: source_ip(req) })
+}

@@ -1,6 +1,6 @@
 //! The one module that builds and reads table keys. Nothing else formats `PK`/`SK` strings.
 
-use crate::domain::{SessionId, UserId};
+use crate::domain::{SessionId, UserId, WorkspaceId};
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -9,7 +9,10 @@ pub const EXPIRES_AT: &str = "ExpiresAt";
 
 pub const PROFILE_SK: &str = "PROFILE";
 pub const SESSION_PREFIX: &str = "SESSION#";
+pub const AUDIT_PREFIX: &str = "AUDIT#";
 const USER_PREFIX: &str = "USER#";
+const WORKSPACE_PREFIX: &str = "WORKSPACE#";
+const MEMBER_PREFIX: &str = "MEMBER#";
 
 /// `USER#<userId>`: the partition holding a user's profile and sessions.
 pub fn user_pk(user: &UserId) -> String {
@@ -19,6 +22,26 @@ pub fn user_pk(user: &UserId) -> String {
 /// `SESSION#<sessionId>`.
 pub fn session_sk(session: &SessionId) -> String {
     format!("{SESSION_PREFIX}{session}")
+}
+
+/// `AUDIT#<eventId>`: an audit event in the target user's partition, newest last.
+pub fn audit_sk(event_id: &ulid::Ulid) -> String {
+    format!("{AUDIT_PREFIX}{event_id}")
+}
+
+/// The event id inside an audit sort key, if it is one.
+pub fn audit_id_from_sk(sk: &str) -> Option<ulid::Ulid> {
+    sk.strip_prefix(AUDIT_PREFIX).and_then(|id| ulid::Ulid::from_string(id).ok())
+}
+
+/// `WORKSPACE#<ws>`: the partition holding a workspace's memberships.
+pub fn workspace_pk(workspace: &WorkspaceId) -> String {
+    format!("{WORKSPACE_PREFIX}{}", workspace.as_str())
+}
+
+/// `MEMBER#<userId>`.
+pub fn member_sk(user: &UserId) -> String {
+    format!("{MEMBER_PREFIX}{}", user.as_str())
 }
 
 /// The session id inside a session sort key, if it is one.
@@ -53,6 +76,17 @@ mod tests {
         assert_eq!(session_id_from_sk(&sk), Some(id));
         assert_eq!(session_id_from_sk(PROFILE_SK), None);
         assert_eq!(session_id_from_sk("SESSION#not-a-ulid"), None);
+    }
+
+    #[test]
+    fn builds_audit_and_membership_keys() {
+        let id = ulid::Ulid::from_string("01JD2Z5R8B3W4K9Q7N6M5X4Y3Z").unwrap();
+        assert_eq!(audit_sk(&id), "AUDIT#01JD2Z5R8B3W4K9Q7N6M5X4Y3Z");
+        assert_eq!(audit_id_from_sk(&audit_sk(&id)), Some(id));
+        assert_eq!(audit_id_from_sk("SESSION#01JD2Z5R8B3W4K9Q7N6M5X4Y3Z"), None);
+        let ws = WorkspaceId::parse("acme").unwrap();
+        assert_eq!(workspace_pk(&ws), "WORKSPACE#acme");
+        assert_eq!(member_sk(&UserId::parse("bob").unwrap()), "MEMBER#bob");
     }
 
     #[test]

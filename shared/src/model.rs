@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::device::Device;
-use crate::domain::{AppId, ClientKind, Location, SessionId, UserId};
+use crate::domain::{AppId, ClientKind, Location, Role, SessionId, UserId, WorkspaceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -13,22 +13,84 @@ pub enum SessionStatus {
     Revoked,
 }
 
-/// Why a session was revoked, as recorded on the tombstone (and later the audit trail).
+/// Why a session was revoked, as recorded on the tombstone and in the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RevokeReason {
     UserLogout,
     UserLogoutAll,
     UserLogoutOthers,
+    AdminRevoke,
+    AdminOffboard,
+    SessionLimit,
+    Expired,
 }
 
-/// Who revoked, when and why.
+/// Who acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    User,
+    Admin,
+    System,
+}
+
+/// Who revoked, when, why and from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
     pub at_ms: i64,
-    /// `user:<id>` for self-service.
-    pub by: String,
+    pub actor: Actor,
+    /// The acting user's id (`system` for the system).
+    pub actor_id: String,
     pub reason: RevokeReason,
+    pub source_ip: Option<String>,
+}
+
+impl Revocation {
+    /// `user:<id>`, `admin:<id>` or `system`: what `RevokedBy` records.
+    pub fn by(&self) -> String {
+        match self.actor {
+            Actor::User => format!("user:{}", self.actor_id),
+            Actor::Admin => format!("admin:{}", self.actor_id),
+            Actor::System => "system".to_owned(),
+        }
+    }
+}
+
+/// What an audit event covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditScope {
+    /// The sessions listed in `session_ids`.
+    Sessions,
+    /// Every session (`count` of them).
+    All,
+    /// Every session but the actor's current one (`count` of them).
+    Others,
+}
+
+/// One revocation, as the audit trail keeps it (`USER#<target>` / `AUDIT#<ulid>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditEvent {
+    pub event_id: ulid::Ulid,
+    pub actor: Actor,
+    pub actor_id: String,
+    pub target_user: UserId,
+    pub scope: AuditScope,
+    pub session_ids: Vec<SessionId>,
+    /// The revoked sessions' device labels, so the trail still reads after the sessions are gone.
+    pub device_labels: Vec<String>,
+    pub count: u64,
+    pub reason: RevokeReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Epoch milliseconds.
+    pub at: i64,
+    /// Epoch seconds; the table's TTL attribute (audit events outlive sessions).
+    pub expires_at: i64,
 }
 
 /// A session as stored (without its keys).
@@ -92,12 +154,31 @@ pub fn expired(expires_at: i64, now_ms: i64) -> bool {
     expires_at.saturating_mul(1000) <= now_ms
 }
 
-/// The per-user profile item. For now it carries only the revoke-all watermark.
+/// The per-user profile item: workspace membership, SSO link and the revoke-all watermark.
+/// A profile may hold only a watermark (revoke-all by a user never set up by `PUT /v1/internal/users`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<WorkspaceId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Absent means not linked: such profiles predate any `PUT /v1/internal/users`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_linked: Option<bool>,
     #[serde(flatten)]
     pub watermark: Option<Watermark>,
+}
+
+impl Profile {
+    pub fn is_sso_linked(&self) -> bool {
+        self.sso_linked == Some(true)
+    }
+
+    /// Whether this user administers `workspace`.
+    pub fn is_admin_of(&self, workspace: &WorkspaceId) -> bool {
+        self.role == Some(Role::Admin) && self.workspace_id.as_ref() == Some(workspace)
+    }
 }
 
 impl Session {
@@ -178,10 +259,10 @@ pub(crate) mod tests {
     #[test]
     fn profile_round_trip() {
         let p = Profile {
-            watermark: Some(Watermark {
-                before_ms: 5,
-                keep: Some(SessionId::new()),
-            }),
+            workspace_id: Some(WorkspaceId::parse("acme").unwrap()),
+            role: Some(Role::Admin),
+            sso_linked: Some(true),
+            watermark: Some(Watermark { before_ms: 5, keep: Some(SessionId::new()) }),
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&p).unwrap();
         assert!(item.contains_key("RevokedBefore"));
@@ -189,6 +270,43 @@ pub(crate) mod tests {
         let empty: Profile =
             serde_dynamo::from_item(HashMap::<String, AttributeValue>::new()).unwrap();
         assert_eq!(empty.watermark, None);
+        assert!(!empty.is_sso_linked());
+    }
+
+    #[test]
+    fn audit_event_round_trip() {
+        let e = AuditEvent {
+            event_id: ulid::Ulid::from_parts(1_700_000_000_000, 7),
+            actor: Actor::Admin,
+            actor_id: "root".into(),
+            target_user: UserId::parse("bob").unwrap(),
+            scope: AuditScope::Sessions,
+            session_ids: vec![SessionId::new()],
+            device_labels: vec!["Chrome on macOS".into()],
+            count: 1,
+            reason: RevokeReason::AdminRevoke,
+            source_ip: Some("192.0.2.1".into()),
+            note: None,
+            at: 1_700_000_000_000,
+            expires_at: 1_700_000_000 + 400 * 86_400,
+        };
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&e).unwrap();
+        assert_eq!(item["Reason"], AttributeValue::S("admin_revoke".into()));
+        assert_eq!(serde_dynamo::from_item::<_, AuditEvent>(item).unwrap(), e);
+    }
+
+    #[test]
+    fn revocation_names_its_actor() {
+        let r = |actor| Revocation {
+            at_ms: 0,
+            actor,
+            actor_id: "alice".into(),
+            reason: RevokeReason::UserLogout,
+            source_ip: None,
+        };
+        assert_eq!(r(Actor::User).by(), "user:alice");
+        assert_eq!(r(Actor::Admin).by(), "admin:alice");
+        assert_eq!(r(Actor::System).by(), "system");
     }
 
     #[test]

@@ -3,7 +3,8 @@ use active_sessions::service::{self, ListQuery};
 use active_sessions::{ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
-/// `GET /v1/sessions?limit=&cursor=&include_cli=`.
+/// `GET /v1/sessions?limit=&cursor=&include_cli=` and, for workspace admins,
+/// `GET /v1/admin/users/{user_id}/sessions` (same shape, no current session).
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
     http::finish(list(store, &req).await)
 }
@@ -11,12 +12,13 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::GET, "GET")?;
     let token = http::bearer(req)?;
+    let subject = http::subject(req)?;
     let query = ListQuery {
         limit: http::query_param(req, "limit")?,
         cursor: http::query_param(req, "cursor")?,
         include_cli: http::query_param(req, "include_cli")?,
     };
-    let listing = service::list_sessions(store, &token, &query, service::now_ms()).await?;
+    let listing = service::list_sessions(store, &token, &subject, &query, service::now_ms()).await?;
     Ok(http::json(200, &listing))
 }
 

@@ -1,21 +1,21 @@
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service::{self, RevokeScope};
-use active_sessions::{ServiceError, SessionStore};
+use active_sessions::{Policy, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
-/// `DELETE /v1/sessions[?scope=all|others]`.
-pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
-    http::finish(revoke_all(store, &req).await)
+/// `DELETE /v1/sessions[?scope=all|others]` and, for workspace admins (offboarding),
+/// `DELETE /v1/admin/users/{user_id}/sessions[?reason=...]`.
+pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
+    http::finish(revoke_all(store, policy, &req).await)
 }
 
-async fn revoke_all<S: SessionStore>(
-    store: &S,
-    req: &Request,
-) -> Result<Response<Body>, ServiceError> {
+async fn revoke_all<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "DELETE")?;
-    let token = http::bearer(req)?;
+    let caller = http::caller(req)?;
+    let subject = http::subject(req)?;
     let scope = RevokeScope::parse(http::query_param(req, "scope")?.as_deref())?;
-    let revoked = service::revoke_all(store, &token, scope, service::now_ms()).await?;
+    let note = service::parse_note(http::query_param(req, "reason")?.as_deref())?;
+    let revoked = service::revoke_all(store, policy, &caller, &subject, scope, note, service::now_ms()).await?;
     Ok(http::json(200, &revoked))
 }
 
@@ -33,12 +33,12 @@ mod tests {
         let other = sign_in(&store, "alice", ClientKind::MobileApp).await;
         let bob = sign_in(&store, "bob", ClientKind::Browser).await;
         let (status, _, body) =
-            parts(&handle(&store, request("DELETE", "/v1/sessions", Some(&me.token))).await);
+            parts(&handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(&me.token))).await);
         assert_eq!(status, 200);
         assert_eq!(body["revoked"], 2);
         for t in [&me.token, &other.token] {
             assert_eq!(
-                handle(&store, request("DELETE", "/v1/sessions", Some(t)))
+                handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(t)))
                     .await
                     .status(),
                 401
@@ -46,7 +46,7 @@ mod tests {
         }
         assert_eq!(store.watermark(&UserId::parse("bob").unwrap()), None);
         let (status, _, body) =
-            parts(&handle(&store, request("DELETE", "/v1/sessions", Some(&bob.token))).await);
+            parts(&handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(&bob.token))).await);
         assert_eq!(
             (status, body["revoked"].as_u64()),
             (200, Some(1)),
@@ -64,10 +64,10 @@ mod tests {
             request("DELETE", "/v1/sessions", Some(&me.token)),
             &[("scope", "others")],
         );
-        let (status, _, body) = parts(&handle(&store, req).await);
+        let (status, _, body) = parts(&handle(&store, &Policy::default(), req).await);
         assert_eq!((status, body["revoked"].as_u64()), (200, Some(2)));
         assert_eq!(
-            handle(&store, request("DELETE", "/v1/sessions", Some(&a.token)))
+            handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(&a.token)))
                 .await
                 .status(),
             401
@@ -77,7 +77,7 @@ mod tests {
             request("DELETE", "/v1/sessions", Some(&me.token)),
             &[("scope", "others")],
         );
-        let (status, _, body) = parts(&handle(&store, req).await);
+        let (status, _, body) = parts(&handle(&store, &Policy::default(), req).await);
         assert_eq!((status, body["revoked"].as_u64()), (200, Some(0)));
     }
 
@@ -89,16 +89,16 @@ mod tests {
             request("DELETE", "/v1/sessions", Some(&me.token)),
             &[("scope", "everything")],
         );
-        let (status, ct, _) = parts(&handle(&store, req).await);
+        let (status, ct, _) = parts(&handle(&store, &Policy::default(), req).await);
         assert_eq!((status, ct.as_str()), (400, "application/problem+json"));
         assert_eq!(
-            handle(&store, request("DELETE", "/v1/sessions", None))
+            handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", None))
                 .await
                 .status(),
             401
         );
         assert_eq!(
-            handle(&store, request("PUT", "/v1/sessions", Some(&me.token)))
+            handle(&store, &Policy::default(), request("PUT", "/v1/sessions", Some(&me.token)))
                 .await
                 .status(),
             405

@@ -5,10 +5,8 @@ use lambda_http::{run, service_fn, Error, Request};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
+    let policy = config.policy;
     let store = DynamoStore::from_env(config.table_name).await;
-    let store = &store;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(revoke_all_sessions::handle(store, req).await)
-    }))
-    .await
+    let (store, policy) = (&store, &policy);
+    run(service_fn(move |req: Request| async move { Ok::<_, Error>(revoke_all_sessions::handle(store, policy, req).await) })).await
 }

@@ -2,7 +2,7 @@ use active_sessions::http::{self, HttpMethod};
 use active_sessions::{service, Policy, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
-/// `DELETE /v1/sessions/{id}`.
+/// `DELETE /v1/sessions/{id}` and, for workspace admins, `DELETE /v1/admin/users/{user_id}/sessions/{id}`.
 pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
     http::finish(revoke(store, policy, &req).await)
 }
@@ -13,9 +13,10 @@ async fn revoke<S: SessionStore>(
     req: &Request,
 ) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "DELETE")?;
-    let token = http::bearer(req)?;
+    let caller = http::caller(req)?;
+    let subject = http::subject(req)?;
     let target = http::path_param(req, "id").ok_or(ServiceError::NotFound)?;
-    service::revoke_session(store, policy, &token, &target, service::now_ms()).await?;
+    service::revoke_session(store, policy, &caller, &subject, &target, service::now_ms()).await?;
     Ok(http::no_content())
 }
 

@@ -6,22 +6,28 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, CancellationReason, Delete, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
 
-use super::{AuthRecord, RevokeOutcome, SessionPage, SessionState, SessionStore, StoreError};
-use crate::domain::{SessionId, UserId};
+use super::{
+    AuditPage, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore, StoreError,
+};
+use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::keys;
-use crate::model::{Profile, Revocation, Session, SessionStatus, Watermark};
+use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
 
 type Item = HashMap<String, AttributeValue>;
 
 const TYPE_SESSION: &str = "SESSION";
 const TYPE_PROFILE: &str = "PROFILE";
+const TYPE_AUDIT: &str = "AUDIT";
+const TYPE_MEMBERSHIP: &str = "MEMBERSHIP";
 /// BatchGetItem may leave keys unprocessed under load; retry this many times before giving up.
 const UNPROCESSED_RETRIES: u32 = 3;
 /// Concurrent revoke-alls race on the watermark; each loser moves past the winner.
@@ -110,9 +116,36 @@ where
 }
 
 fn sk_of(item: &Item) -> Option<&str> {
-    item.get(keys::SK)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+    item.get(keys::SK).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn pk_of(item: &Item) -> Option<&str> {
+    item.get(keys::PK).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn membership_key(workspace: &WorkspaceId, user: &UserId) -> Item {
+    key(keys::workspace_pk(workspace), keys::member_sk(user))
+}
+
+fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(event).map_err(StoreError::Corrupt)?;
+    item.extend(key(keys::user_pk(&event.target_user), keys::audit_sk(&event.event_id)));
+    item.insert("Type".into(), s(TYPE_AUDIT));
+    Ok(item)
+}
+
+fn attr<T: serde::Serialize>(v: T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(v).map_err(StoreError::Corrupt)
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Sdk(Box::new(e))
+}
+
+/// The first cancellation reason that is a failed condition, with the item as it was.
+fn failed_condition(reasons: &[CancellationReason], index: usize) -> Option<Option<Item>> {
+    let reason = reasons.get(index)?;
+    (reason.code() == Some("ConditionalCheckFailed")).then(|| reason.item().cloned())
 }
 
 #[derive(Deserialize)]
@@ -121,8 +154,102 @@ struct StateItem {
     #[serde(rename = "SK")]
     sk: String,
     signed_in_at: i64,
+    last_active_at: i64,
     expires_at: i64,
     status: SessionStatus,
+    device: DeviceLabel,
+}
+
+#[derive(Deserialize)]
+struct DeviceLabel {
+    label: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MembershipItem {
+    workspace_id: WorkspaceId,
+    user_id: UserId,
+    role: Role,
+}
+
+/// The soft revoke as an update: expression, names and values (shared by the plain UpdateItem
+/// and its transactional form).
+struct RevokeUpdate {
+    key: Item,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+const REVOKE_SET: &str =
+    "SET #status = :revoked, RevokedAt = :at, RevokedBy = :by, RevokeReason = :reason, ExpiresAt = :tombstone";
+const REVOKE_IF: &str = "attribute_exists(PK) AND #status = :active AND ExpiresAt > :now";
+
+impl RevokeUpdate {
+    fn new(user: &UserId, session: SessionId, revocation: &Revocation, tombstone_secs: i64) -> Result<Self, StoreError> {
+        let now_s = revocation.at_ms.div_euclid(1000);
+        let values = HashMap::from([
+            (":revoked".to_owned(), attr(SessionStatus::Revoked)?),
+            (":active".to_owned(), attr(SessionStatus::Active)?),
+            (":at".to_owned(), n(revocation.at_ms)),
+            (":by".to_owned(), s(revocation.by())),
+            (":reason".to_owned(), attr(revocation.reason)?),
+            (":tombstone".to_owned(), n(now_s + tombstone_secs)),
+            (":now".to_owned(), n(now_s)),
+        ]);
+        Ok(Self { key: session_key(user, session), names: HashMap::from([("#status".to_owned(), "Status".to_owned())]), values })
+    }
+
+    /// What a failed condition means, given the item as it was.
+    fn outcome_of_failure(old: Option<Item>) -> Result<RevokeOutcome, StoreError> {
+        match old {
+            None => Ok(RevokeOutcome::NotFound),
+            Some(item) => {
+                let old: Session = from_item(item)?;
+                Ok(if old.status == SessionStatus::Revoked { RevokeOutcome::AlreadyRevoked } else { RevokeOutcome::NotFound })
+            }
+        }
+    }
+}
+
+/// The watermark raise as an update on the profile.
+fn watermark_update(table: &str, user: &UserId, wanted: Watermark, revocation: &Revocation) -> Result<Update, StoreError> {
+    let keep_clause = if wanted.keep.is_some() { ", RevokeKeep = :keep" } else { " REMOVE RevokeKeep" };
+    let mut values = HashMap::from([
+        (":type".to_owned(), s(TYPE_PROFILE)),
+        (":before".to_owned(), n(wanted.before_ms)),
+        (":at".to_owned(), n(revocation.at_ms)),
+        (":by".to_owned(), s(revocation.by())),
+        (":reason".to_owned(), attr(revocation.reason)?),
+    ]);
+    if let Some(keep) = wanted.keep {
+        values.insert(":keep".into(), s(keep.to_string()));
+    }
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(profile_key(user)))
+        .update_expression(format!(
+            "SET #type = :type, RevokedBefore = :before, WatermarkAt = :at, WatermarkBy = :by, WatermarkReason = :reason{keep_clause}"
+        ))
+        .condition_expression("attribute_not_exists(RevokedBefore) OR RevokedBefore < :before")
+        .expression_attribute_names("#type", "Type")
+        .set_expression_attribute_values(Some(values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(build_error)
+}
+
+impl DynamoStore {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Vec<CancellationReason>>, StoreError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Ok(())),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => Ok(Err(c.cancellation_reasons.unwrap_or_default())),
+                other => Err(sdk_error(other)),
+            },
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
 }
 
 impl SessionStore for DynamoStore {
@@ -146,14 +273,21 @@ impl SessionStore for DynamoStore {
         }
     }
 
-    async fn load_auth(&self, user: &UserId, session: SessionId) -> Result<AuthRecord, StoreError> {
-        let mut pending = KeysAndAttributes::builder()
-            .keys(session_key(user, session))
-            .keys(profile_key(user))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Sdk(Box::new(e)))?;
-        let mut record = AuthRecord::default();
+    async fn read(&self, set: &ReadSet) -> Result<ReadResult, StoreError> {
+        let mut keys: Vec<Item> = Vec::new();
+        let mut push = |k: Item| {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        };
+        set.sessions.iter().for_each(|(u, id)| push(session_key(u, *id)));
+        set.profiles.iter().for_each(|u| push(profile_key(u)));
+        set.memberships.iter().for_each(|(w, u)| push(membership_key(w, u)));
+        let mut result = ReadResult::default();
+        if keys.is_empty() {
+            return Ok(result);
+        }
+        let mut pending = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
         for attempt in 0..=UNPROCESSED_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
@@ -165,25 +299,26 @@ impl SessionStore for DynamoStore {
                 .send()
                 .await
                 .map_err(sdk_error)?;
-            let items = out
-                .responses
-                .and_then(|mut r| r.remove(&self.table))
-                .unwrap_or_default();
-            for item in items {
-                if sk_of(&item) == Some(keys::PROFILE_SK) {
-                    record.watermark = from_item::<Profile>(item)?.watermark;
+            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                let (pk, sk) = (pk_of(&item).unwrap_or_default().to_owned(), sk_of(&item).unwrap_or_default().to_owned());
+                if sk == keys::PROFILE_SK {
+                    if let Some(user) = keys::user_id_from_pk(&pk) {
+                        result.profiles.insert(user, from_item(item)?);
+                    }
+                } else if keys::session_id_from_sk(&sk).is_some() {
+                    let session: Session = from_item(item)?;
+                    result.sessions.insert((session.user_id.clone(), session.session_id), session);
                 } else {
-                    record.session = Some(from_item(item)?);
+                    let m: MembershipItem = from_item(item)?;
+                    result.memberships.insert((m.workspace_id, m.user_id), m.role);
                 }
             }
             match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                 Some(rest) if !rest.keys.is_empty() => pending = rest,
-                _ => return Ok(record),
+                _ => return Ok(result),
             }
         }
-        Err(StoreError::Throttled(
-            "BatchGetItem left keys unprocessed after retries".into(),
-        ))
+        Err(StoreError::Throttled("BatchGetItem left keys unprocessed after retries".into()))
     }
 
     async fn query_sessions(
@@ -236,7 +371,7 @@ impl SessionStore for DynamoStore {
                 .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
                 .expression_attribute_values(":pk", s(keys::user_pk(user)))
                 .expression_attribute_values(":prefix", s(keys::SESSION_PREFIX))
-                .projection_expression("SK, SignedInAt, ExpiresAt, #status")
+                .projection_expression("SK, SignedInAt, LastActiveAt, ExpiresAt, #status, Device.label")
                 .expression_attribute_names("#status", "Status")
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
@@ -249,8 +384,10 @@ impl SessionStore for DynamoStore {
                     states.push(SessionState {
                         session_id,
                         signed_in_at: st.signed_in_at,
+                        last_active_at: st.last_active_at,
                         expires_at: st.expires_at,
                         active: st.status == SessionStatus::Active,
+                        device_label: st.device.label,
                     });
                 }
             }
@@ -328,51 +465,54 @@ impl SessionStore for DynamoStore {
         session: SessionId,
         revocation: &Revocation,
         tombstone_secs: i64,
+        audit: Option<&AuditEvent>,
     ) -> Result<RevokeOutcome, StoreError> {
-        let now_s = revocation.at_ms.div_euclid(1000);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user, session)))
-            .update_expression(
-                "SET #status = :revoked, RevokedAt = :at, RevokedBy = :by, RevokeReason = :reason, ExpiresAt = :tombstone",
-            )
-            .condition_expression("attribute_exists(PK) AND #status = :active AND ExpiresAt > :now")
-            .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":revoked", serde_dynamo::to_attribute_value(SessionStatus::Revoked).map_err(StoreError::Corrupt)?)
-            .expression_attribute_values(":active", serde_dynamo::to_attribute_value(SessionStatus::Active).map_err(StoreError::Corrupt)?)
-            .expression_attribute_values(":at", n(revocation.at_ms))
-            .expression_attribute_values(":by", s(&revocation.by))
-            .expression_attribute_values(":reason", serde_dynamo::to_attribute_value(revocation.reason).map_err(StoreError::Corrupt)?)
-            .expression_attribute_values(":tombstone", n(now_s + tombstone_secs))
-            .expression_attribute_values(":now", n(now_s))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let old = out
-                    .attributes
-                    .ok_or_else(|| StoreError::Sdk("UpdateItem returned no old image".into()))?;
-                Ok(RevokeOutcome::Revoked(Box::new(from_item(old)?)))
-            }
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                UpdateItemError::ConditionalCheckFailedException(ccf) => match ccf.item {
-                    None => Ok(RevokeOutcome::NotFound),
-                    Some(item) => {
-                        let old: Session = from_item(item)?;
-                        Ok(if old.status == SessionStatus::Revoked {
-                            RevokeOutcome::AlreadyRevoked
-                        } else {
-                            RevokeOutcome::NotFound
-                        })
-                    }
+        let u = RevokeUpdate::new(user, session, revocation, tombstone_secs)?;
+        let Some(event) = audit else {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(u.key))
+                .update_expression(REVOKE_SET)
+                .condition_expression(REVOKE_IF)
+                .set_expression_attribute_names(Some(u.names))
+                .set_expression_attribute_values(Some(u.values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(RevokeOutcome::Revoked),
+                Err(SdkError::ServiceError(e)) => match e.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(ccf) => RevokeUpdate::outcome_of_failure(ccf.item),
+                    other => Err(sdk_error(other)),
                 },
-                other => Err(sdk_error(other)),
+                Err(e) => Err(sdk_error(e)),
+            };
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(u.key))
+            .update_expression(REVOKE_SET)
+            .condition_expression(REVOKE_IF)
+            .set_expression_attribute_names(Some(u.names))
+            .set_expression_attribute_values(Some(u.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(event)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(build_error)?;
+        let items = vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put).build()];
+        match self.transact(items).await? {
+            Ok(()) => Ok(RevokeOutcome::Revoked),
+            Err(reasons) => match failed_condition(&reasons, 0) {
+                Some(old) => RevokeUpdate::outcome_of_failure(old),
+                None => Err(StoreError::Conflict),
             },
-            Err(e) => Err(sdk_error(e)),
         }
     }
 
@@ -381,53 +521,127 @@ impl SessionStore for DynamoStore {
         user: &UserId,
         watermark: Watermark,
         revocation: &Revocation,
+        audit: &AuditEvent,
     ) -> Result<Watermark, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(audit)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(build_error)?;
         let mut wanted = watermark;
         for _ in 0..WATERMARK_RETRIES {
-            let keep_clause = if wanted.keep.is_some() {
-                ", RevokeKeep = :keep"
-            } else {
-                " REMOVE RevokeKeep"
-            };
-            let mut request = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(profile_key(user)))
-                .update_expression(format!(
-                    "SET #type = :type, RevokedBefore = :before, WatermarkAt = :at, WatermarkBy = :by, WatermarkReason = :reason{keep_clause}"
-                ))
-                .condition_expression("attribute_not_exists(RevokedBefore) OR RevokedBefore < :before")
-                .expression_attribute_names("#type", "Type")
-                .expression_attribute_values(":type", s(TYPE_PROFILE))
-                .expression_attribute_values(":before", n(wanted.before_ms))
-                .expression_attribute_values(":at", n(revocation.at_ms))
-                .expression_attribute_values(":by", s(&revocation.by))
-                .expression_attribute_values(":reason", serde_dynamo::to_attribute_value(revocation.reason).map_err(StoreError::Corrupt)?)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-            if let Some(keep) = wanted.keep {
-                request = request.expression_attribute_values(":keep", s(keep.to_string()));
-            }
-            match request.send().await {
-                Ok(_) => return Ok(wanted),
-                Err(SdkError::ServiceError(e)) => match e.into_err() {
-                    UpdateItemError::ConditionalCheckFailedException(ccf) => {
-                        // A later watermark is in force: move just past it, so ours still wins.
-                        let current = ccf
-                            .item
-                            .map(from_item::<Profile>)
-                            .transpose()?
-                            .and_then(|p| p.watermark);
+            let update = watermark_update(&self.table, user, wanted, revocation)?;
+            let items =
+                vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put.clone()).build()];
+            match self.transact(items).await? {
+                Ok(()) => return Ok(wanted),
+                Err(reasons) => match failed_condition(&reasons, 0) {
+                    // A later watermark is in force: move just past it, so ours still wins.
+                    Some(old) => {
+                        let current = old.map(from_item::<Profile>).transpose()?.and_then(|p| p.watermark);
                         let floor = current.map_or(wanted.before_ms, |w| w.before_ms);
                         wanted.before_ms = wanted.before_ms.max(floor + 1);
                     }
-                    other => return Err(sdk_error(other)),
+                    None => return Err(StoreError::Conflict),
                 },
-                Err(e) => return Err(sdk_error(e)),
             }
         }
-        Err(StoreError::Throttled(
-            "the watermark kept moving under concurrent revoke-alls".into(),
-        ))
+        Err(StoreError::Conflict)
+    }
+
+    async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
+        let current = self.read(&ReadSet { profiles: vec![user.clone()], ..Default::default() }).await?;
+        let old_workspace = current.profiles.get(user).and_then(|p| p.workspace_id.clone());
+        let mut values = HashMap::from([(":type".to_owned(), s(TYPE_PROFILE)), (":sso".to_owned(), attr(update.sso_linked)?)]);
+        let mut expr = String::from("SET #type = :type, SsoLinked = :sso");
+        match &update.workspace_id {
+            Some(ws) => {
+                expr.push_str(", WorkspaceId = :ws, #role = :role");
+                values.insert(":ws".into(), s(ws.as_str()));
+                values.insert(":role".into(), attr(update.role)?);
+            }
+            None => expr.push_str(" REMOVE WorkspaceId, #role"),
+        }
+        // Optimistic: the workspace must still be what was read, or the memberships would drift.
+        let condition = match &old_workspace {
+            Some(old) => {
+                values.insert(":old_ws".into(), s(old.as_str()));
+                "WorkspaceId = :old_ws"
+            }
+            None => "attribute_not_exists(WorkspaceId)",
+        };
+        let profile = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(profile_key(user)))
+            .update_expression(expr)
+            .condition_expression(condition)
+            .expression_attribute_names("#type", "Type")
+            .expression_attribute_names("#role", "Role")
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().update(profile).build()];
+        if let Some(old) = old_workspace.as_ref().filter(|old| update.workspace_id.as_ref() != Some(*old)) {
+            let delete =
+                Delete::builder().table_name(&self.table).set_key(Some(membership_key(old, user))).build().map_err(build_error)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        if let Some(ws) = &update.workspace_id {
+            let mut item = membership_key(ws, user);
+            item.insert("Type".into(), s(TYPE_MEMBERSHIP));
+            item.insert("WorkspaceId".into(), s(ws.as_str()));
+            item.insert("UserId".into(), s(user.as_str()));
+            item.insert("Role".into(), attr(update.role)?);
+            let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self.transact(items).await? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Conflict),
+        }
+    }
+
+    async fn set_trusted(&self, user: &UserId, session: SessionId, trusted: bool, now_ms: i64) -> Result<Option<Session>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user, session)))
+            .update_expression("SET Trusted = :trusted")
+            .condition_expression(REVOKE_IF)
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_values(":trusted", attr(trusted)?)
+            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
+            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(from_item).transpose(),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
+        let pk = keys::user_pk(user);
+        let start = after.map(|id| key(pk.clone(), keys::audit_sk(&id)));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(keys::AUDIT_PREFIX))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let events = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<_, _>>()?;
+        let last_evaluated = out.last_evaluated_key.as_ref().and_then(sk_of).and_then(keys::audit_id_from_sk);
+        Ok(AuditPage { events, last_evaluated })
     }
 }

@@ -1,17 +1,21 @@
 //! An in-memory `SessionStore` for handler tests: the same semantics as `DynamoStore`
-//! (conditions, ordering, pagination), without AWS.
+//! (conditions, ordering, pagination, all-or-nothing audit writes), without AWS.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{AuthRecord, RevokeOutcome, SessionPage, SessionState, SessionStore, StoreError};
-use crate::domain::{SessionId, UserId};
-use crate::model::{Revocation, Session, SessionStatus, Watermark};
+use super::{
+    AuditPage, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore, StoreError,
+};
+use crate::domain::{Role, SessionId, UserId, WorkspaceId};
+use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
 
 #[derive(Default, Debug)]
 struct Inner {
     sessions: HashMap<UserId, BTreeMap<SessionId, Session>>,
-    watermarks: HashMap<UserId, Watermark>,
+    profiles: HashMap<UserId, Profile>,
+    memberships: HashMap<(WorkspaceId, UserId), Role>,
+    audit: HashMap<UserId, BTreeMap<ulid::Ulid, AuditEvent>>,
     writes: usize,
 }
 
@@ -26,36 +30,46 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Puts a session as it is (tests use this to stage expired or revoked rows).
     pub fn insert(&self, session: Session) {
         let mut inner = self.lock();
-        inner
-            .sessions
-            .entry(session.user_id.clone())
-            .or_default()
-            .insert(session.session_id, session);
+        inner.sessions.entry(session.user_id.clone()).or_default().insert(session.session_id, session);
     }
 
     pub fn get(&self, user: &UserId, session: SessionId) -> Option<Session> {
-        self.lock()
-            .sessions
-            .get(user)
-            .and_then(|m| m.get(&session))
-            .cloned()
+        self.lock().sessions.get(user).and_then(|m| m.get(&session)).cloned()
+    }
+
+    pub fn profile(&self, user: &UserId) -> Option<Profile> {
+        self.lock().profiles.get(user).cloned()
     }
 
     pub fn watermark(&self, user: &UserId) -> Option<Watermark> {
-        self.lock().watermarks.get(user).copied()
+        self.profile(user).and_then(|p| p.watermark)
+    }
+
+    /// The user's audit events, oldest first.
+    pub fn audit_events(&self, user: &UserId) -> Vec<AuditEvent> {
+        self.lock().audit.get(user).map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
     /// How many writes succeeded, so tests can assert that a refused request wrote nothing.
     pub fn writes(&self) -> usize {
         self.lock().writes
+    }
+}
+
+fn state(s: &Session) -> SessionState {
+    SessionState {
+        session_id: s.session_id,
+        signed_in_at: s.signed_in_at,
+        last_active_at: s.last_active_at,
+        expires_at: s.expires_at,
+        active: s.status == SessionStatus::Active,
+        device_label: s.device.label.clone(),
     }
 }
 
@@ -71,60 +85,39 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn load_auth(&self, user: &UserId, session: SessionId) -> Result<AuthRecord, StoreError> {
+    async fn read(&self, set: &ReadSet) -> Result<ReadResult, StoreError> {
         let inner = self.lock();
-        Ok(AuthRecord {
-            session: inner
-                .sessions
-                .get(user)
-                .and_then(|m| m.get(&session))
-                .cloned(),
-            watermark: inner.watermarks.get(user).copied(),
-        })
+        let mut out = ReadResult::default();
+        for (user, id) in &set.sessions {
+            if let Some(s) = inner.sessions.get(user).and_then(|m| m.get(id)) {
+                out.sessions.insert((user.clone(), *id), s.clone());
+            }
+        }
+        for user in &set.profiles {
+            if let Some(p) = inner.profiles.get(user) {
+                out.profiles.insert(user.clone(), p.clone());
+            }
+        }
+        for key in &set.memberships {
+            if let Some(role) = inner.memberships.get(key) {
+                out.memberships.insert(key.clone(), *role);
+            }
+        }
+        Ok(out)
     }
 
-    async fn query_sessions(
-        &self,
-        user: &UserId,
-        after: Option<SessionId>,
-        limit: u32,
-    ) -> Result<SessionPage, StoreError> {
+    async fn query_sessions(&self, user: &UserId, after: Option<SessionId>, limit: u32) -> Result<SessionPage, StoreError> {
         let inner = self.lock();
-        let Some(all) = inner.sessions.get(user) else {
-            return Ok(SessionPage::default());
-        };
-        let newest_first = all
-            .values()
-            .rev()
-            .filter(|s| after.is_none_or(|a| s.session_id < a));
+        let Some(all) = inner.sessions.get(user) else { return Ok(SessionPage::default()) };
+        let newest_first = all.values().rev().filter(|s| after.is_none_or(|a| s.session_id < a));
         let sessions: Vec<Session> = newest_first.take(limit as usize).cloned().collect();
         let more = sessions.len() == limit as usize;
-        Ok(SessionPage {
-            last_evaluated: if more {
-                sessions.last().map(|s| s.session_id)
-            } else {
-                None
-            },
-            sessions,
-        })
+        Ok(SessionPage { last_evaluated: if more { sessions.last().map(|s| s.session_id) } else { None }, sessions })
     }
 
     async fn session_states(&self, user: &UserId) -> Result<Vec<SessionState>, StoreError> {
         let inner = self.lock();
-        Ok(inner
-            .sessions
-            .get(user)
-            .map(|m| {
-                m.values()
-                    .map(|s| SessionState {
-                        session_id: s.session_id,
-                        signed_in_at: s.signed_in_at,
-                        expires_at: s.expires_at,
-                        active: s.status == SessionStatus::Active,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(inner.sessions.get(user).map(|m| m.values().map(state).collect()).unwrap_or_default())
     }
 
     async fn count_newly_covered(
@@ -135,13 +128,8 @@ impl SessionStore for MemoryStore {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let inner = self.lock();
-        let Some(sessions) = inner.sessions.get(user) else {
-            return Ok(0);
-        };
-        Ok(sessions
-            .values()
-            .filter(|s| s.is_active_at(now_ms, previous.as_ref()) && new.covers(s))
-            .count() as u64)
+        let Some(sessions) = inner.sessions.get(user) else { return Ok(0) };
+        Ok(sessions.values().filter(|s| s.is_active_at(now_ms, previous.as_ref()) && new.covers(s)).count() as u64)
     }
 
     async fn revoke_session(
@@ -150,13 +138,10 @@ impl SessionStore for MemoryStore {
         session: SessionId,
         revocation: &Revocation,
         tombstone_secs: i64,
+        audit: Option<&AuditEvent>,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut inner = self.lock();
-        let Some(stored) = inner
-            .sessions
-            .get_mut(user)
-            .and_then(|m| m.get_mut(&session))
-        else {
+        let Some(stored) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) else {
             return Ok(RevokeOutcome::NotFound);
         };
         if stored.status == SessionStatus::Revoked {
@@ -165,14 +150,16 @@ impl SessionStore for MemoryStore {
         if stored.is_expired_at(revocation.at_ms) {
             return Ok(RevokeOutcome::NotFound);
         }
-        let old = stored.clone();
         stored.status = SessionStatus::Revoked;
         stored.revoked_at = Some(revocation.at_ms);
-        stored.revoked_by = Some(revocation.by.clone());
+        stored.revoked_by = Some(revocation.by());
         stored.revoke_reason = Some(revocation.reason);
         stored.expires_at = revocation.at_ms.div_euclid(1000) + tombstone_secs;
+        if let Some(event) = audit {
+            inner.audit.entry(event.target_user.clone()).or_default().insert(event.event_id, event.clone());
+        }
         inner.writes += 1;
-        Ok(RevokeOutcome::Revoked(Box::new(old)))
+        Ok(RevokeOutcome::Revoked)
     }
 
     async fn raise_watermark(
@@ -180,14 +167,55 @@ impl SessionStore for MemoryStore {
         user: &UserId,
         watermark: Watermark,
         _revocation: &Revocation,
+        audit: &AuditEvent,
     ) -> Result<Watermark, StoreError> {
         let mut inner = self.lock();
+        let profile = inner.profiles.entry(user.clone()).or_default();
         let mut wanted = watermark;
-        if let Some(current) = inner.watermarks.get(user) {
+        if let Some(current) = profile.watermark {
             wanted.before_ms = wanted.before_ms.max(current.before_ms + 1);
         }
-        inner.watermarks.insert(user.clone(), wanted);
+        profile.watermark = Some(wanted);
+        inner.audit.entry(audit.target_user.clone()).or_default().insert(audit.event_id, audit.clone());
         inner.writes += 1;
         Ok(wanted)
+    }
+
+    async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let profile = inner.profiles.entry(user.clone()).or_default();
+        let old_workspace = profile.workspace_id.clone();
+        profile.workspace_id = update.workspace_id.clone();
+        profile.role = update.workspace_id.as_ref().map(|_| update.role);
+        profile.sso_linked = Some(update.sso_linked);
+        if let Some(old) = old_workspace {
+            inner.memberships.remove(&(old, user.clone()));
+        }
+        if let Some(ws) = &update.workspace_id {
+            inner.memberships.insert((ws.clone(), user.clone()), update.role);
+        }
+        inner.writes += 1;
+        Ok(())
+    }
+
+    async fn set_trusted(&self, user: &UserId, session: SessionId, trusted: bool, now_ms: i64) -> Result<Option<Session>, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) else { return Ok(None) };
+        if stored.status != SessionStatus::Active || stored.is_expired_at(now_ms) {
+            return Ok(None);
+        }
+        stored.trusted = trusted;
+        let updated = stored.clone();
+        inner.writes += 1;
+        Ok(Some(updated))
+    }
+
+    async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
+        let inner = self.lock();
+        let Some(all) = inner.audit.get(user) else { return Ok(AuditPage::default()) };
+        let events: Vec<AuditEvent> =
+            all.values().rev().filter(|e| after.is_none_or(|a| e.event_id < a)).take(limit as usize).cloned().collect();
+        let more = events.len() == limit as usize;
+        Ok(AuditPage { last_evaluated: if more { events.last().map(|e| e.event_id) } else { None }, events })
     }
 }

@@ -1,10 +1,11 @@
 //! The storage boundary. Handlers and services see only this trait; `DynamoStore` talks to
 //! DynamoDB and `MemoryStore` (feature `test-utils`) stands in for it in handler tests.
 
+use std::collections::HashMap;
 use std::future::Future;
 
-use crate::domain::{SessionId, UserId};
-use crate::model::{Revocation, Session, Watermark};
+use crate::domain::{Role, SessionId, UserId, WorkspaceId};
+use crate::model::{AuditEvent, Profile, Revocation, Session, Watermark};
 
 mod dynamo;
 #[cfg(any(test, feature = "test-utils"))]
@@ -26,13 +27,25 @@ pub enum StoreError {
     Corrupt(#[source] serde_dynamo::Error),
     #[error("a session with this id already exists")]
     AlreadyExists,
+    /// A concurrent write changed what this one was conditioned on; the caller may retry.
+    #[error("a concurrent update won")]
+    Conflict,
 }
 
-/// What validation needs, read together in one strongly consistent request.
+/// Items to read together in one strongly consistent request (at most 100 keys).
+#[derive(Debug, Clone, Default)]
+pub struct ReadSet {
+    pub sessions: Vec<(UserId, SessionId)>,
+    pub profiles: Vec<UserId>,
+    pub memberships: Vec<(WorkspaceId, UserId)>,
+}
+
+/// What a `ReadSet` found. Missing items are simply absent.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AuthRecord {
-    pub session: Option<Session>,
-    pub watermark: Option<Watermark>,
+pub struct ReadResult {
+    pub sessions: HashMap<(UserId, SessionId), Session>,
+    pub profiles: HashMap<UserId, Profile>,
+    pub memberships: HashMap<(WorkspaceId, UserId), Role>,
 }
 
 /// One page of a user's session items, newest first, unfiltered.
@@ -43,38 +56,48 @@ pub struct SessionPage {
     pub last_evaluated: Option<SessionId>,
 }
 
-/// The few attributes revoke-all needs to know which sessions a watermark newly covers.
+/// One page of a user's audit events, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub last_evaluated: Option<ulid::Ulid>,
+}
+
+/// The few attributes sweeps and the session limit need about every session of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
     pub session_id: SessionId,
     pub signed_in_at: i64,
+    pub last_active_at: i64,
     pub expires_at: i64,
     pub active: bool,
+    pub device_label: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RevokeOutcome {
-    /// It was active; this call revoked it. Carries the session as it was.
-    Revoked(Box<Session>),
+    /// It was active; this call revoked it.
+    Revoked,
     /// It was revoked already (a repeated call): nothing changed.
     AlreadyRevoked,
     /// No such session for this user, or it has expired.
     NotFound,
 }
 
+/// A profile as `PUT /v1/internal/users/{id}` sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    pub workspace_id: Option<WorkspaceId>,
+    pub role: Role,
+    pub sso_linked: bool,
+}
+
 pub trait SessionStore: Send + Sync {
     /// Writes a new session; fails with `AlreadyExists` rather than overwrite one.
-    fn create_session(
-        &self,
-        session: &Session,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_session(&self, session: &Session) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The session and the user's revoke-all watermark, in one strongly consistent read.
-    fn load_auth(
-        &self,
-        user: &UserId,
-        session: SessionId,
-    ) -> impl Future<Output = Result<AuthRecord, StoreError>> + Send;
+    /// Sessions, profiles and memberships, in one strongly consistent read.
+    fn read(&self, set: &ReadSet) -> impl Future<Output = Result<ReadResult, StoreError>> + Send;
 
     /// One Query: up to `limit` session items of the user, newest first, after `after`.
     fn query_sessions(
@@ -85,10 +108,7 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<SessionPage, StoreError>> + Send;
 
     /// The states of all the user's session items (a projected Query, paginated inside).
-    fn session_states(
-        &self,
-        user: &UserId,
-    ) -> impl Future<Output = Result<Vec<SessionState>, StoreError>> + Send;
+    fn session_states(&self, user: &UserId) -> impl Future<Output = Result<Vec<SessionState>, StoreError>> + Send;
 
     /// How many of the user's sessions are active and unexpired at `now_ms`, covered by `new`, and
     /// not covered by `previous` (they were revoked already): what a revoke-all newly revokes.
@@ -102,21 +122,45 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Soft-revokes one session if it is active and unexpired at `revocation.at_ms`: sets status,
-    /// who, when, why, and shortens `ExpiresAt` to at most `tombstone_secs` from now.
+    /// who, when, why, and sets `ExpiresAt` to `tombstone_secs` from now. With `audit`, the audit
+    /// event is written in the same transaction: both or neither.
     fn revoke_session(
         &self,
         user: &UserId,
         session: SessionId,
         revocation: &Revocation,
         tombstone_secs: i64,
+        audit: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
 
     /// Raises the user's revoke-all watermark to `watermark` (never lowers it: a later one in
-    /// force is kept and the new one moves just past it). Returns the watermark now in force.
+    /// force is kept and the new one moves just past it), writing `audit` in the same transaction.
+    /// Returns the watermark now in force.
     fn raise_watermark(
         &self,
         user: &UserId,
         watermark: Watermark,
         revocation: &Revocation,
+        audit: &AuditEvent,
     ) -> impl Future<Output = Result<Watermark, StoreError>> + Send;
+
+    /// Sets the user's workspace, role and SSO link, keeping the membership items in step.
+    fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets an active, unexpired session's trusted flag; `None` if there is no such session.
+    fn set_trusted(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        trusted: bool,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    /// One Query: up to `limit` of the user's audit events, newest first, after `after`.
+    fn query_audit(
+        &self,
+        user: &UserId,
+        after: Option<ulid::Ulid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<AuditPage, StoreError>> + Send;
 }

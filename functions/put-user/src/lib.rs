@@ -1,0 +1,3 @@
+//! PUT /v1/internal/users/{user_id}: set a user's workspace, role and SSO link.
+pub mod handler;
+pub use handler::handle;
