@@ -33,18 +33,14 @@ const DEMO: &[Demo] = &[
 ];
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
-    let table_name = arg(&args, "--table")
-        .or_else(|| std::env::var("TABLE_NAME").ok())
-        .ok_or("--table NAME is required")?;
+    let table_name =
+        arg(&args, "--table").or_else(|| std::env::var("TABLE_NAME").ok()).ok_or("--table NAME is required")?;
     let store = DynamoStore::from_env(&table_name).await;
     if table::table_exists(store.client(), &table_name).await? {
         println!("table {table_name} exists");
@@ -66,11 +62,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         });
         let input = NewSession {
             user_id: UserId::parse(d.user)?,
-            apps: d
-                .apps
-                .iter()
-                .map(|a| AppId::parse(a))
-                .collect::<Result<_, _>>()?,
+            apps: d.apps.iter().map(|a| AppId::parse(a)).collect::<Result<_, _>>()?,
             client: d.client,
             user_agent: d.user_agent.into(),
             ip: d.ip.into(),
@@ -78,13 +70,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
             trusted: Some(d.trusted),
             ttl_seconds: None,
         };
-        let created = service::create_session(
-            &store,
-            &Policy::default(),
-            input,
-            now - d.hours_ago * 3_600_000,
-        )
-        .await?;
+        let created = service::create_session(&store, &Policy::default(), input, now - d.hours_ago * 3_600_000).await?;
         rows.push(serde_json::json!({
             "user_id": d.user,
             "client": d.client,
@@ -100,12 +86,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
 
     let base = arg(&args, "--base-url").unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let token = |i: usize| rows[i]["token"].as_str().unwrap_or_default().to_owned();
-    let id = |i: usize| {
-        rows[i]["session_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let id = |i: usize| rows[i]["session_id"].as_str().unwrap_or_default().to_owned();
     println!(
         r#"
 Demo data: demo-user has 6 sessions (4 listed; the CLI and third-party ones are hidden), other-user has 1.

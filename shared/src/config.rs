@@ -50,29 +50,23 @@ fn number(name: &'static str, default: i64, min: i64) -> Result<i64, ConfigError
         Err(_) => Ok(default),
         Ok(raw) => match raw.trim().parse::<i64>() {
             Ok(v) if v >= min => Ok(v),
-            _ => Err(ConfigError::Invalid {
-                name,
-                reason: format!("expected a whole number >= {min}"),
-            }),
+            _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number >= {min}") }),
         },
     }
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let table_name = env::var("TABLE_NAME")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(ConfigError::Missing("TABLE_NAME"))?;
+        let table_name =
+            env::var("TABLE_NAME").ok().filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing("TABLE_NAME"))?;
         let d = Policy::default();
         let policy = Policy {
             session_ttl_secs: number("SESSION_TTL_SECONDS", d.session_ttl_secs, 60)?,
             max_session_ttl_secs: number("MAX_SESSION_TTL_SECONDS", d.max_session_ttl_secs, 60)?,
             tombstone_secs: number("TOMBSTONE_TTL_SECONDS", d.tombstone_secs, 0)?,
             audit_ttl_secs: number("AUDIT_TTL_SECONDS", d.audit_ttl_secs, 86_400)?,
-            max_sessions: u32::try_from(number("MAX_SESSIONS_PER_USER", i64::from(d.max_sessions), 1)?).map_err(|_| {
-                ConfigError::Invalid { name: "MAX_SESSIONS_PER_USER", reason: "too large".into() }
-            })?,
+            max_sessions: u32::try_from(number("MAX_SESSIONS_PER_USER", i64::from(d.max_sessions), 1)?)
+                .map_err(|_| ConfigError::Invalid { name: "MAX_SESSIONS_PER_USER", reason: "too large".into() })?,
         };
         if policy.session_ttl_secs > policy.max_session_ttl_secs {
             return Err(ConfigError::Invalid {

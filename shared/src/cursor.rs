@@ -75,7 +75,10 @@ mod tests {
     fn round_trip() {
         let u = UserId::parse("alice").unwrap();
         let id = Ulid::from_parts(1_700_000_000_000, 42);
-        assert_eq!(decode(&encode(&u, Listing::Sessions, Position::After(id)), &u, Listing::Sessions), Ok(Position::After(id)));
+        assert_eq!(
+            decode(&encode(&u, Listing::Sessions, Position::After(id)), &u, Listing::Sessions),
+            Ok(Position::After(id))
+        );
         assert_eq!(decode(&encode(&u, Listing::Events, Position::Top), &u, Listing::Events), Ok(Position::Top));
     }
 

@@ -53,12 +53,7 @@ impl Device {
             Some(os) => format!("{what} on {os}"),
             None => what,
         };
-        Self {
-            label,
-            browser,
-            os,
-            kind: kind.to_owned(),
-        }
+        Self { label, browser, os, kind: kind.to_owned() }
     }
 }
 
@@ -67,8 +62,7 @@ mod tests {
     use super::*;
 
     const CHROME_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-    const FIREFOX_WIN: &str =
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
+    const FIREFOX_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0";
     const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 
     #[test]
@@ -77,10 +71,7 @@ mod tests {
         assert_eq!(d.label, "Chrome on macOS");
         assert_eq!(d.browser.as_deref(), Some("Chrome"));
         assert_eq!(d.kind, "desktop");
-        assert_eq!(
-            Device::from_user_agent(FIREFOX_WIN, ClientKind::Browser).label,
-            "Firefox on Windows"
-        );
+        assert_eq!(Device::from_user_agent(FIREFOX_WIN, ClientKind::Browser).label, "Firefox on Windows");
         let phone = Device::from_user_agent(SAFARI_IPHONE, ClientKind::Browser);
         assert_eq!(phone.label, "Safari on iOS");
         assert_eq!(phone.kind, "mobile");
@@ -91,10 +82,7 @@ mod tests {
         let d = Device::from_user_agent(CHROME_MAC, ClientKind::DesktopApp);
         assert_eq!(d.label, "Desktop app on macOS");
         assert_eq!(d.kind, "desktop");
-        let m = Device::from_user_agent(
-            "ChatGPT/1.2025.1 CFNetwork/1490 Darwin/23.2.0",
-            ClientKind::MobileApp,
-        );
+        let m = Device::from_user_agent("ChatGPT/1.2025.1 CFNetwork/1490 Darwin/23.2.0", ClientKind::MobileApp);
         assert!(m.label.starts_with("Mobile app"), "{}", m.label);
         assert_eq!(m.kind, "mobile");
     }
@@ -106,9 +94,6 @@ mod tests {
         assert_eq!(d.browser, None);
         assert_eq!(d.os, None);
         assert_eq!(d.kind, "unknown");
-        assert_eq!(
-            Device::from_user_agent("curl/8.5.0", ClientKind::Cli).label,
-            "Command line"
-        );
+        assert_eq!(Device::from_user_agent("curl/8.5.0", ClientKind::Cli).label, "Command line");
     }
 }

@@ -23,12 +23,9 @@ impl UserId {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let ok_char =
-            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | ':' | '-');
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | ':' | '-');
         if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.chars().all(ok_char) {
-            return Err(invalid(
-                "user_id must be 1-128 characters of letters, digits and . _ @ : -",
-            ));
+            return Err(invalid("user_id must be 1-128 characters of letters, digits and . _ @ : -"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -121,9 +118,7 @@ impl SessionId {
         if raw.len() != 26 {
             return Err(invalid("session id must be a 26-character ULID"));
         }
-        Ulid::from_string(raw)
-            .map(Self)
-            .map_err(|_| invalid("session id must be a 26-character ULID"))
+        Ulid::from_string(raw).map(Self).map_err(|_| invalid("session id must be a 26-character ULID"))
     }
 
     /// Milliseconds since the epoch at which the id was minted (the sign-in time).
@@ -163,15 +158,10 @@ pub struct AppId(String);
 impl AppId {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let mut chars = raw.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok =
-            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !first_ok || !rest_ok || raw.len() > 32 {
-            return Err(invalid(format!(
-                "app id {raw:?} must be 1-32 characters of a-z, 0-9, _ and -"
-            )));
+            return Err(invalid(format!("app id {raw:?} must be 1-32 characters of a-z, 0-9, _ and -")));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -233,9 +223,7 @@ impl Location {
             let Some(v) = v else { return Ok(None) };
             let v = v.trim();
             if v.len() > Location::MAX_FIELD_LEN || v.chars().any(char::is_control) {
-                return Err(invalid(format!(
-                    "location.{field} must be at most 100 characters of printable text"
-                )));
+                return Err(invalid(format!("location.{field} must be at most 100 characters of printable text")));
             }
             Ok((!v.is_empty()).then(|| v.to_owned()))
         }
@@ -267,10 +255,7 @@ mod tests {
     fn session_id_is_a_ulid() {
         let id = SessionId::new();
         assert_eq!(SessionId::parse(&id.to_string()), Ok(id));
-        assert!(
-            SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3").is_err(),
-            "25 chars"
-        );
+        assert!(SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3").is_err(), "25 chars");
         assert!(SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3!").is_err());
         assert!(SessionId::parse("").is_err());
         assert!(SessionId::parse("../../etc/passwd__________").is_err());
@@ -282,11 +267,7 @@ mod tests {
         let id = SessionId::new();
         assert!(id.timestamp_ms() >= before && id.timestamp_ms() < before + 60_000);
         let at = SessionId::generate(1_700_000_000_123).unwrap();
-        assert_eq!(
-            at.timestamp_ms(),
-            1_700_000_000_123,
-            "randomness must not spill into the time"
-        );
+        assert_eq!(at.timestamp_ms(), 1_700_000_000_123, "randomness must not spill into the time");
         assert!(SessionId::generate(1_000).unwrap() < SessionId::generate(2_000).unwrap());
     }
 
@@ -324,19 +305,12 @@ mod tests {
 
     #[test]
     fn location_is_cleaned() {
-        let loc = Location {
-            city: Some(" Paris ".into()),
-            region: Some(String::new()),
-            country: Some("FR".into()),
-        };
+        let loc = Location { city: Some(" Paris ".into()), region: Some(String::new()), country: Some("FR".into()) };
         let loc = loc.validated().unwrap().unwrap();
         assert_eq!(loc.city.as_deref(), Some("Paris"));
         assert_eq!(loc.region, None);
         assert_eq!(Location::default().validated().unwrap(), None);
-        let long = Location {
-            city: Some("x".repeat(101)),
-            ..Default::default()
-        };
+        let long = Location { city: Some("x".repeat(101)), ..Default::default() };
         assert!(long.validated().is_err());
     }
 }

@@ -118,12 +118,7 @@ impl ServiceError {
 
     pub fn problem(&self) -> Problem {
         let (slug, title) = self.slug_and_title();
-        Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
-            title,
-            status: self.status(),
-            detail: self.detail(),
-        }
+        Problem { kind: format!("{PROBLEM_TYPE_BASE}{slug}"), title, status: self.status(), detail: self.detail() }
     }
 }
 
@@ -145,10 +140,7 @@ mod tests {
         assert_eq!(ServiceError::BadRequest("x".into()).status(), 400);
         assert_eq!(ServiceError::PayloadTooLarge { limit: 1 }.status(), 413);
         assert_eq!(ServiceError::UnsupportedMediaType.status(), 415);
-        assert_eq!(
-            ServiceError::MethodNotAllowed { allow: "GET" }.status(),
-            405
-        );
+        assert_eq!(ServiceError::MethodNotAllowed { allow: "GET" }.status(), 405);
         let throttled = StoreError::Throttled("slow down".into());
         assert_eq!(ServiceError::from(throttled).status(), 503);
         assert_eq!(ServiceError::from(StoreError::AlreadyExists).status(), 500);

@@ -36,8 +36,7 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
 pub fn no_content() -> Response<Body> {
     let mut res = Response::new(Body::Empty);
     *res.status_mut() = StatusCode::NO_CONTENT;
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
@@ -45,9 +44,7 @@ pub fn no_content() -> Response<Body> {
 pub fn problem(err: &ServiceError) -> Response<Body> {
     let p = err.problem();
     if p.status >= 500 {
-        let cause = std::error::Error::source(err)
-            .map(|s| format!("{s}: {:?}", s.source()))
-            .unwrap_or_default();
+        let cause = std::error::Error::source(err).map(|s| format!("{s}: {:?}", s.source())).unwrap_or_default();
         tracing::error!(status = p.status, error = %err, cause = %cause, "request failed");
     } else {
         tracing::info!(status = p.status, problem = %p.kind, "request refused");
@@ -57,10 +54,7 @@ pub fn problem(err: &ServiceError) -> Response<Body> {
     let headers = res.headers_mut();
     match err {
         ServiceError::MissingToken => {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"active-sessions\""),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"active-sessions\""));
         }
         ServiceError::InvalidToken => {
             let v = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"");
@@ -82,11 +76,7 @@ pub fn finish(result: Result<Response<Body>, ServiceError>) -> Response<Body> {
 }
 
 /// Refuses any method but `allowed` with 405 and an `Allow` header.
-pub fn require_method(
-    req: &Request,
-    allowed: Method,
-    allow: &'static str,
-) -> Result<(), ServiceError> {
+pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Result<(), ServiceError> {
     if req.method() == allowed {
         Ok(())
     } else {
@@ -115,26 +105,17 @@ pub fn bearer(req: &Request) -> Result<SessionToken, ServiceError> {
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ServiceError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
+        return Err(ServiceError::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ServiceError::UnsupportedMediaType);
     }
     if bytes.is_empty() {
-        return Err(ServiceError::BadRequest(
-            "the request body is empty; send a JSON object".into(),
-        ));
+        return Err(ServiceError::BadRequest("the request body is empty; send a JSON object".into()));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ServiceError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ServiceError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// A query-string parameter. A parameter given twice is refused rather than guessed at.
@@ -144,17 +125,13 @@ pub fn query_param(req: &Request, name: &str) -> Result<Option<String>, ServiceE
     match values.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some((*one).to_owned())),
-        _ => Err(ServiceError::BadRequest(format!(
-            "query parameter `{name}` is given more than once"
-        ))),
+        _ => Err(ServiceError::BadRequest(format!("query parameter `{name}` is given more than once"))),
     }
 }
 
 /// A path parameter filled in by the router (`{id}`).
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
-    req.path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .map(str::to_owned)
+    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
 }
 
 /// The client's IP as API Gateway saw it (`requestContext.http.sourceIp`), for the audit trail.
@@ -170,9 +147,9 @@ pub fn source_ip(req: &Request) -> Option<String> {
 pub fn subject(req: &Request) -> Result<crate::service::Subject, ServiceError> {
     match path_param(req, "user_id") {
         None => Ok(crate::service::Subject::Own),
-        Some(raw) => crate::domain::UserId::parse(&raw)
-            .map(crate::service::Subject::Member)
-            .map_err(|_| ServiceError::NotFound),
+        Some(raw) => {
+            crate::domain::UserId::parse(&raw).map(crate::service::Subject::Member).map_err(|_| ServiceError::NotFound)
+        }
     }
 }
 

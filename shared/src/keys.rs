@@ -46,14 +46,12 @@ pub fn member_sk(user: &UserId) -> String {
 
 /// The session id inside a session sort key, if it is one.
 pub fn session_id_from_sk(sk: &str) -> Option<SessionId> {
-    sk.strip_prefix(SESSION_PREFIX)
-        .and_then(|id| SessionId::parse(id).ok())
+    sk.strip_prefix(SESSION_PREFIX).and_then(|id| SessionId::parse(id).ok())
 }
 
 /// The user id inside a user partition key, if it is one.
 pub fn user_id_from_pk(pk: &str) -> Option<UserId> {
-    pk.strip_prefix(USER_PREFIX)
-        .and_then(|id| UserId::parse(id).ok())
+    pk.strip_prefix(USER_PREFIX).and_then(|id| UserId::parse(id).ok())
 }
 
 #[cfg(test)]

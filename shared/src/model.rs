@@ -130,11 +130,7 @@ pub struct Session {
 pub struct Watermark {
     #[serde(rename = "RevokedBefore")]
     pub before_ms: i64,
-    #[serde(
-        rename = "RevokeKeep",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RevokeKeep", default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<SessionId>,
 }
 
@@ -210,11 +206,7 @@ pub(crate) mod tests {
             client: ClientKind::Browser,
             user_agent: "Mozilla/5.0".into(),
             ip: "203.0.113.7".into(),
-            location: Some(Location {
-                city: Some("Lyon".into()),
-                region: None,
-                country: Some("FR".into()),
-            }),
+            location: Some(Location { city: Some("Lyon".into()), region: None, country: Some("FR".into()) }),
             device: Device::from_user_agent("Mozilla/5.0", ClientKind::Browser),
             trusted: false,
             signed_in_at,
@@ -236,14 +228,8 @@ pub(crate) mod tests {
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&s).unwrap();
         assert_eq!(item["ExpiresAt"], AttributeValue::N("1700003600".into()));
         assert_eq!(item["Status"], AttributeValue::S("active".into()));
-        assert_eq!(
-            item["RevokeReason"],
-            AttributeValue::S("user_logout".into())
-        );
-        assert!(
-            !item.contains_key("RevokedBy"),
-            "absent options are not written as NULL"
-        );
+        assert_eq!(item["RevokeReason"], AttributeValue::S("user_logout".into()));
+        assert!(!item.contains_key("RevokedBy"), "absent options are not written as NULL");
         let back: Session = serde_dynamo::from_item(item).unwrap();
         assert_eq!(back, s);
     }
@@ -267,8 +253,7 @@ pub(crate) mod tests {
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&p).unwrap();
         assert!(item.contains_key("RevokedBefore"));
         assert_eq!(serde_dynamo::from_item::<_, Profile>(item).unwrap(), p);
-        let empty: Profile =
-            serde_dynamo::from_item(HashMap::<String, AttributeValue>::new()).unwrap();
+        let empty: Profile = serde_dynamo::from_item(HashMap::<String, AttributeValue>::new()).unwrap();
         assert_eq!(empty.watermark, None);
         assert!(!empty.is_sso_linked());
     }
@@ -314,10 +299,7 @@ pub(crate) mod tests {
         let now = 1_700_000_000_000;
         let s = session("u1", now - 10_000);
         assert!(s.is_active_at(now, None));
-        assert!(
-            !s.is_active_at(s.expires_at * 1000, None),
-            "expired at ExpiresAt"
-        );
+        assert!(!s.is_active_at(s.expires_at * 1000, None), "expired at ExpiresAt");
         let mut revoked = s.clone();
         revoked.status = SessionStatus::Revoked;
         assert!(!revoked.is_active_at(now, None));
@@ -328,17 +310,11 @@ pub(crate) mod tests {
         let now = 1_700_000_000_000;
         let old = session("u1", now - 1000);
         let new = session("u1", now + 1);
-        let wm = Watermark {
-            before_ms: now,
-            keep: None,
-        };
+        let wm = Watermark { before_ms: now, keep: None };
         assert!(wm.covers(&old));
         assert!(!wm.covers(&new));
         assert!(!old.is_active_at(now, Some(&wm)));
-        let keep = Watermark {
-            before_ms: now,
-            keep: Some(old.session_id),
-        };
+        let keep = Watermark { before_ms: now, keep: Some(old.session_id) };
         assert!(!keep.covers(&old));
     }
 }

@@ -126,7 +126,11 @@ fn verify(token: &SessionToken, read: &ReadResult, now_ms: i64) -> Result<Princi
 /// Validates a token against the source of truth: one strongly consistent read of the session and
 /// the user's profile (with the revoke-all watermark).
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id(), session_id = %token.session_id()))]
-pub async fn authenticate<S: SessionStore>(store: &S, token: &SessionToken, now_ms: i64) -> Result<Principal, ServiceError> {
+pub async fn authenticate<S: SessionStore>(
+    store: &S,
+    token: &SessionToken,
+    now_ms: i64,
+) -> Result<Principal, ServiceError> {
     let set = ReadSet {
         sessions: vec![(token.user_id().clone(), token.session_id())],
         profiles: vec![token.user_id().clone()],
@@ -148,8 +152,11 @@ async fn authorize<S: SessionStore>(
     let me = token.user_id().clone();
     match subject {
         Subject::Own => {
-            let mut set =
-                ReadSet { sessions: vec![(me.clone(), token.session_id())], profiles: vec![me.clone()], ..Default::default() };
+            let mut set = ReadSet {
+                sessions: vec![(me.clone(), token.session_id())],
+                profiles: vec![me.clone()],
+                ..Default::default()
+            };
             set.sessions.extend(extra.map(|id| (me.clone(), id)));
             let read = store.read(&set).await?;
             let principal = verify(token, &read, now_ms)?;
@@ -191,7 +198,12 @@ fn refuse_own_through_admin(auth: &Authorized) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn audit_event(policy: &Policy, target: &UserId, revocation: &Revocation, scope: AuditScope) -> Result<AuditEvent, ServiceError> {
+fn audit_event(
+    policy: &Policy,
+    target: &UserId,
+    revocation: &Revocation,
+    scope: AuditScope,
+) -> Result<AuditEvent, ServiceError> {
     let id = SessionId::generate(revocation.at_ms).map_err(internal)?;
     Ok(AuditEvent {
         event_id: id.ulid(),
@@ -289,12 +301,21 @@ pub async fn create_session<S: SessionStore>(
     };
     store.create_session(&session).await?;
     tracing::info!(session_id = %session_id, "session created");
-    Ok(CreatedSession { session_id, token: token.expose().to_owned(), expires_at: rfc3339_ms(session.expires_at * 1000) })
+    Ok(CreatedSession {
+        session_id,
+        token: token.expose().to_owned(),
+        expires_at: rfc3339_ms(session.expires_at * 1000),
+    })
 }
 
 /// At `max_sessions` active sessions, revokes the least recently active ones (reason
 /// `session_limit`, by the system) so the new one fits.
-async fn enforce_session_limit<S: SessionStore>(store: &S, policy: &Policy, user: &UserId, now_ms: i64) -> Result<(), ServiceError> {
+async fn enforce_session_limit<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    user: &UserId,
+    now_ms: i64,
+) -> Result<(), ServiceError> {
     let profile_read = ReadSet { profiles: vec![user.clone()], ..Default::default() };
     let (read, states) = tokio::try_join!(store.read(&profile_read), store.session_states(user))?;
     let watermark = read.profiles.get(user).and_then(|p| p.watermark);
@@ -323,7 +344,8 @@ async fn enforce_session_limit<S: SessionStore>(store: &S, policy: &Policy, user
         event.session_ids = vec![st.session_id];
         event.device_labels = vec![st.device_label.clone()];
         event.count = 1;
-        let outcome = store.revoke_session(user, st.session_id, &revocation, policy.tombstone_secs, Some(&event)).await?;
+        let outcome =
+            store.revoke_session(user, st.session_id, &revocation, policy.tombstone_secs, Some(&event)).await?;
         tracing::info!(evicted = %st.session_id, ?outcome, "session limit reached");
     }
     Ok(())
@@ -451,7 +473,9 @@ pub async fn list_sessions<S: SessionStore>(
         None => Some(cursor::encode(&owner, Listing::Sessions, Position::Top)),
         Some(p) => {
             let not_current = |s: &&Session| current.is_none_or(|c| c.session_id != s.session_id);
-            sessions.extend(p.sessions.iter().filter(not_current).filter(|s| listed(s)).map(|s| SessionView::new(s, false)));
+            sessions.extend(
+                p.sessions.iter().filter(not_current).filter(|s| listed(s)).map(|s| SessionView::new(s, false)),
+            );
             p.last_evaluated.map(|id| cursor::encode(&owner, Listing::Sessions, Position::After(id.ulid())))
         }
     };
@@ -580,8 +604,10 @@ pub async fn sweep_watermark<S: SessionStore>(
     revocation: &Revocation,
 ) -> Result<u64, StoreError> {
     let states = store.session_states(user).await?;
-    let targets =
-        states.into_iter().filter(|st| st.active && watermark.covers_at(st.signed_in_at, st.session_id)).map(|st| st.session_id);
+    let targets = states
+        .into_iter()
+        .filter(|st| st.active && watermark.covers_at(st.signed_in_at, st.session_id))
+        .map(|st| st.session_id);
     let revoked = stream::iter(targets)
         .map(|id| store.revoke_session(user, id, revocation, policy.tombstone_secs, None))
         .buffer_unordered(SWEEP_CONCURRENCY)
@@ -707,10 +733,11 @@ pub async fn list_events<S: SessionStore>(
 ) -> Result<EventListing, ServiceError> {
     let limit = parse_limit(limit)?;
     let auth = authorize(store, token, subject, None, now_ms).await?;
-    let after = match cursor_raw.map(|c| cursor::decode(c, &auth.target, Listing::Events)).transpose().map_err(|e| bad(e.0))? {
-        Some(Position::After(id)) => Some(id),
-        Some(Position::Top) | None => None,
-    };
+    let after =
+        match cursor_raw.map(|c| cursor::decode(c, &auth.target, Listing::Events)).transpose().map_err(|e| bad(e.0))? {
+            Some(Position::After(id)) => Some(id),
+            Some(Position::Top) | None => None,
+        };
     let page = store.query_audit(&auth.target, after, limit).await?;
     Ok(EventListing {
         events: page.events.iter().map(EventView::new).collect(),
@@ -743,7 +770,11 @@ pub struct UserProfileView {
 
 /// Sets a user's workspace, role and SSO link (the identity system's word, through an internal route).
 #[tracing::instrument(skip_all, fields(user_id = %user))]
-pub async fn put_user<S: SessionStore>(store: &S, user: &UserId, input: UserProfileInput) -> Result<UserProfileView, ServiceError> {
+pub async fn put_user<S: SessionStore>(
+    store: &S,
+    user: &UserId,
+    input: UserProfileInput,
+) -> Result<UserProfileView, ServiceError> {
     if input.role.is_some() && input.workspace_id.is_none() {
         return Err(bad("role needs a workspace_id"));
     }

@@ -2,8 +2,8 @@
 //! from here, and the deploy template must match it (keys, TTL attribute, stream view).
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -16,18 +16,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Creates the table (on-demand, `PK`/`SK` strings, stream with new and old images), waits until
 /// it is active, then turns TTL on for `ExpiresAt`.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), BoxError> {
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-    };
+    let attr =
+        |n: &str| AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build();
+    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build();
     client
         .create_table()
         .table_name(name)
@@ -37,10 +28,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), BoxError> {
         .key_schema(key(keys::SK, KeyType::Range)?)
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(STREAM_VIEW)
-                .build()?,
+            StreamSpecification::builder().stream_enabled(true).stream_view_type(STREAM_VIEW).build()?,
         )
         .send()
         .await?;
@@ -55,10 +43,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), BoxError> {
         .update_time_to_live()
         .table_name(name)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(keys::EXPIRES_AT)
-                .build()?,
+            TimeToLiveSpecification::builder().enabled(true).attribute_name(keys::EXPIRES_AT).build()?,
         )
         .send()
         .await?;
@@ -69,12 +54,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), BoxError> {
 pub async fn table_exists(client: &Client, name: &str) -> Result<bool, BoxError> {
     match client.describe_table().table_name(name).send().await {
         Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) =>
-        {
-            Ok(false)
-        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -33,20 +33,13 @@ pub async fn sign_in<S: SessionStore>(store: &S, user: &str, client: ClientKind)
         trusted: None,
         ttl_seconds: None,
     };
-    let created = service::create_session(store, &Policy::default(), input, service::now_ms())
-        .await
-        .expect("sign-in");
-    SignedIn {
-        session_id: created.session_id,
-        token: created.token,
-    }
+    let created = service::create_session(store, &Policy::default(), input, service::now_ms()).await.expect("sign-in");
+    SignedIn { session_id: created.session_id, token: created.token }
 }
 
 /// A request with an optional bearer token.
 pub fn request(method: &str, path: &str, token: Option<&str>) -> Request {
-    let mut builder = lambda_http::http::Request::builder()
-        .method(method)
-        .uri(format!("https://api.test{path}"));
+    let mut builder = lambda_http::http::Request::builder().method(method).uri(format!("https://api.test{path}"));
     if let Some(t) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
@@ -64,34 +57,20 @@ pub fn json_request(method: &str, path: &str, body: &str) -> Request {
 }
 
 pub fn with_query(req: Request, pairs: &[(&str, &str)]) -> Request {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     req.with_query_string_parameters(map)
 }
 
 pub fn with_path(req: Request, pairs: &[(&str, &str)]) -> Request {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     req.with_path_parameters(map)
 }
 
 /// Status, content type and parsed JSON body (Null when empty).
 pub fn parts(res: &Response<Body>) -> (u16, String, serde_json::Value) {
-    let ct = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let ct = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes: &[u8] = res.body().as_ref();
-    let json = if bytes.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(bytes).expect("JSON body")
-    };
+    let json =
+        if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
     (res.status().as_u16(), ct, json)
 }

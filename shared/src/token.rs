@@ -75,11 +75,7 @@ impl SessionToken {
             session_id,
             URL_SAFE_NO_PAD.encode(secret)
         );
-        Ok(Self {
-            raw,
-            user_id: user_id.clone(),
-            session_id,
-        })
+        Ok(Self { raw, user_id: user_id.clone(), session_id })
     }
 
     pub fn parse(raw: &str) -> Result<Self, TokenError> {
@@ -87,35 +83,23 @@ impl SessionToken {
             return Err(TokenError::Malformed);
         }
         let mut parts = raw.split('.');
-        let (Some(prefix), Some(user), Some(session), Some(secret), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let (Some(prefix), Some(user), Some(session), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(TokenError::Malformed);
         };
         if prefix != PREFIX {
             return Err(TokenError::Malformed);
         }
-        let user = URL_SAFE_NO_PAD
-            .decode(user)
-            .map_err(|_| TokenError::Malformed)?;
+        let user = URL_SAFE_NO_PAD.decode(user).map_err(|_| TokenError::Malformed)?;
         let user = std::str::from_utf8(&user).map_err(|_| TokenError::Malformed)?;
         let user_id = UserId::parse(user).map_err(|_| TokenError::Malformed)?;
         let session_id = SessionId::parse(session).map_err(|_| TokenError::Malformed)?;
-        let secret_ok = URL_SAFE_NO_PAD
-            .decode(secret)
-            .is_ok_and(|bytes| bytes.len() == SECRET_BYTES);
+        let secret_ok = URL_SAFE_NO_PAD.decode(secret).is_ok_and(|bytes| bytes.len() == SECRET_BYTES);
         if !secret_ok {
             return Err(TokenError::Malformed);
         }
-        Ok(Self {
-            raw: raw.to_owned(),
-            user_id,
-            session_id,
-        })
+        Ok(Self { raw: raw.to_owned(), user_id, session_id })
     }
 
     pub fn user_id(&self) -> &UserId {
@@ -186,11 +170,7 @@ mod tests {
             &raw[..raw.len() - 2],
             &format!("{raw}{}", "A".repeat(600)),
         ] {
-            assert_eq!(
-                SessionToken::parse(bad),
-                Err(TokenError::Malformed),
-                "{bad:?}"
-            );
+            assert_eq!(SessionToken::parse(bad), Err(TokenError::Malformed), "{bad:?}");
         }
     }
 
@@ -199,11 +179,7 @@ mod tests {
         let t = SessionToken::generate(&user(), SessionId::new()).unwrap();
         let raw = t.expose();
         let last = raw.chars().last().unwrap();
-        let flipped = format!(
-            "{}{}",
-            &raw[..raw.len() - 1],
-            if last == 'A' { 'Q' } else { 'A' }
-        );
+        let flipped = format!("{}{}", &raw[..raw.len() - 1], if last == 'A' { 'Q' } else { 'A' });
         if let Ok(other) = SessionToken::parse(&flipped) {
             assert!(!other.hash().matches(&t.hash()));
         }

@@ -37,11 +37,7 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
     let n = samples.len();
     let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-    Stats {
-        median: at(0.5),
-        p99: at(0.99),
-        n,
-    }
+    Stats { median: at(0.5), p99: at(0.99), n }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -66,12 +62,7 @@ async fn measure<'a>(iterations: usize, mut variants: Vec<Variant<'a>>) -> Vec<S
     }
     let out: Vec<Stats> = samples.into_iter().map(stats).collect();
     for ((name, _), s) in variants.iter().zip(&out) {
-        println!(
-            "  {name:<46} n={:<4} median {:>7.3} ms   p99 {:>7.3} ms",
-            s.n,
-            ms(s.median),
-            ms(s.p99)
-        );
+        println!("  {name:<46} n={:<4} median {:>7.3} ms   p99 {:>7.3} ms", s.n, ms(s.median), ms(s.p99));
     }
     out
 }
@@ -83,11 +74,7 @@ fn ratio(name: &str, a: Stats, b: Stats, target: f64) {
 }
 
 async fn sessions(t: &TestTable, user: &str, n: usize) -> Vec<SignedIn> {
-    stream::iter(0..n)
-        .map(|_| sign_in(&t.store, user, ClientKind::Browser))
-        .buffer_unordered(16)
-        .collect()
-        .await
+    stream::iter(0..n).map(|_| sign_in(&t.store, user, ClientKind::Browser)).buffer_unordered(16).collect().await
 }
 
 fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {
@@ -105,12 +92,7 @@ async fn raw_auth(client: &Client, table: &str, user: &str, sid: &str) {
         .consistent_read(true)
         .build()
         .expect("keys");
-    client
-        .batch_get_item()
-        .request_items(table, keys)
-        .send()
-        .await
-        .expect("batch_get_item");
+    client.batch_get_item().request_items(table, keys).send().await.expect("batch_get_item");
 }
 
 async fn raw_list_query(client: &Client, table: &str, user: &str) {
@@ -135,9 +117,7 @@ async fn raw_revoke(client: &Client, table: &str, user: &str, sid: &str) {
         .update_item()
         .table_name(table)
         .set_key(Some(key(user, &format!("SESSION#{sid}"))))
-        .update_expression(
-            "SET #s = :r, RevokedAt = :at, RevokedBy = :by, RevokeReason = :why, ExpiresAt = :exp",
-        )
+        .update_expression("SET #s = :r, RevokedAt = :at, RevokedBy = :by, RevokeReason = :why, ExpiresAt = :exp")
         .condition_expression("attribute_exists(PK) AND #s = :a AND ExpiresAt > :now")
         .expression_attribute_names("#s", "Status")
         .expression_attribute_values(":r", AttributeValue::S("revoked".into()))
@@ -170,11 +150,7 @@ async fn raw_watermark(client: &Client, table: &str, user: &str) {
         .await;
     // Two calls can share a millisecond; the condition then refuses, as it does in the product.
     if let Err(e) = result {
-        assert!(
-            e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()),
-            "{e:?}"
-        );
+        assert!(e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()), "{e:?}");
     }
 }
 
@@ -200,17 +176,12 @@ async fn raw_count(client: &Client, table: &str, user: &str) {
 
 #[tokio::main]
 async fn main() {
-    let iterations: usize = std::env::var("BENCH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let iterations: usize = std::env::var("BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let t = TestTable::new().await;
     let (client, table) = (t.store.client(), t.name.as_str());
     let policy = Policy::default();
     println!("Active Sessions handlers vs raw DynamoDB operations, on DynamoDB Local");
-    println!(
-        "({iterations} measured rounds after {WARM_UP} warm-up rounds; variants interleaved)\n"
-    );
+    println!("({iterations} measured rounds after {WARM_UP} warm-up rounds; variants interleaved)\n");
 
     // ---- list: 20 sessions.
     let listed = sessions(&t, "bench-list", 20).await;
@@ -224,19 +195,12 @@ async fn main() {
                 "handler GET /v1/sessions",
                 Box::new(|| {
                     Box::pin(async {
-                        let res = list_sessions::handle(
-                            &t.store,
-                            request("GET", "/v1/sessions", Some(token)),
-                        )
-                        .await;
+                        let res = list_sessions::handle(&t.store, request("GET", "/v1/sessions", Some(token))).await;
                         assert_eq!(res.status(), 200);
                     })
                 }),
             ),
-            (
-                "raw Query (the operation it wraps)",
-                Box::new(|| Box::pin(raw_list_query(client, table, "bench-list"))),
-            ),
+            ("raw Query (the operation it wraps)", Box::new(|| Box::pin(raw_list_query(client, table, "bench-list")))),
             (
                 "raw BatchGetItem || Query (its requests)",
                 Box::new(|| {
@@ -274,16 +238,10 @@ async fn main() {
                 "handler DELETE /v1/sessions/{id}",
                 Box::new(|| {
                     let id = a.next().expect("target").session_id.to_string();
-                    let req = with_path(
-                        request("DELETE", "/v1/sessions/x", Some(&me.token)),
-                        &[("id", &id)],
-                    );
+                    let req = with_path(request("DELETE", "/v1/sessions/x", Some(&me.token)), &[("id", &id)]);
                     let (store, policy) = (&t.store, &policy);
                     Box::pin(async move {
-                        assert_eq!(
-                            revoke_session::handle(store, policy, req).await.status(),
-                            204
-                        );
+                        assert_eq!(revoke_session::handle(store, policy, req).await.status(), 204);
                     })
                 }),
             ),
@@ -291,9 +249,7 @@ async fn main() {
                 "raw conditional UpdateItem (what it wraps)",
                 Box::new(|| {
                     let id = b.next().expect("target").session_id.to_string();
-                    Box::pin(
-                        async move { raw_revoke(client, table, "bench-revoke-raw", &id).await },
-                    )
+                    Box::pin(async move { raw_revoke(client, table, "bench-revoke-raw", &id).await })
                 }),
             ),
             (
@@ -331,13 +287,11 @@ async fn main() {
                 (
                     "handler DELETE /v1/sessions?scope=others",
                     Box::new(|| {
-                        let req = with_query(
-                            request("DELETE", "/v1/sessions", Some(&caller.token)),
-                            &[("scope", "others")],
-                        );
-                        let store = &t.store;
+                        let req =
+                            with_query(request("DELETE", "/v1/sessions", Some(&caller.token)), &[("scope", "others")]);
+                        let (store, policy) = (&t.store, &policy);
                         Box::pin(async move {
-                            assert_eq!(revoke_all_sessions::handle(store, req).await.status(), 200);
+                            assert_eq!(revoke_all_sessions::handle(store, policy, req).await.status(), 200);
                         })
                     }),
                 ),
@@ -351,39 +305,18 @@ async fn main() {
                         let (caller_sid, raw_user) = (caller_sid.as_str(), raw_user.as_str());
                         Box::pin(async move {
                             raw_auth(client, table, user, caller_sid).await;
-                            tokio::join!(
-                                raw_watermark(client, table, raw_user),
-                                raw_count(client, table, user)
-                            );
+                            tokio::join!(raw_watermark(client, table, raw_user), raw_count(client, table, user));
                         })
                     }),
                 ),
-                (
-                    "raw COUNT Query alone",
-                    Box::new(|| Box::pin(raw_count(client, table, user))),
-                ),
+                ("raw COUNT Query alone", Box::new(|| Box::pin(raw_count(client, table, user)))),
             ],
         )
         .await;
-        ratio(
-            &format!("handler N={n} / raw watermark UpdateItem"),
-            s[0],
-            s[1],
-            1.5,
-        );
-        ratio(
-            &format!("handler N={n} / its raw requests"),
-            s[0],
-            s[2],
-            1.5,
-        );
+        ratio(&format!("handler N={n} / raw watermark UpdateItem"), s[0], s[1], 1.5);
+        ratio(&format!("handler N={n} / its raw requests"), s[0], s[2], 1.5);
         handler_by_n.push(s[0]);
     }
     println!();
-    ratio(
-        "handler N=500 / handler N=1",
-        handler_by_n[2],
-        handler_by_n[0],
-        2.0,
-    );
+    ratio("handler N=500 / handler N=1", handler_by_n[2], handler_by_n[0], 2.0);
 }

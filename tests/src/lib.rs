@@ -14,7 +14,9 @@ pub type Item = HashMap<String, AttributeValue>;
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with `infra/test.sh`, which starts DynamoDB Local and cargo lambda watch")
+        panic!(
+            "{name} is not set: run the tests with `infra/test.sh`, which starts DynamoDB Local and cargo lambda watch"
+        )
     })
 }
 
@@ -27,12 +29,7 @@ pub struct TestTable {
 impl TestTable {
     pub async fn new() -> Self {
         required_env("AWS_ENDPOINT_URL_DYNAMODB");
-        let name = format!(
-            "test-{}",
-            active_sessions::domain::SessionId::new()
-                .to_string()
-                .to_lowercase()
-        );
+        let name = format!("test-{}", active_sessions::domain::SessionId::new().to_string().to_lowercase());
         let store = DynamoStore::from_env(&name).await;
         table::create_table(store.client(), &name)
             .await
@@ -78,14 +75,7 @@ impl TestTable {
     }
 
     pub async fn put(&self, item: Item) {
-        self.store
-            .client()
-            .put_item()
-            .table_name(&self.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .expect("put_item");
+        self.store.client().put_item().table_name(&self.name).set_item(Some(item)).send().await.expect("put_item");
     }
 
     pub async fn update_number(&self, pk: &str, sk: &str, attr: &str, value: i64) {
@@ -143,44 +133,26 @@ impl TestTable {
                 .shard_iterator;
             // An open shard always hands back a next iterator; stop at the first empty read.
             while let Some(it) = iterator {
-                let out = streams
-                    .get_records()
-                    .shard_iterator(it)
-                    .send()
-                    .await
-                    .expect("get_records");
+                let out = streams.get_records().shard_iterator(it).send().await.expect("get_records");
                 let batch = out.records.unwrap_or_default();
                 if batch.is_empty() {
                     break;
                 }
                 for r in batch {
-                    let event = r
-                        .event_name
-                        .map(|e| e.as_str().to_owned())
-                        .unwrap_or_default();
+                    let event = r.event_name.map(|e| e.as_str().to_owned()).unwrap_or_default();
                     let Some(data) = r.dynamodb else { continue };
-                    let text = |img: Option<
-                        HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
-                    >| {
+                    let text = |img: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
                         img.map(|m| {
                             m.into_iter()
                                 .filter_map(|(k, v)| match v {
-                                    aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => {
-                                        Some((k, s))
-                                    }
-                                    aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => {
-                                        Some((k, n))
-                                    }
+                                    aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => Some((k, s)),
+                                    aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => Some((k, n)),
                                     _ => None,
                                 })
                                 .collect::<HashMap<_, _>>()
                         })
                     };
-                    records.push(StreamRecord {
-                        event,
-                        old: text(data.old_image),
-                        new: text(data.new_image),
-                    });
+                    records.push(StreamRecord { event, old: text(data.old_image), new: text(data.new_image) });
                 }
                 iterator = out.next_shard_iterator;
             }
@@ -212,16 +184,13 @@ pub fn e2e_base_url() -> String {
 
 fn repo_file(path: &str) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    std::fs::read_to_string(format!("{root}/{path}"))
-        .unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
 /// (METHOD, path) pairs served locally by `cargo lambda watch` (the workspace router).
 pub fn watch_routes() -> BTreeSet<(String, String)> {
     let manifest: toml::Table = repo_file("Cargo.toml").parse().expect("Cargo.toml parses");
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
-        .as_table()
-        .expect("router table");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().expect("router table");
     let mut routes = BTreeSet::new();
     for (path, targets) in router {
         for target in targets.as_array().expect("route targets") {
@@ -234,8 +203,7 @@ pub fn watch_routes() -> BTreeSet<(String, String)> {
 
 /// (METHOD, path) → documented statuses, from `infra/openapi.yaml`.
 pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses");
     let mut routes = HashMap::new();
     let paths = doc["paths"].as_mapping().expect("paths");
     for (path, ops) in paths {

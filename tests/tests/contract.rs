@@ -9,22 +9,13 @@ fn openapi_routes_are_exactly_the_local_router_routes() {
     let documented: BTreeSet<(String, String)> = openapi_routes().into_keys().collect();
     let served = watch_routes();
     assert!(!served.is_empty());
-    assert_eq!(
-        documented, served,
-        "infra/openapi.yaml and [workspace.metadata.lambda.watch.router] differ"
-    );
+    assert_eq!(documented, served, "infra/openapi.yaml and [workspace.metadata.lambda.watch.router] differ");
 }
 
 #[test]
 fn every_documented_route_has_an_error_status() {
     for ((method, path), statuses) in openapi_routes() {
-        assert!(
-            statuses.iter().any(|s| *s >= 400),
-            "{method} {path} documents no error"
-        );
-        assert!(
-            statuses.iter().any(|s| *s < 300),
-            "{method} {path} documents no success"
-        );
+        assert!(statuses.iter().any(|s| *s >= 400), "{method} {path} documents no error");
+        assert!(statuses.iter().any(|s| *s < 300), "{method} {path} documents no success");
     }
 }

@@ -27,11 +27,7 @@ fn unique_user(tag: &str) -> String {
 
 impl Api {
     fn new() -> Self {
-        Self {
-            http: Client::new(),
-            base: e2e_base_url(),
-            seen: BTreeSet::new(),
-        }
+        Self { http: Client::new(), base: e2e_base_url(), seen: BTreeSet::new() }
     }
 
     async fn call(
@@ -42,41 +38,23 @@ impl Api {
         token: Option<&str>,
         body: Option<String>,
     ) -> (u16, Value, HeaderMap) {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let res = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: is cargo lambda watch up? {e}"));
+        let res = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: is cargo lambda watch up? {e}"));
         let status = res.status().as_u16();
-        self.seen
-            .insert((method.as_str().to_owned(), route.to_owned(), status));
-        let ct = res
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        self.seen.insert((method.as_str().to_owned(), route.to_owned(), status));
+        let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         if status >= 400 {
-            assert_eq!(
-                ct, "application/problem+json",
-                "{method} {path} -> {status}"
-            );
+            assert_eq!(ct, "application/problem+json", "{method} {path} -> {status}");
         }
         let headers = res.headers().clone();
         let bytes = res.bytes().await.expect("body");
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).expect("JSON body")
-        };
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
         (status, value, headers)
     }
 
@@ -85,66 +63,31 @@ impl Api {
             "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
             "ip": "198.51.100.7", "location": {"city": "Lyon", "country": "FR"}});
         let (status, v, _) = self
-            .call(
-                Method::POST,
-                "/v1/internal/sessions",
-                "/v1/internal/sessions",
-                None,
-                Some(body.to_string()),
-            )
+            .call(Method::POST, "/v1/internal/sessions", "/v1/internal/sessions", None, Some(body.to_string()))
             .await;
         assert_eq!(status, 201, "{v}");
-        Signed {
-            id: v["session_id"].as_str().unwrap().to_owned(),
-            token: v["token"].as_str().unwrap().to_owned(),
-        }
+        Signed { id: v["session_id"].as_str().unwrap().to_owned(), token: v["token"].as_str().unwrap().to_owned() }
     }
 
     async fn list(&mut self, token: &str, query: &str) -> (u16, Value) {
-        let (s, v, _) = self
-            .call(
-                Method::GET,
-                "/v1/sessions",
-                &format!("/v1/sessions{query}"),
-                Some(token),
-                None,
-            )
-            .await;
+        let (s, v, _) =
+            self.call(Method::GET, "/v1/sessions", &format!("/v1/sessions{query}"), Some(token), None).await;
         (s, v)
     }
 
     async fn revoke(&mut self, token: &str, id: &str) -> (u16, Value, HeaderMap) {
-        self.call(
-            Method::DELETE,
-            "/v1/sessions/{id}",
-            &format!("/v1/sessions/{id}"),
-            Some(token),
-            None,
-        )
-        .await
+        self.call(Method::DELETE, "/v1/sessions/{id}", &format!("/v1/sessions/{id}"), Some(token), None).await
     }
 
     async fn revoke_all(&mut self, token: &str, query: &str) -> (u16, Value) {
-        let (s, v, _) = self
-            .call(
-                Method::DELETE,
-                "/v1/sessions",
-                &format!("/v1/sessions{query}"),
-                Some(token),
-                None,
-            )
-            .await;
+        let (s, v, _) =
+            self.call(Method::DELETE, "/v1/sessions", &format!("/v1/sessions{query}"), Some(token), None).await;
         (s, v)
     }
 }
 
 fn ids(v: &Value) -> Vec<String> {
-    v["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
+    v["sessions"].as_array().expect("sessions").iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -165,10 +108,7 @@ async fn list_revoke_and_revoke_all_over_http() {
     // Revoke one: 204, and its token is dead on the very next request.
     assert_eq!(api.revoke(&me.token, &phone.id).await.0, 204);
     assert_eq!(api.list(&phone.token, "").await.0, 401);
-    assert_eq!(
-        ids(&api.list(&me.token, "").await.1),
-        [me.id.as_str(), &laptop.id]
-    );
+    assert_eq!(ids(&api.list(&me.token, "").await.1), [me.id.as_str(), &laptop.id]);
 
     // The current session can't be revoked from its own row.
     let (status, problem, _) = api.revoke(&me.token, &me.id).await;
@@ -180,41 +120,17 @@ async fn list_revoke_and_revoke_all_over_http() {
     let (s2, missing, _) = api.revoke(&me.token, &SessionId::new().to_string()).await;
     assert_eq!((s1, s2), (404, 404));
     assert_eq!(foreign, missing);
-    assert_eq!(
-        api.list(&stranger.token, "").await.0,
-        200,
-        "the stranger is untouched"
-    );
+    assert_eq!(api.list(&stranger.token, "").await.0, 200, "the stranger is untouched");
 
     // Others, then all.
-    assert_eq!(
-        api.revoke_all(&me.token, "?scope=others").await,
-        (200, json!({"revoked": 1}))
-    );
+    assert_eq!(api.revoke_all(&me.token, "?scope=others").await, (200, json!({"revoked": 1})));
     assert_eq!(api.list(&laptop.token, "").await.0, 401);
     assert_eq!(ids(&api.list(&me.token, "").await.1), [me.id.as_str()]);
-    assert_eq!(
-        api.revoke_all(&me.token, "").await,
-        (200, json!({"revoked": 1}))
-    );
-    let (status, _, headers) = api
-        .call(
-            Method::GET,
-            "/v1/sessions",
-            "/v1/sessions",
-            Some(&me.token),
-            None,
-        )
-        .await;
+    assert_eq!(api.revoke_all(&me.token, "").await, (200, json!({"revoked": 1})));
+    let (status, _, headers) = api.call(Method::GET, "/v1/sessions", "/v1/sessions", Some(&me.token), None).await;
     assert_eq!(status, 401);
-    let challenge = headers
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    assert!(
-        challenge.starts_with("Bearer") && challenge.contains("invalid_token"),
-        "{challenge}"
-    );
+    let challenge = headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(challenge.starts_with("Bearer") && challenge.contains("invalid_token"), "{challenge}");
 }
 
 #[tokio::test]
@@ -226,22 +142,8 @@ async fn every_documented_route_and_status_is_served() {
 
     // POST /v1/internal/sessions: 201 (above), 400, 413, 415.
     let route = "/v1/internal/sessions";
-    api.call(
-        Method::POST,
-        route,
-        route,
-        None,
-        Some(r#"{"user_id":"x","apps":[]}"#.into()),
-    )
-    .await;
-    api.call(
-        Method::POST,
-        route,
-        route,
-        None,
-        Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(17_000))),
-    )
-    .await;
+    api.call(Method::POST, route, route, None, Some(r#"{"user_id":"x","apps":[]}"#.into())).await;
+    api.call(Method::POST, route, route, None, Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(17_000)))).await;
     let res = api
         .http
         .post(format!("{}{route}", api.base))
@@ -250,8 +152,7 @@ async fn every_documented_route_and_status_is_served() {
         .send()
         .await
         .unwrap();
-    api.seen
-        .insert(("POST".into(), route.into(), res.status().as_u16()));
+    api.seen.insert(("POST".into(), route.into(), res.status().as_u16()));
 
     // GET /v1/sessions: 200, 400, 401.
     api.list(&me.token, "?limit=1").await;
@@ -277,13 +178,7 @@ async fn every_documented_route_and_status_is_served() {
         })
         .collect();
     let missing: Vec<_> = documented.difference(&api.seen).collect();
-    assert!(
-        missing.is_empty(),
-        "documented but never answered: {missing:?}"
-    );
+    assert!(missing.is_empty(), "documented but never answered: {missing:?}");
     let undocumented: Vec<_> = api.seen.difference(&documented).collect();
-    assert!(
-        undocumented.is_empty(),
-        "answered but not documented: {undocumented:?}"
-    );
+    assert!(undocumented.is_empty(), "answered but not documented: {undocumented:?}");
 }

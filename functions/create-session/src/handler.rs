@@ -8,11 +8,7 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
     http::finish(create(store, policy, &req).await)
 }
 
-async fn create<S: SessionStore>(
-    store: &S,
-    policy: &Policy,
-    req: &Request,
-) -> Result<Response<Body>, ServiceError> {
+async fn create<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::POST, "POST")?;
     let input: NewSession = http::json_body(req)?;
     let created = service::create_session(store, policy, input, service::now_ms()).await?;
@@ -39,9 +35,7 @@ mod tests {
         let req = json_request(
             "POST",
             "/v1/internal/sessions",
-            &body(
-                r#","location":{"city":"Lyon","country":"FR"},"trusted":true,"ttl_seconds":3600"#,
-            ),
+            &body(r#","location":{"city":"Lyon","country":"FR"},"trusted":true,"ttl_seconds":3600"#),
         );
         let res = handle(&store, &Policy::default(), req).await;
         let (status, ct, json) = parts(&res);
@@ -49,14 +43,8 @@ mod tests {
         assert_eq!(ct, "application/json");
         let token = SessionToken::parse(json["token"].as_str().unwrap()).unwrap();
         assert_eq!(token.session_id().to_string(), json["session_id"]);
-        let stored = store
-            .get(&UserId::parse("alice").unwrap(), token.session_id())
-            .unwrap();
-        assert_eq!(
-            stored.token_hash,
-            token.hash().as_str(),
-            "only the hash is stored"
-        );
+        let stored = store.get(&UserId::parse("alice").unwrap(), token.session_id()).unwrap();
+        assert_eq!(stored.token_hash, token.hash().as_str(), "only the hash is stored");
         assert!(!format!("{stored:?}").contains(token.expose()));
         assert!(stored.trusted);
         assert_eq!(stored.device.label, "Chrome on macOS");
@@ -79,41 +67,20 @@ mod tests {
             (body(r#","admin":true"#), 400),
             (body(r#","ttl_seconds":5"#), 400),
             (body(r#","location":{"city":7}"#), 400),
-            (
-                format!(r#"{{"user_id":"alice","pad":"{}"}}"#, "x".repeat(17 * 1024)),
-                413,
-            ),
+            (format!(r#"{{"user_id":"alice","pad":"{}"}}"#, "x".repeat(17 * 1024)), 413),
             ("".to_owned(), 400),
         ];
         for (payload, want) in cases {
-            let res = handle(
-                &store,
-                &policy,
-                json_request("POST", "/v1/internal/sessions", &payload),
-            )
-            .await;
+            let res = handle(&store, &policy, json_request("POST", "/v1/internal/sessions", &payload)).await;
             let (status, ct, json) = parts(&res);
             assert_eq!(status, want, "{payload:.80}: {json}");
             assert_eq!(ct, "application/problem+json");
-            assert!(
-                json["detail"].is_string() && json["title"].is_string() && json["type"].is_string()
-            );
+            assert!(json["detail"].is_string() && json["title"].is_string() && json["type"].is_string());
         }
         let mut wrong_type = json_request("POST", "/v1/internal/sessions", &body(""));
-        wrong_type
-            .headers_mut()
-            .insert("content-type", "text/plain".parse().unwrap());
+        wrong_type.headers_mut().insert("content-type", "text/plain".parse().unwrap());
         assert_eq!(handle(&store, &policy, wrong_type).await.status(), 415);
-        assert_eq!(
-            handle(
-                &store,
-                &policy,
-                request("GET", "/v1/internal/sessions", None)
-            )
-            .await
-            .status(),
-            405
-        );
+        assert_eq!(handle(&store, &policy, request("GET", "/v1/internal/sessions", None)).await.status(), 405);
         assert_eq!(store.writes(), 0, "nothing written on a refused request");
     }
 }

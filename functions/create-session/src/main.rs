@@ -8,8 +8,6 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let store = DynamoStore::from_env(config.table_name).await;
     let (store, policy) = (&store, &policy);
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(create_session::handle(store, policy, req).await)
-    }))
-    .await
+    run(service_fn(move |req: Request| async move { Ok::<_, Error>(create_session::handle(store, policy, req).await) }))
+        .await
 }

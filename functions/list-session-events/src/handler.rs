@@ -57,8 +57,10 @@ mod tests {
         assert_eq!(events[1]["source_ip"], "192.0.2.1");
         assert_eq!(events[1]["sessions"][0]["id"], phone.session_id.to_string());
 
-        let (_, _, page) =
-            parts(&handle(&store, with_query(request("GET", "/v1/sessions/events", Some(&me.token)), &[("limit", "1")])).await);
+        let (_, _, page) = parts(
+            &handle(&store, with_query(request("GET", "/v1/sessions/events", Some(&me.token)), &[("limit", "1")]))
+                .await,
+        );
         assert_eq!(page["events"].as_array().unwrap().len(), 1);
         assert!(page["next_cursor"].is_string());
     }

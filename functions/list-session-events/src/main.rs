@@ -7,5 +7,6 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let store = DynamoStore::from_env(config.table_name).await;
     let store = &store;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(list_session_events::handle(store, req).await) })).await
+    run(service_fn(move |req: Request| async move { Ok::<_, Error>(list_session_events::handle(store, req).await) }))
+        .await
 }

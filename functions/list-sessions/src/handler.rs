@@ -43,20 +43,8 @@ mod tests {
         let (status, ct, body) = parts(&res);
         assert_eq!(status, 200);
         assert_eq!(ct, "application/json");
-        let ids: Vec<&str> = body["sessions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                a.session_id.to_string(),
-                c.session_id.to_string(),
-                b.session_id.to_string()
-            ]
-        );
+        let ids: Vec<&str> = body["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [a.session_id.to_string(), c.session_id.to_string(), b.session_id.to_string()]);
         assert_eq!(body["sessions"][0]["current"], true);
         assert_eq!(body["sessions"][1]["current"], false);
         assert_eq!(body["sessions"][0]["device"]["label"], "Chrome on macOS");
@@ -72,13 +60,9 @@ mod tests {
         sign_in(&store, "alice", ClientKind::Cli).await;
         sign_in(&store, "alice", ClientKind::ThirdParty).await;
         sign_in(&store, "alice", ClientKind::ConnectedApp).await;
-        let (_, _, body) =
-            parts(&handle(&store, request("GET", "/v1/sessions", Some(&me.token))).await);
+        let (_, _, body) = parts(&handle(&store, request("GET", "/v1/sessions", Some(&me.token))).await);
         assert_eq!(body["sessions"].as_array().unwrap().len(), 1);
-        let req = with_query(
-            request("GET", "/v1/sessions", Some(&me.token)),
-            &[("include_cli", "true")],
-        );
+        let req = with_query(request("GET", "/v1/sessions", Some(&me.token)), &[("include_cli", "true")]);
         let (_, _, body) = parts(&handle(&store, req).await);
         assert_eq!(body["sessions"].as_array().unwrap().len(), 2);
     }
@@ -97,13 +81,8 @@ mod tests {
             if let Some(c) = &cursor {
                 q.push(("cursor", c.as_str()));
             }
-            let (status, _, body) = parts(
-                &handle(
-                    &store,
-                    with_query(request("GET", "/v1/sessions", Some(&me.token)), &q),
-                )
-                .await,
-            );
+            let (status, _, body) =
+                parts(&handle(&store, with_query(request("GET", "/v1/sessions", Some(&me.token)), &q)).await);
             assert_eq!(status, 200);
             for s in body["sessions"].as_array().unwrap() {
                 seen.push(s["id"].as_str().unwrap().to_owned());
@@ -124,18 +103,8 @@ mod tests {
         let store = MemoryStore::new();
         let alice = sign_in(&store, "alice", ClientKind::Browser).await;
         let bob = sign_in(&store, "bob", ClientKind::Browser).await;
-        for q in [
-            ("limit", "0"),
-            ("limit", "101"),
-            ("limit", "ten"),
-            ("cursor", "???"),
-            ("include_cli", "yes"),
-        ] {
-            let res = handle(
-                &store,
-                with_query(request("GET", "/v1/sessions", Some(&alice.token)), &[q]),
-            )
-            .await;
+        for q in [("limit", "0"), ("limit", "101"), ("limit", "ten"), ("cursor", "???"), ("include_cli", "yes")] {
+            let res = handle(&store, with_query(request("GET", "/v1/sessions", Some(&alice.token)), &[q])).await;
             let (status, ct, body) = parts(&res);
             assert_eq!(status, 400, "{q:?}");
             assert_eq!(ct, "application/problem+json");
@@ -144,20 +113,10 @@ mod tests {
         // Bob's cursor doesn't work for Alice.
         sign_in(&store, "bob", ClientKind::Browser).await;
         let (_, _, page) = parts(
-            &handle(
-                &store,
-                with_query(
-                    request("GET", "/v1/sessions", Some(&bob.token)),
-                    &[("limit", "1")],
-                ),
-            )
-            .await,
+            &handle(&store, with_query(request("GET", "/v1/sessions", Some(&bob.token)), &[("limit", "1")])).await,
         );
         let bobs_cursor = page["next_cursor"].as_str().unwrap().to_owned();
-        let req = with_query(
-            request("GET", "/v1/sessions", Some(&alice.token)),
-            &[("cursor", &bobs_cursor)],
-        );
+        let req = with_query(request("GET", "/v1/sessions", Some(&alice.token)), &[("cursor", &bobs_cursor)]);
         assert_eq!(parts(&handle(&store, req).await).0, 400);
     }
 
@@ -166,16 +125,10 @@ mod tests {
         let store = MemoryStore::new();
         let res = handle(&store, request("GET", "/v1/sessions", None)).await;
         assert_eq!(res.status(), 401);
-        assert!(res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer"));
+        assert!(res.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
         let res = handle(&store, request("GET", "/v1/sessions", Some("not-a-token"))).await;
         assert_eq!(res.status(), 401);
-        assert!(res.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("invalid_token"));
+        assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
         let res = handle(&store, request("POST", "/v1/sessions", None)).await;
         assert_eq!(res.status(), 405);
         assert_eq!(res.headers()["allow"], "GET");

@@ -9,7 +9,11 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
     http::finish(revoke_all(store, policy, &req).await)
 }
 
-async fn revoke_all<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn revoke_all<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    req: &Request,
+) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "DELETE")?;
     let caller = http::caller(req)?;
     let subject = http::subject(req)?;
@@ -38,20 +42,14 @@ mod tests {
         assert_eq!(body["revoked"], 2);
         for t in [&me.token, &other.token] {
             assert_eq!(
-                handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(t)))
-                    .await
-                    .status(),
+                handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(t))).await.status(),
                 401
             );
         }
         assert_eq!(store.watermark(&UserId::parse("bob").unwrap()), None);
         let (status, _, body) =
             parts(&handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(&bob.token))).await);
-        assert_eq!(
-            (status, body["revoked"].as_u64()),
-            (200, Some(1)),
-            "bob is untouched"
-        );
+        assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "bob is untouched");
     }
 
     #[tokio::test]
@@ -60,23 +58,15 @@ mod tests {
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
         let a = sign_in(&store, "alice", ClientKind::MobileApp).await;
         sign_in(&store, "alice", ClientKind::Cli).await;
-        let req = with_query(
-            request("DELETE", "/v1/sessions", Some(&me.token)),
-            &[("scope", "others")],
-        );
+        let req = with_query(request("DELETE", "/v1/sessions", Some(&me.token)), &[("scope", "others")]);
         let (status, _, body) = parts(&handle(&store, &Policy::default(), req).await);
         assert_eq!((status, body["revoked"].as_u64()), (200, Some(2)));
         assert_eq!(
-            handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(&a.token)))
-                .await
-                .status(),
+            handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", Some(&a.token))).await.status(),
             401
         );
         // A second "others" revokes nothing more, and the caller is still signed in.
-        let req = with_query(
-            request("DELETE", "/v1/sessions", Some(&me.token)),
-            &[("scope", "others")],
-        );
+        let req = with_query(request("DELETE", "/v1/sessions", Some(&me.token)), &[("scope", "others")]);
         let (status, _, body) = parts(&handle(&store, &Policy::default(), req).await);
         assert_eq!((status, body["revoked"].as_u64()), (200, Some(0)));
     }
@@ -85,22 +75,12 @@ mod tests {
     async fn a_bad_scope_is_refused_and_writes_nothing() {
         let store = MemoryStore::new();
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
-        let req = with_query(
-            request("DELETE", "/v1/sessions", Some(&me.token)),
-            &[("scope", "everything")],
-        );
+        let req = with_query(request("DELETE", "/v1/sessions", Some(&me.token)), &[("scope", "everything")]);
         let (status, ct, _) = parts(&handle(&store, &Policy::default(), req).await);
         assert_eq!((status, ct.as_str()), (400, "application/problem+json"));
+        assert_eq!(handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", None)).await.status(), 401);
         assert_eq!(
-            handle(&store, &Policy::default(), request("DELETE", "/v1/sessions", None))
-                .await
-                .status(),
-            401
-        );
-        assert_eq!(
-            handle(&store, &Policy::default(), request("PUT", "/v1/sessions", Some(&me.token)))
-                .await
-                .status(),
+            handle(&store, &Policy::default(), request("PUT", "/v1/sessions", Some(&me.token))).await.status(),
             405
         );
         assert_eq!(store.writes(), 1, "only the sign-in");

@@ -8,5 +8,8 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let store = DynamoStore::from_env(config.table_name).await;
     let (store, policy) = (&store, &policy);
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(revoke_all_sessions::handle(store, policy, req).await) })).await
+    run(service_fn(
+        move |req: Request| async move { Ok::<_, Error>(revoke_all_sessions::handle(store, policy, req).await) },
+    ))
+    .await
 }

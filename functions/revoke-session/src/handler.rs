@@ -7,11 +7,7 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
     http::finish(revoke(store, policy, &req).await)
 }
 
-async fn revoke<S: SessionStore>(
-    store: &S,
-    policy: &Policy,
-    req: &Request,
-) -> Result<Response<Body>, ServiceError> {
+async fn revoke<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "DELETE")?;
     let caller = http::caller(req)?;
     let subject = http::subject(req)?;
@@ -29,10 +25,7 @@ mod tests {
     use active_sessions::testing::{parts, request, sign_in, with_path};
 
     fn delete(token: &str, id: &str) -> Request {
-        with_path(
-            request("DELETE", &format!("/v1/sessions/{id}"), Some(token)),
-            &[("id", id)],
-        )
+        with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(token)), &[("id", id)])
     }
 
     #[tokio::test]
@@ -41,34 +34,17 @@ mod tests {
         let policy = Policy::default();
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
         let laptop = sign_in(&store, "alice", ClientKind::DesktopApp).await;
-        let res = handle(
-            &store,
-            &policy,
-            delete(&me.token, &laptop.session_id.to_string()),
-        )
-        .await;
+        let res = handle(&store, &policy, delete(&me.token, &laptop.session_id.to_string())).await;
         assert_eq!(res.status(), 204);
-        let stored = store
-            .get(&UserId::parse("alice").unwrap(), laptop.session_id)
-            .unwrap();
+        let stored = store.get(&UserId::parse("alice").unwrap(), laptop.session_id).unwrap();
         assert_eq!(stored.status, SessionStatus::Revoked);
         assert_eq!(stored.revoke_reason, Some(RevokeReason::UserLogout));
         assert_eq!(stored.revoked_by.as_deref(), Some("user:alice"));
         assert!(stored.expires_at <= stored.revoked_at.unwrap() / 1000 + policy.tombstone_secs);
         // The revoked token is dead on the next request, and a repeat is still 204.
-        let res = handle(
-            &store,
-            &policy,
-            delete(&laptop.token, &me.session_id.to_string()),
-        )
-        .await;
+        let res = handle(&store, &policy, delete(&laptop.token, &me.session_id.to_string())).await;
         assert_eq!(res.status(), 401);
-        let res = handle(
-            &store,
-            &policy,
-            delete(&me.token, &laptop.session_id.to_string()),
-        )
-        .await;
+        let res = handle(&store, &policy, delete(&me.token, &laptop.session_id.to_string())).await;
         assert_eq!(res.status(), 204);
     }
 
@@ -76,12 +52,7 @@ mod tests {
     async fn the_current_session_is_a_conflict() {
         let store = MemoryStore::new();
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
-        let res = handle(
-            &store,
-            &Policy::default(),
-            delete(&me.token, &me.session_id.to_string()),
-        )
-        .await;
+        let res = handle(&store, &Policy::default(), delete(&me.token, &me.session_id.to_string())).await;
         let (status, ct, body) = parts(&res);
         assert_eq!(status, 409);
         assert_eq!(ct, "application/problem+json");
@@ -95,24 +66,12 @@ mod tests {
         let policy = Policy::default();
         let alice = sign_in(&store, "alice", ClientKind::Browser).await;
         let bob = sign_in(&store, "bob", ClientKind::Browser).await;
-        let foreign = handle(
-            &store,
-            &policy,
-            delete(&alice.token, &bob.session_id.to_string()),
-        )
-        .await;
-        let missing = handle(
-            &store,
-            &policy,
-            delete(&alice.token, &SessionId::new().to_string()),
-        )
-        .await;
+        let foreign = handle(&store, &policy, delete(&alice.token, &bob.session_id.to_string())).await;
+        let missing = handle(&store, &policy, delete(&alice.token, &SessionId::new().to_string())).await;
         assert_eq!(foreign.status(), 404);
         assert_eq!(parts(&foreign), parts(&missing));
         assert_eq!(foreign.headers(), missing.headers());
-        let bobs = store
-            .get(&UserId::parse("bob").unwrap(), bob.session_id)
-            .unwrap();
+        let bobs = store.get(&UserId::parse("bob").unwrap(), bob.session_id).unwrap();
         assert_eq!(bobs.status, SessionStatus::Active);
     }
 
@@ -121,22 +80,8 @@ mod tests {
         let store = MemoryStore::new();
         let policy = Policy::default();
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
-        assert_eq!(
-            handle(&store, &policy, delete(&me.token, "not-a-ulid"))
-                .await
-                .status(),
-            400
-        );
-        assert_eq!(
-            handle(
-                &store,
-                &policy,
-                delete("garbage", &me.session_id.to_string())
-            )
-            .await
-            .status(),
-            401
-        );
+        assert_eq!(handle(&store, &policy, delete(&me.token, "not-a-ulid")).await.status(), 400);
+        assert_eq!(handle(&store, &policy, delete("garbage", &me.session_id.to_string())).await.status(), 401);
         let no_token = with_path(request("DELETE", "/v1/sessions/x", None), &[("id", "x")]);
         assert_eq!(handle(&store, &policy, no_token).await.status(), 401);
         assert_eq!(store.writes(), 1);

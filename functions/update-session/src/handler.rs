@@ -43,7 +43,10 @@ mod tests {
         let phone = sign_in(&store, "alice", ClientKind::MobileApp).await;
         let res = handle(&store, patch(&me.token, &phone.session_id.to_string(), r#"{"trusted":true}"#)).await;
         let (status, _, body) = parts(&res);
-        assert_eq!((status, &body["trusted"], &body["current"]), (200, &serde_json::json!(true), &serde_json::json!(false)));
+        assert_eq!(
+            (status, &body["trusted"], &body["current"]),
+            (200, &serde_json::json!(true), &serde_json::json!(false))
+        );
         let res = handle(&store, patch(&me.token, &phone.session_id.to_string(), r#"{"trusted":false}"#)).await;
         assert_eq!(parts(&res).2["trusted"], false);
         let stored = store.get(&UserId::parse("alice").unwrap(), phone.session_id).unwrap();
@@ -58,7 +61,9 @@ mod tests {
         let bob = sign_in(&store, "bob", ClientKind::Browser).await;
         let writes = store.writes();
         let id = me.session_id.to_string();
-        for (body, want) in [(r#"{"trusted":"no"}"#, 400), ("{}", 400), (r#"{"trusted":true,"x":1}"#, 400), ("nope", 400)] {
+        for (body, want) in
+            [(r#"{"trusted":"no"}"#, 400), ("{}", 400), (r#"{"trusted":true,"x":1}"#, 400), ("nope", 400)]
+        {
             assert_eq!(handle(&store, patch(&me.token, &id, body)).await.status(), want, "{body}");
         }
         let foreign = handle(&store, patch(&me.token, &bob.session_id.to_string(), r#"{"trusted":true}"#)).await;

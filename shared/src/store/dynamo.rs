@@ -41,10 +41,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// A store on `table` with the SDK configured from the environment. `AWS_ENDPOINT_URL_DYNAMODB`
@@ -102,11 +99,7 @@ where
 {
     let throttled = matches!(
         err.code(),
-        Some(
-            "ThrottlingException"
-                | "ProvisionedThroughputExceededException"
-                | "RequestLimitExceeded"
-        )
+        Some("ThrottlingException" | "ProvisionedThroughputExceededException" | "RequestLimitExceeded")
     );
     if throttled {
         StoreError::Throttled(Box::new(err))
@@ -186,7 +179,12 @@ const REVOKE_SET: &str =
 const REVOKE_IF: &str = "attribute_exists(PK) AND #status = :active AND ExpiresAt > :now";
 
 impl RevokeUpdate {
-    fn new(user: &UserId, session: SessionId, revocation: &Revocation, tombstone_secs: i64) -> Result<Self, StoreError> {
+    fn new(
+        user: &UserId,
+        session: SessionId,
+        revocation: &Revocation,
+        tombstone_secs: i64,
+    ) -> Result<Self, StoreError> {
         let now_s = revocation.at_ms.div_euclid(1000);
         let values = HashMap::from([
             (":revoked".to_owned(), attr(SessionStatus::Revoked)?),
@@ -197,7 +195,11 @@ impl RevokeUpdate {
             (":tombstone".to_owned(), n(now_s + tombstone_secs)),
             (":now".to_owned(), n(now_s)),
         ]);
-        Ok(Self { key: session_key(user, session), names: HashMap::from([("#status".to_owned(), "Status".to_owned())]), values })
+        Ok(Self {
+            key: session_key(user, session),
+            names: HashMap::from([("#status".to_owned(), "Status".to_owned())]),
+            values,
+        })
     }
 
     /// What a failed condition means, given the item as it was.
@@ -206,14 +208,23 @@ impl RevokeUpdate {
             None => Ok(RevokeOutcome::NotFound),
             Some(item) => {
                 let old: Session = from_item(item)?;
-                Ok(if old.status == SessionStatus::Revoked { RevokeOutcome::AlreadyRevoked } else { RevokeOutcome::NotFound })
+                Ok(if old.status == SessionStatus::Revoked {
+                    RevokeOutcome::AlreadyRevoked
+                } else {
+                    RevokeOutcome::NotFound
+                })
             }
         }
     }
 }
 
 /// The watermark raise as an update on the profile.
-fn watermark_update(table: &str, user: &UserId, wanted: Watermark, revocation: &Revocation) -> Result<Update, StoreError> {
+fn watermark_update(
+    table: &str,
+    user: &UserId,
+    wanted: Watermark,
+    revocation: &Revocation,
+) -> Result<Update, StoreError> {
     let keep_clause = if wanted.keep.is_some() { ", RevokeKeep = :keep" } else { " REMOVE RevokeKeep" };
     let mut values = HashMap::from([
         (":type".to_owned(), s(TYPE_PROFILE)),
@@ -244,7 +255,9 @@ impl DynamoStore {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(Ok(())),
             Err(SdkError::ServiceError(e)) => match e.into_err() {
-                TransactWriteItemsError::TransactionCanceledException(c) => Ok(Err(c.cancellation_reasons.unwrap_or_default())),
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    Ok(Err(c.cancellation_reasons.unwrap_or_default()))
+                }
                 other => Err(sdk_error(other)),
             },
             Err(e) => Err(sdk_error(e)),
@@ -264,9 +277,7 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
                 Err(StoreError::AlreadyExists)
             }
             Err(e) => Err(sdk_error(e)),
@@ -287,7 +298,8 @@ impl SessionStore for DynamoStore {
         if keys.is_empty() {
             return Ok(result);
         }
-        let mut pending = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
+        let mut pending =
+            KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
         for attempt in 0..=UNPROCESSED_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
@@ -300,7 +312,8 @@ impl SessionStore for DynamoStore {
                 .await
                 .map_err(sdk_error)?;
             for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                let (pk, sk) = (pk_of(&item).unwrap_or_default().to_owned(), sk_of(&item).unwrap_or_default().to_owned());
+                let (pk, sk) =
+                    (pk_of(&item).unwrap_or_default().to_owned(), sk_of(&item).unwrap_or_default().to_owned());
                 if sk == keys::PROFILE_SK {
                     if let Some(user) = keys::user_id_from_pk(&pk) {
                         result.profiles.insert(user, from_item(item)?);
@@ -343,21 +356,9 @@ impl SessionStore for DynamoStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        let sessions = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<_, _>>()?;
-        let last_evaluated = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(sk_of)
-            .and_then(keys::session_id_from_sk);
-        Ok(SessionPage {
-            sessions,
-            last_evaluated,
-        })
+        let sessions = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<_, _>>()?;
+        let last_evaluated = out.last_evaluated_key.as_ref().and_then(sk_of).and_then(keys::session_id_from_sk);
+        Ok(SessionPage { sessions, last_evaluated })
     }
 
     async fn session_states(&self, user: &UserId) -> Result<Vec<SessionState>, StoreError> {
@@ -407,15 +408,13 @@ impl SessionStore for DynamoStore {
     ) -> Result<u64, StoreError> {
         // The same rule as `Session::is_active_at(now, previous) && new.covers(..)`, evaluated by
         // DynamoDB so that only a number comes back. Integration tests hold the two to agreement.
-        let mut filter =
-            String::from("#status = :active AND ExpiresAt > :now AND SignedInAt <= :new_before");
+        let mut filter = String::from("#status = :active AND ExpiresAt > :now AND SignedInAt <= :new_before");
         let mut values = HashMap::from([
             (":pk".to_owned(), s(keys::user_pk(user))),
             (":prefix".to_owned(), s(keys::SESSION_PREFIX)),
             (
                 ":active".to_owned(),
-                serde_dynamo::to_attribute_value(SessionStatus::Active)
-                    .map_err(StoreError::Corrupt)?,
+                serde_dynamo::to_attribute_value(SessionStatus::Active).map_err(StoreError::Corrupt)?,
             ),
             (":now".to_owned(), n(now_ms.div_euclid(1000))),
             (":new_before".to_owned(), n(new.before_ms)),
@@ -506,7 +505,8 @@ impl SessionStore for DynamoStore {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(build_error)?;
-        let items = vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put).build()];
+        let items =
+            vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put).build()];
         match self.transact(items).await? {
             Ok(()) => Ok(RevokeOutcome::Revoked),
             Err(reasons) => match failed_condition(&reasons, 0) {
@@ -532,8 +532,10 @@ impl SessionStore for DynamoStore {
         let mut wanted = watermark;
         for _ in 0..WATERMARK_RETRIES {
             let update = watermark_update(&self.table, user, wanted, revocation)?;
-            let items =
-                vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put.clone()).build()];
+            let items = vec![
+                TransactWriteItem::builder().update(update).build(),
+                TransactWriteItem::builder().put(put.clone()).build(),
+            ];
             match self.transact(items).await? {
                 Ok(()) => return Ok(wanted),
                 Err(reasons) => match failed_condition(&reasons, 0) {
@@ -553,7 +555,8 @@ impl SessionStore for DynamoStore {
     async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
         let current = self.read(&ReadSet { profiles: vec![user.clone()], ..Default::default() }).await?;
         let old_workspace = current.profiles.get(user).and_then(|p| p.workspace_id.clone());
-        let mut values = HashMap::from([(":type".to_owned(), s(TYPE_PROFILE)), (":sso".to_owned(), attr(update.sso_linked)?)]);
+        let mut values =
+            HashMap::from([(":type".to_owned(), s(TYPE_PROFILE)), (":sso".to_owned(), attr(update.sso_linked)?)]);
         let mut expr = String::from("SET #type = :type, SsoLinked = :sso");
         match &update.workspace_id {
             Some(ws) => {
@@ -583,8 +586,11 @@ impl SessionStore for DynamoStore {
             .map_err(build_error)?;
         let mut items = vec![TransactWriteItem::builder().update(profile).build()];
         if let Some(old) = old_workspace.as_ref().filter(|old| update.workspace_id.as_ref() != Some(*old)) {
-            let delete =
-                Delete::builder().table_name(&self.table).set_key(Some(membership_key(old, user))).build().map_err(build_error)?;
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(membership_key(old, user)))
+                .build()
+                .map_err(build_error)?;
             items.push(TransactWriteItem::builder().delete(delete).build());
         }
         if let Some(ws) = &update.workspace_id {
@@ -602,7 +608,13 @@ impl SessionStore for DynamoStore {
         }
     }
 
-    async fn set_trusted(&self, user: &UserId, session: SessionId, trusted: bool, now_ms: i64) -> Result<Option<Session>, StoreError> {
+    async fn set_trusted(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        trusted: bool,
+        now_ms: i64,
+    ) -> Result<Option<Session>, StoreError> {
         let result = self
             .client
             .update_item()
@@ -619,7 +631,11 @@ impl SessionStore for DynamoStore {
             .await;
         match result {
             Ok(out) => out.attributes.map(from_item).transpose(),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(sdk_error(e)),
         }
     }

@@ -106,7 +106,12 @@ impl SessionStore for MemoryStore {
         Ok(out)
     }
 
-    async fn query_sessions(&self, user: &UserId, after: Option<SessionId>, limit: u32) -> Result<SessionPage, StoreError> {
+    async fn query_sessions(
+        &self,
+        user: &UserId,
+        after: Option<SessionId>,
+        limit: u32,
+    ) -> Result<SessionPage, StoreError> {
         let inner = self.lock();
         let Some(all) = inner.sessions.get(user) else { return Ok(SessionPage::default()) };
         let newest_first = all.values().rev().filter(|s| after.is_none_or(|a| s.session_id < a));
@@ -198,7 +203,13 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_trusted(&self, user: &UserId, session: SessionId, trusted: bool, now_ms: i64) -> Result<Option<Session>, StoreError> {
+    async fn set_trusted(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        trusted: bool,
+        now_ms: i64,
+    ) -> Result<Option<Session>, StoreError> {
         let mut inner = self.lock();
         let Some(stored) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) else { return Ok(None) };
         if stored.status != SessionStatus::Active || stored.is_expired_at(now_ms) {

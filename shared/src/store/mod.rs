@@ -145,7 +145,8 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Watermark, StoreError>> + Send;
 
     /// Sets the user's workspace, role and SSO link, keeping the membership items in step.
-    fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_profile(&self, user: &UserId, update: &ProfileUpdate)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Sets an active, unexpired session's trusted flag; `None` if there is no such session.
     fn set_trusted(
