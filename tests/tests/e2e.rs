@@ -133,43 +133,134 @@ async fn list_revoke_and_revoke_all_over_http() {
     assert!(challenge.starts_with("Bearer") && challenge.contains("invalid_token"), "{challenge}");
 }
 
+/// A request with an explicit content type, recorded like `call` (for the 415 cases).
+async fn raw(api: &mut Api, method: Method, route: &str, path: &str, token: Option<&str>, ct: &str, body: &str) {
+    let mut req = api
+        .http
+        .request(method.clone(), format!("{}{path}", api.base))
+        .header("content-type", ct)
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let status = req.send().await.expect("request").status().as_u16();
+    api.seen.insert((method.as_str().to_owned(), route.to_owned(), status));
+}
+
 #[tokio::test]
 async fn every_documented_route_and_status_is_served() {
     let mut api = Api::new();
-    let user = unique_user("tour");
-    let me = api.sign_in(&user, "browser").await;
-    let other = api.sign_in(&user, "browser").await;
+    let tag = SessionId::new().to_string().to_lowercase();
+    let (ws, other_ws) = (format!("ws-{tag}"), format!("wsb-{tag}"));
+    let (admin, member, sso, stranger) =
+        (format!("adm-{tag}"), format!("mem-{tag}"), format!("sso-{tag}"), format!("str-{tag}"));
 
-    // POST /v1/internal/sessions: 201 (above), 400, 413, 415.
+    // PUT /v1/internal/users/{user_id}: 200, 400, 415.
+    let users = "/v1/internal/users/{user_id}";
+    for (u, body) in [
+        (&admin, json!({"workspace_id": ws, "role": "admin"})),
+        (&member, json!({"workspace_id": ws})),
+        (&sso, json!({"workspace_id": ws, "sso_linked": true})),
+        (&stranger, json!({"workspace_id": other_ws, "role": "admin"})),
+    ] {
+        let (status, v, _) =
+            api.call(Method::PUT, users, &format!("/v1/internal/users/{u}"), None, Some(body.to_string())).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    api.call(Method::PUT, users, &format!("/v1/internal/users/{member}"), None, Some(r#"{"role":"boss"}"#.into()))
+        .await;
+    raw(&mut api, Method::PUT, users, &format!("/v1/internal/users/{member}"), None, "text/plain", "{}").await;
+
+    // POST /v1/internal/sessions: 201, 400, 413, 415.
+    let me = api.sign_in(&member, "browser").await;
+    let other = api.sign_in(&member, "browser").await;
+    let third = api.sign_in(&member, "mobile_app").await;
+    let boss = api.sign_in(&admin, "browser").await;
+    let sso_s = api.sign_in(&sso, "browser").await;
+    let str_s = api.sign_in(&stranger, "browser").await;
     let route = "/v1/internal/sessions";
     api.call(Method::POST, route, route, None, Some(r#"{"user_id":"x","apps":[]}"#.into())).await;
     api.call(Method::POST, route, route, None, Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(17_000)))).await;
-    let res = api
-        .http
-        .post(format!("{}{route}", api.base))
-        .header("content-type", "text/plain")
-        .body("hi")
-        .send()
-        .await
-        .unwrap();
-    api.seen.insert(("POST".into(), route.into(), res.status().as_u16()));
+    raw(&mut api, Method::POST, route, route, None, "text/plain", "hi").await;
 
-    // GET /v1/sessions: 200, 400, 401.
+    // GET /v1/sessions: 200, 400, 401, 403.
     api.list(&me.token, "?limit=1").await;
     api.list(&me.token, "?limit=0").await;
     api.list("not-a-token", "").await;
+    api.list(&sso_s.token, "").await;
 
-    // DELETE /v1/sessions/{id}: 204, 400, 401, 404, 409.
+    // PATCH /v1/sessions/{id}: 200, 400, 401, 403, 404, 415.
+    let patch = "/v1/sessions/{id}";
+    let other_path = format!("/v1/sessions/{}", other.id);
+    api.call(Method::PATCH, patch, &other_path, Some(&me.token), Some(r#"{"trusted":true}"#.into())).await;
+    api.call(Method::PATCH, patch, &other_path, Some(&me.token), Some(r#"{"trusted":"yes"}"#.into())).await;
+    api.call(Method::PATCH, patch, &other_path, Some("not-a-token"), Some(r#"{"trusted":true}"#.into())).await;
+    api.call(Method::PATCH, patch, &other_path, Some(&sso_s.token), Some(r#"{"trusted":true}"#.into())).await;
+    let missing = format!("/v1/sessions/{}", SessionId::new());
+    api.call(Method::PATCH, patch, &missing, Some(&me.token), Some(r#"{"trusted":true}"#.into())).await;
+    raw(&mut api, Method::PATCH, patch, &other_path, Some(&me.token), "text/plain", "x").await;
+
+    // DELETE /v1/sessions/{id}: 204, 400, 401, 403, 404, 409.
     api.revoke(&me.token, &other.id).await;
     api.revoke(&me.token, "not-an-id").await;
     api.revoke("not-a-token", &other.id).await;
+    api.revoke(&sso_s.token, &other.id).await;
     api.revoke(&me.token, &SessionId::new().to_string()).await;
     api.revoke(&me.token, &me.id).await;
 
-    // DELETE /v1/sessions: 400, 401, 200 (last: it ends the session).
+    // GET /v1/sessions/events: 200, 400, 401, 403.
+    let ev = "/v1/sessions/events";
+    api.call(Method::GET, ev, ev, Some(&me.token), None).await;
+    api.call(Method::GET, ev, &format!("{ev}?limit=0"), Some(&me.token), None).await;
+    api.call(Method::GET, ev, ev, Some("not-a-token"), None).await;
+    api.call(Method::GET, ev, ev, Some(&sso_s.token), None).await;
+
+    // Admin routes: 200/204, 400, 401, 403 (a member posing as admin), 404 (another workspace's admin).
+    let list_r = "/v1/admin/users/{user_id}/sessions";
+    let member_sessions = format!("/v1/admin/users/{member}/sessions");
+    api.call(Method::GET, list_r, &member_sessions, Some(&boss.token), None).await;
+    api.call(Method::GET, list_r, &format!("{member_sessions}?limit=0"), Some(&boss.token), None).await;
+    api.call(Method::GET, list_r, &member_sessions, Some("not-a-token"), None).await;
+    api.call(Method::GET, list_r, &format!("/v1/admin/users/{admin}/sessions"), Some(&me.token), None).await;
+    api.call(Method::GET, list_r, &member_sessions, Some(&str_s.token), None).await;
+
+    let ev_r = "/v1/admin/users/{user_id}/events";
+    let member_events = format!("/v1/admin/users/{member}/events");
+    let (status, trail, _) = api.call(Method::GET, ev_r, &member_events, Some(&boss.token), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(trail["events"][0]["reason"], "user_logout", "{trail}");
+    api.call(Method::GET, ev_r, &format!("{member_events}?limit=0"), Some(&boss.token), None).await;
+    api.call(Method::GET, ev_r, &member_events, Some("not-a-token"), None).await;
+    api.call(Method::GET, ev_r, &format!("/v1/admin/users/{admin}/events"), Some(&me.token), None).await;
+    api.call(Method::GET, ev_r, &member_events, Some(&str_s.token), None).await;
+
+    let one_r = "/v1/admin/users/{user_id}/sessions/{id}";
+    let third_path = format!("/v1/admin/users/{member}/sessions/{}", third.id);
+    api.call(Method::DELETE, one_r, &format!("/v1/admin/users/{member}/sessions/bad"), Some(&boss.token), None).await;
+    api.call(Method::DELETE, one_r, &third_path, Some("not-a-token"), None).await;
+    api.call(Method::DELETE, one_r, &format!("/v1/admin/users/{admin}/sessions/{}", boss.id), Some(&me.token), None)
+        .await;
+    api.call(Method::DELETE, one_r, &third_path, Some(&str_s.token), None).await;
+    let (status, _, _) = api.call(Method::DELETE, one_r, &third_path, Some(&boss.token), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(api.list(&third.token, "").await.0, 401, "revoked by the admin");
+
+    api.call(Method::DELETE, list_r, &format!("{member_sessions}?scope=others"), Some(&boss.token), None).await;
+    api.call(Method::DELETE, list_r, &member_sessions, Some("not-a-token"), None).await;
+    api.call(Method::DELETE, list_r, &format!("/v1/admin/users/{admin}/sessions"), Some(&me.token), None).await;
+    api.call(Method::DELETE, list_r, &member_sessions, Some(&str_s.token), None).await;
+
+    // DELETE /v1/sessions: 400, 401, 403, then 200.
     api.revoke_all(&me.token, "?scope=nope").await;
     api.revoke_all("not-a-token", "").await;
-    api.revoke_all(&me.token, "").await;
+    api.revoke_all(&sso_s.token, "").await;
+    api.revoke_all(&boss.token, "?scope=others").await;
+    // Offboarding last: it ends the member's sessions.
+    let (status, body, _) = api
+        .call(Method::DELETE, list_r, &format!("{member_sessions}?reason=offboarded"), Some(&boss.token), None)
+        .await;
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(api.list(&me.token, "").await.0, 401);
 
     let documented: BTreeSet<(String, String, u16)> = openapi_routes()
         .into_iter()
