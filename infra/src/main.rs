@@ -6,8 +6,8 @@
 
 use std::error::Error;
 
-use active_sessions::domain::{AppId, ClientKind, Location, UserId};
-use active_sessions::service::{self, NewSession};
+use active_sessions::domain::{AppId, ClientKind, Location, Role, UserId, WorkspaceId};
+use active_sessions::service::{self, NewSession, UserProfileInput};
 use active_sessions::{table, DynamoStore, Policy};
 
 struct Demo {
@@ -29,6 +29,9 @@ const DEMO: &[Demo] = &[
     Demo { user: "demo-user", apps: &["api-console"], client: ClientKind::Browser, user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", ip: "192.0.2.33", city: "Berlin", country: "DE", trusted: false, hours_ago: 240 },
     Demo { user: "demo-user", apps: &["codex"], client: ClientKind::Cli, user_agent: "codex-cli/0.50.0", ip: "198.51.100.10", city: "San Francisco", country: "US", trusted: false, hours_ago: 5 },
     Demo { user: "demo-user", apps: &["chatgpt"], client: ClientKind::ThirdParty, user_agent: "SomeIntegration/2.1", ip: "192.0.2.80", city: "", country: "", trusted: false, hours_ago: 48 },
+    Demo { user: "demo-admin", apps: &["chatgpt", "api-console"], client: ClientKind::Browser, user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", ip: "203.0.113.50", city: "London", country: "GB", trusted: true, hours_ago: 3 },
+    Demo { user: "sso-member", apps: &["chatgpt"], client: ClientKind::Browser, user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", ip: "203.0.113.60", city: "Dublin", country: "IE", trusted: false, hours_ago: 6 },
+    Demo { user: "sso-member", apps: &["codex"], client: ClientKind::DesktopApp, user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 (KHTML, like Gecko) Codex/1.0 Chrome/130.0.0.0 Electron/33.0.0 Safari/537.36", ip: "203.0.113.61", city: "Dublin", country: "IE", trusted: true, hours_ago: 50 },
     Demo { user: "other-user", apps: &["chatgpt"], client: ClientKind::Browser, user_agent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", ip: "203.0.113.99", city: "Paris", country: "FR", trusted: false, hours_ago: 1 },
 ];
 
@@ -50,6 +53,16 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
     if !args.iter().any(|a| a == "--demo") {
         return Ok(());
+    }
+
+    // Workspace "acme": demo-admin administers it; demo-user is a member; sso-member signs in
+    // through the organisation's SSO (no self-service; the admin manages its sessions).
+    let acme = WorkspaceId::parse("acme")?;
+    for (user, role, sso) in
+        [("demo-admin", Role::Admin, false), ("demo-user", Role::Member, false), ("sso-member", Role::Member, true)]
+    {
+        let input = UserProfileInput { workspace_id: Some(acme.clone()), role: Some(role), sso_linked: Some(sso) };
+        service::put_user(&store, &UserId::parse(user)?, input).await?;
     }
 
     let now = service::now_ms();
@@ -86,13 +99,17 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
 
     let base = arg(&args, "--base-url").unwrap_or_else(|| "http://127.0.0.1:9000".into());
     let token = |i: usize| rows[i]["token"].as_str().unwrap_or_default().to_owned();
+    // Indices into DEMO: 0-5 demo-user, 6 demo-admin, 7-8 sso-member, 9 other-user.
     let id = |i: usize| rows[i]["session_id"].as_str().unwrap_or_default().to_owned();
     println!(
         r#"
-Demo data: demo-user has 6 sessions (4 listed; the CLI and third-party ones are hidden), other-user has 1.
+Demo data: workspace acme with demo-admin (admin), demo-user (member: 6 sessions, 4 listed; the CLI
+and third-party ones are hidden) and sso-member (SSO-linked: 2 sessions); other-user has 1 session
+and no workspace.
 
   export TOKEN={t0}   # demo-user, Chrome on macOS: the "current" session below
-  export OTHER_TOKEN={t6}   # other-user
+  export ADMIN_TOKEN={t6}   # demo-admin
+  export SSO_TOKEN={t7}   # sso-member
 
   # List demo-user's sessions (current first)
   curl -s {base}/v1/sessions -H "Authorization: Bearer $TOKEN"
@@ -103,7 +120,20 @@ Demo data: demo-user has 6 sessions (4 listed; the CLI and third-party ones are 
   # The current session can't be revoked from its own row (409)
   curl -i -X DELETE {base}/v1/sessions/{id0} -H "Authorization: Bearer $TOKEN"
   # Another user's session answers like a missing one (404)
-  curl -i -X DELETE {base}/v1/sessions/{id6} -H "Authorization: Bearer $TOKEN"
+  curl -i -X DELETE {base}/v1/sessions/{id9} -H "Authorization: Bearer $TOKEN"
+  # Untrust a device without logging it out
+  curl -s -X PATCH {base}/v1/sessions/{id1} -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{{"trusted":false}}'
+  # Your revocation history
+  curl -s {base}/v1/sessions/events -H "Authorization: Bearer $TOKEN"
+  # An SSO-linked account has no self-service (403 sso-managed); its workspace admin manages it
+  curl -i {base}/v1/sessions -H "Authorization: Bearer $SSO_TOKEN"
+  curl -s {base}/v1/admin/users/sso-member/sessions -H "Authorization: Bearer $ADMIN_TOKEN"
+  curl -i -X DELETE {base}/v1/admin/users/sso-member/sessions/{id8} -H "Authorization: Bearer $ADMIN_TOKEN"
+  curl -s {base}/v1/admin/users/sso-member/events -H "Authorization: Bearer $ADMIN_TOKEN"
+  # Offboarding: the admin ends every session of a member, with a note for the audit trail
+  curl -s -X DELETE "{base}/v1/admin/users/sso-member/sessions?reason=left%20the%20company" -H "Authorization: Bearer $ADMIN_TOKEN"
+  # A user outside the admin's workspace (other-user is in none) answers 404
+  curl -i {base}/v1/admin/users/other-user/sessions -H "Authorization: Bearer $ADMIN_TOKEN"
   # Log out of all other sessions, then of all sessions (the token then gets 401)
   curl -s -X DELETE "{base}/v1/sessions?scope=others" -H "Authorization: Bearer $TOKEN"
   curl -s -X DELETE {base}/v1/sessions -H "Authorization: Bearer $TOKEN"
@@ -114,9 +144,12 @@ Demo data: demo-user has 6 sessions (4 listed; the CLI and third-party ones are 
 "#,
         t0 = token(0),
         t6 = token(6),
+        t7 = token(7),
         id0 = id(0),
+        id1 = id(1),
         id2 = id(2),
-        id6 = id(6),
+        id8 = id(8),
+        id9 = id(9),
     );
     Ok(())
 }
