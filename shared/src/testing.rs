@@ -23,6 +23,11 @@ pub struct SignedIn {
 
 /// Signs `user` in through the real service, as the sign-in service would.
 pub async fn sign_in<S: SessionStore>(store: &S, user: &str, client: ClientKind) -> SignedIn {
+    sign_in_with(store, &Policy::default(), user, client).await
+}
+
+/// `sign_in` under a given policy (benchmarks raise the session limit to hold hundreds of sessions).
+pub async fn sign_in_with<S: SessionStore>(store: &S, policy: &Policy, user: &str, client: ClientKind) -> SignedIn {
     let input = NewSession {
         user_id: UserId::parse(user).expect("test user id"),
         apps: vec![crate::domain::AppId::parse("chatgpt").expect("app id")],
@@ -33,7 +38,7 @@ pub async fn sign_in<S: SessionStore>(store: &S, user: &str, client: ClientKind)
         trusted: None,
         ttl_seconds: None,
     };
-    let created = service::create_session(store, &Policy::default(), input, service::now_ms()).await.expect("sign-in");
+    let created = service::create_session(store, policy, input, service::now_ms()).await.expect("sign-in");
     SignedIn { session_id: created.session_id, token: created.token }
 }
 
