@@ -6,11 +6,11 @@
 //!
 //! - list: `list-sessions` on a user with 20 sessions vs the raw Query it runs, and vs its raw
 //!   requests (validation read alongside the Query).
-//! - revoke one: `revoke-session` vs the raw conditional UpdateItem, and vs its raw requests
-//!   (validation read, then the UpdateItem).
-//! - revoke all, N = 1, 50, 500: `revoke-all-sessions` vs the raw watermark UpdateItem, and vs
-//!   its raw requests (validation read, then the watermark write alongside the COUNT Query); and
-//!   N=500 vs N=1.
+//! - revoke one: `revoke-session` vs the raw TransactWriteItems it wraps (the conditional soft
+//!   revoke and its audit event), and vs its raw requests (validation read, then the transaction).
+//! - revoke all, N = 1, 50, 500: `revoke-all-sessions` vs the raw TransactWriteItems it wraps (the
+//!   watermark and its audit event), and vs its raw requests (validation read, COUNT Query, then
+//!   the transaction); and N=500 vs N=1.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use active_sessions::domain::ClientKind;
 use active_sessions::testing::{request, sign_in_with, with_path, with_query, SignedIn};
 use active_sessions::{service, Policy};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, Select, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
@@ -93,15 +93,49 @@ fn key(user: &str, sk: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
-/// The read validation makes: session and profile in one strongly consistent BatchGetItem.
+/// The read validation makes: session and profile (and, for revoke-one, the target session) in
+/// one strongly consistent BatchGetItem.
 async fn raw_auth(client: &Client, table: &str, user: &str, sid: &str) {
-    let keys = KeysAndAttributes::builder()
-        .keys(key(user, &format!("SESSION#{sid}")))
-        .keys(key(user, "PROFILE"))
-        .consistent_read(true)
-        .build()
-        .expect("keys");
+    raw_auth_with(client, table, user, sid, None).await
+}
+
+async fn raw_auth_with(client: &Client, table: &str, user: &str, sid: &str, target: Option<&str>) {
+    let mut keys = KeysAndAttributes::builder().keys(key(user, &format!("SESSION#{sid}"))).keys(key(user, "PROFILE"));
+    if let Some(t) = target {
+        keys = keys.keys(key(user, &format!("SESSION#{t}")));
+    }
+    let keys = keys.consistent_read(true).build().expect("keys");
     client.batch_get_item().request_items(table, keys).send().await.expect("batch_get_item");
+}
+
+/// An audit event like the ones the service writes, as a transactional Put.
+fn audit_put(table: &str, user: &str, now: i64) -> TransactWriteItem {
+    let id = active_sessions::domain::SessionId::generate(now).expect("id");
+    let mut item = key(user, &format!("AUDIT#{id}"));
+    for (k, v) in [
+        ("Type", "AUDIT"),
+        ("Actor", "user"),
+        ("ActorId", "bench"),
+        ("TargetUser", user),
+        ("Scope", "sessions"),
+        ("Reason", "user_logout"),
+        ("SourceIp", "127.0.0.1"),
+    ] {
+        item.insert(k.into(), AttributeValue::S(v.into()));
+    }
+    item.insert("EventId".into(), AttributeValue::S(id.to_string()));
+    item.insert("SessionIds".into(), AttributeValue::L(vec![AttributeValue::S(id.to_string())]));
+    item.insert("DeviceLabels".into(), AttributeValue::L(vec![AttributeValue::S("Chrome on macOS".into())]));
+    item.insert("Count".into(), AttributeValue::N("1".into()));
+    item.insert("At".into(), AttributeValue::N(now.to_string()));
+    item.insert("ExpiresAt".into(), AttributeValue::N((now / 1000 + 400 * 86_400).to_string()));
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .expect("put");
+    TransactWriteItem::builder().put(put).build()
 }
 
 async fn raw_list_query(client: &Client, table: &str, user: &str) {
@@ -120,10 +154,10 @@ async fn raw_list_query(client: &Client, table: &str, user: &str) {
     assert_eq!(out.count, 19);
 }
 
+/// The soft revoke and its audit event in one TransactWriteItems: what revoke-one writes.
 async fn raw_revoke(client: &Client, table: &str, user: &str, sid: &str) {
     let now = service::now_ms();
-    client
-        .update_item()
+    let update = Update::builder()
         .table_name(table)
         .set_key(Some(key(user, &format!("SESSION#{sid}"))))
         .update_expression("SET #s = :r, RevokedAt = :at, RevokedBy = :by, RevokeReason = :why, ExpiresAt = :exp")
@@ -136,30 +170,43 @@ async fn raw_revoke(client: &Client, table: &str, user: &str, sid: &str) {
         .expression_attribute_values(":why", AttributeValue::S("user_logout".into()))
         .expression_attribute_values(":exp", AttributeValue::N((now / 1000 + 86_400).to_string()))
         .expression_attribute_values(":now", AttributeValue::N((now / 1000).to_string()))
-        .return_values(ReturnValue::AllOld)
+        .build()
+        .expect("update");
+    client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(update).build())
+        .transact_items(audit_put(table, user, now))
         .send()
         .await
-        .expect("update_item");
+        .expect("transact_write_items");
 }
 
+/// The watermark raise and its audit event in one TransactWriteItems: what revoke-all writes.
 async fn raw_watermark(client: &Client, table: &str, user: &str) {
     let now = service::now_ms();
-    let result = client
-        .update_item()
+    let update = Update::builder()
         .table_name(table)
         .set_key(Some(key(user, "PROFILE")))
-        .update_expression("SET #t = :t, RevokedBefore = :b, WatermarkAt = :b, WatermarkBy = :by, WatermarkReason = :why REMOVE RevokeKeep")
+        .update_expression(
+            "SET #t = :t, RevokedBefore = :b, WatermarkAt = :b, WatermarkBy = :by, WatermarkReason = :why REMOVE RevokeKeep",
+        )
         .condition_expression("attribute_not_exists(RevokedBefore) OR RevokedBefore < :b")
         .expression_attribute_names("#t", "Type")
         .expression_attribute_values(":t", AttributeValue::S("PROFILE".into()))
         .expression_attribute_values(":b", AttributeValue::N(now.to_string()))
         .expression_attribute_values(":by", AttributeValue::S("user:bench".into()))
         .expression_attribute_values(":why", AttributeValue::S("user_logout_all".into()))
+        .build()
+        .expect("update");
+    let result = client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().update(update).build())
+        .transact_items(audit_put(table, user, now))
         .send()
         .await;
-    // Two calls can share a millisecond; the condition then refuses, as it does in the product.
+    // Two calls can share a millisecond; the condition then cancels, as it does in the product.
     if let Err(e) = result {
-        assert!(e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()), "{e:?}");
+        assert!(e.as_service_error().is_some_and(|s| s.is_transaction_canceled_exception()), "{e:?}");
     }
 }
 
@@ -255,19 +302,19 @@ async fn main() {
                 }),
             ),
             (
-                "raw conditional UpdateItem (what it wraps)",
+                "raw TransactWriteItems: revoke + audit (what it wraps)",
                 Box::new(|| {
                     let id = b.next().expect("target").session_id.to_string();
                     Box::pin(async move { raw_revoke(client, table, "bench-revoke-raw", &id).await })
                 }),
             ),
             (
-                "raw BatchGetItem, then UpdateItem (its requests)",
+                "raw BatchGetItem, then the transaction (its requests)",
                 Box::new(|| {
                     let id = c.next().expect("target").session_id.to_string();
                     let me_sid = me_sid.as_str();
                     Box::pin(async move {
-                        raw_auth(client, table, "bench-revoke", me_sid).await;
+                        raw_auth_with(client, table, "bench-revoke", me_sid, Some(&id)).await;
                         raw_revoke(client, table, "bench-revoke-seq", &id).await;
                     })
                 }),
@@ -275,7 +322,7 @@ async fn main() {
         ],
     )
     .await;
-    ratio("handler / raw UpdateItem", s[0], s[1], 1.5);
+    ratio("handler / raw transaction", s[0], s[1], 1.5);
     ratio("handler / its raw requests", s[0], s[2], 1.5);
 
     // ---- revoke all, N = 1, 50, 500. scope=others keeps the caller signed in, so every round does
@@ -305,16 +352,17 @@ async fn main() {
                     }),
                 ),
                 (
-                    "raw watermark UpdateItem (what it wraps)",
+                    "raw TransactWriteItems: watermark + audit (what it wraps)",
                     Box::new(|| Box::pin(raw_watermark(client, table, &raw_user))),
                 ),
                 (
-                    "raw BatchGetItem, then UpdateItem || COUNT Query",
+                    "raw BatchGetItem, COUNT Query, transaction (its requests)",
                     Box::new(|| {
                         let (caller_sid, raw_user) = (caller_sid.as_str(), raw_user.as_str());
                         Box::pin(async move {
                             raw_auth(client, table, user, caller_sid).await;
-                            tokio::join!(raw_watermark(client, table, raw_user), raw_count(client, table, user));
+                            raw_count(client, table, user).await;
+                            raw_watermark(client, table, raw_user).await;
                         })
                     }),
                 ),
@@ -322,7 +370,7 @@ async fn main() {
             ],
         )
         .await;
-        ratio(&format!("handler N={n} / raw watermark UpdateItem"), s[0], s[1], 1.5);
+        ratio(&format!("handler N={n} / raw watermark transaction"), s[0], s[1], 1.5);
         ratio(&format!("handler N={n} / its raw requests"), s[0], s[2], 1.5);
         handler_by_n.push(s[0]);
     }
