@@ -1,0 +1,184 @@
+//! What a stream record means for revocation. Everything else is ignored.
+
+use active_sessions::domain::{SessionId, UserId};
+use active_sessions::keys;
+use active_sessions::model::{Actor, Profile, Revocation, RevokeReason, Session, SessionStatus, Watermark};
+use aws_lambda_events::event::dynamodb::EventRecord;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A session went from active to revoked.
+    SessionRevoked { user: UserId, session: SessionId, revoked_at_ms: i64, reason: Option<RevokeReason> },
+    /// A revoke-all watermark was written or raised: sweep the sessions it covers.
+    Watermark { user: UserId, watermark: Watermark, revocation: Revocation },
+    /// TTL deleted a session that was still active: it expired.
+    SessionExpired { user: UserId, session: SessionId },
+    /// Nothing to do (sign-ins, trusted-flag changes, tombstone clean-up, audit events, ...).
+    Ignore,
+}
+
+/// A record this consumer can't read: it is reported as failed, never silently dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("record has no sort key")]
+    NoKey,
+    #[error("image is malformed")]
+    Image(#[from] serde_dynamo::Error),
+    #[error("watermark record is missing {0}")]
+    Watermark(&'static str),
+}
+
+/// The watermark's who/why, written beside it by revoke-all.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WatermarkMeta {
+    watermark_at: i64,
+    watermark_by: String,
+    watermark_reason: RevokeReason,
+}
+
+fn string_attr(item: &serde_dynamo::Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `user:<id>` / `admin:<id>` / `system` back into actor and id.
+fn actor_of(by: &str) -> (Actor, String) {
+    match by.split_once(':') {
+        Some(("admin", id)) => (Actor::Admin, id.to_owned()),
+        Some(("user", id)) => (Actor::User, id.to_owned()),
+        _ => (Actor::System, "system".to_owned()),
+    }
+}
+
+fn is_ttl_delete(record: &EventRecord) -> bool {
+    record.user_identity.as_ref().is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
+}
+
+pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
+    let change = &record.change;
+    let pk = string_attr(&change.keys, keys::PK).ok_or(ClassifyError::NoKey)?;
+    let sk = string_attr(&change.keys, keys::SK).ok_or(ClassifyError::NoKey)?;
+    let Some(user) = keys::user_id_from_pk(&pk) else { return Ok(Action::Ignore) };
+
+    if sk == keys::PROFILE_SK {
+        if record.event_name == "REMOVE" {
+            return Ok(Action::Ignore);
+        }
+        let new: Profile = serde_dynamo::from_item(change.new_image.clone())?;
+        let old: Profile = if change.old_image.is_empty() {
+            Profile::default()
+        } else {
+            serde_dynamo::from_item(change.old_image.clone())?
+        };
+        let Some(watermark) = new.watermark else { return Ok(Action::Ignore) };
+        if old.watermark.is_some_and(|w| w.before_ms >= watermark.before_ms) {
+            return Ok(Action::Ignore); // profile edits that leave the watermark as it was
+        }
+        let meta: WatermarkMeta = serde_dynamo::from_item(change.new_image.clone())
+            .map_err(|_| ClassifyError::Watermark("WatermarkAt/By/Reason"))?;
+        let (actor, actor_id) = actor_of(&meta.watermark_by);
+        let revocation =
+            Revocation { at_ms: meta.watermark_at, actor, actor_id, reason: meta.watermark_reason, source_ip: None };
+        return Ok(Action::Watermark { user, watermark, revocation });
+    }
+
+    let Some(session) = keys::session_id_from_sk(&sk) else { return Ok(Action::Ignore) };
+    match record.event_name.as_str() {
+        "MODIFY" => {
+            let old: Session = serde_dynamo::from_item(change.old_image.clone())?;
+            let new: Session = serde_dynamo::from_item(change.new_image.clone())?;
+            if old.status == SessionStatus::Active && new.status == SessionStatus::Revoked {
+                let revoked_at_ms = new.revoked_at.unwrap_or(0);
+                return Ok(Action::SessionRevoked { user, session, revoked_at_ms, reason: new.revoke_reason });
+            }
+            Ok(Action::Ignore)
+        }
+        "REMOVE" if is_ttl_delete(record) => {
+            let old: Session = serde_dynamo::from_item(change.old_image.clone())?;
+            // A tombstone's removal is clean-up; only an active session's removal is an expiry.
+            Ok(if old.status == SessionStatus::Active {
+                Action::SessionExpired { user, session }
+            } else {
+                Action::Ignore
+            })
+        }
+        _ => Ok(Action::Ignore),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::dynamodb::Event;
+
+    fn fixture(name: &str) -> Event {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("event JSON")
+    }
+
+    fn only(name: &str) -> Result<Action, ClassifyError> {
+        let event = fixture(name);
+        assert_eq!(event.records.len(), 1);
+        classify(&event.records[0])
+    }
+
+    #[test]
+    fn a_soft_revoke_is_a_session_revocation() {
+        match only("modify-revoke.json").unwrap() {
+            Action::SessionRevoked { user, session, revoked_at_ms, reason } => {
+                assert_eq!(user.as_str(), "alice");
+                assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
+                assert_eq!(revoked_at_ms, 1_795_730_000_000);
+                assert_eq!(reason, Some(RevokeReason::UserLogout));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_raised_watermark_is_a_sweep() {
+        match only("modify-watermark.json").unwrap() {
+            Action::Watermark { user, watermark, revocation } => {
+                assert_eq!(user.as_str(), "alice");
+                assert_eq!(watermark.before_ms, 1_795_730_000_500);
+                assert_eq!(watermark.keep.map(|k| k.to_string()).as_deref(), Some("01M8CPVF8A7ZAP09JVSBBWZEQF"));
+                assert_eq!(revocation.actor, Actor::Admin);
+                assert_eq!(revocation.actor_id, "ada");
+                assert_eq!(revocation.reason, RevokeReason::AdminOffboard);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_watermark_arrives_as_an_insert() {
+        assert!(matches!(only("insert-watermark.json").unwrap(), Action::Watermark { .. }));
+    }
+
+    #[test]
+    fn a_ttl_delete_of_an_active_session_is_an_expiry() {
+        match only("remove-ttl.json").unwrap() {
+            Action::SessionExpired { user, session } => {
+                assert_eq!(user.as_str(), "alice");
+                assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unrelated_records_are_ignored() {
+        for name in ["insert-session.json", "modify-trusted.json", "remove-user-delete.json", "insert-audit.json"] {
+            assert_eq!(only(name).unwrap(), Action::Ignore, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_poison_record_is_an_error_not_a_panic() {
+        assert!(only("modify-poison.json").is_err());
+    }
+}

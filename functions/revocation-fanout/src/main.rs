@@ -1,0 +1,19 @@
+// The stream handler's future (sweep inside the runtime's service) is deeper than the default limit.
+#![recursion_limit = "256"]
+
+use active_sessions::{telemetry, Config, DynamoStore};
+use aws_lambda_events::event::dynamodb::Event;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let policy = config.policy;
+    let store = DynamoStore::from_env(config.table_name).await;
+    let (store, policy) = (&store, &policy);
+    run(service_fn(move |event: LambdaEvent<Event>| async move {
+        Ok::<_, Error>(revocation_fanout::handle(store, policy, event.payload).await)
+    }))
+    .await
+}
