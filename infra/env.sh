@@ -70,3 +70,14 @@ stop_group() {
     [ -n "$pid" ] && kill -TERM -- -"$pid" 2>/dev/null || true
   done
 }
+
+# start_poller TABLE WATCH_PORT: the local event source mapping, table stream → revocation-fanout.
+start_poller() {
+  local table=$1 port=$2
+  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" \
+      --invoke-url "http://127.0.0.1:$port/2015-03-31/functions/revocation-fanout/invocations" \
+      >"$LOCAL/logs/poller-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 120 "stream-poller" grep -q "reading" "$LOCAL/logs/poller-$port.log" || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack, from nothing: installs what is missing, starts DynamoDB Local (in memory,
-# 127.0.0.1:$DDB_PORT), creates the table, loads demo data, serves the API with
-# `cargo lambda watch` on 127.0.0.1:$WATCH_PORT, and prints curl commands. Ctrl-C stops it all.
+# 127.0.0.1:$DDB_PORT), creates the table, serves the API with `cargo lambda watch` on
+# 127.0.0.1:$WATCH_PORT, polls the table's stream into revocation-fanout (the local event source
+# mapping), loads demo data, and prints curl commands. Ctrl-C stops it all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/infra/setup.sh"
@@ -28,12 +29,14 @@ echo "DynamoDB Local on 127.0.0.1:$DDB_PORT"
 
 echo "starting cargo lambda watch on 127.0.0.1:$WATCH_PORT"
 pids+=("$(start_watch "$WATCH_PORT" "$TABLE_NAME")")
+echo "starting the stream poller (table stream -> revocation-fanout)"
+pids+=("$(start_poller "$TABLE_NAME" "$WATCH_PORT")")
 
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME" --demo \
     --base-url "http://127.0.0.1:$WATCH_PORT" --tokens-file "$LOCAL/demo-tokens.json")
 echo
 echo "The local API is up on http://127.0.0.1:$WATCH_PORT (logs in $LOCAL/logs). Ctrl-C stops it."
-# The servers run in their own process groups; stay up while both are alive.
+# The servers run in their own process groups; stay up while all are alive.
 while kill -0 "${pids[@]}" 2>/dev/null; do sleep 1; done
 echo "a server stopped; see $LOCAL/logs" >&2
 exit 1

@@ -26,6 +26,8 @@ E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
 pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")
 echo "== cargo lambda watch on 127.0.0.1:$WATCH_PORT"
+pids+=("$(start_poller "$E2E_TABLE" "$WATCH_PORT")")
+echo "== stream poller on $E2E_TABLE"
 
 echo "== cargo test"
-E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" cargo test --workspace --no-fail-fast "$@"
+E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" E2E_TABLE="$E2E_TABLE" cargo test --workspace --no-fail-fast "$@"

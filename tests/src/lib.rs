@@ -27,6 +27,13 @@ pub struct TestTable {
 }
 
 impl TestTable {
+    /// The table `cargo lambda watch` serves in the end-to-end run (`E2E_TABLE`), for checks on items.
+    pub async fn e2e() -> Self {
+        required_env("AWS_ENDPOINT_URL_DYNAMODB");
+        let name = required_env("E2E_TABLE");
+        Self { store: DynamoStore::from_env(&name).await, name }
+    }
+
     pub async fn new() -> Self {
         required_env("AWS_ENDPOINT_URL_DYNAMODB");
         let name = format!("test-{}", active_sessions::domain::SessionId::new().to_string().to_lowercase());

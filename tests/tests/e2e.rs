@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use active_sessions::domain::SessionId;
-use integration_tests::{e2e_base_url, openapi_routes};
+use integration_tests::{e2e_base_url, openapi_routes, s, TestTable};
 use reqwest::header::HeaderMap;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
@@ -145,6 +145,39 @@ async fn raw(api: &mut Api, method: Method, route: &str, path: &str, token: Opti
     }
     let status = req.send().await.expect("request").status().as_u16();
     api.seen.insert((method.as_str().to_owned(), route.to_owned(), status));
+}
+
+#[tokio::test]
+async fn revoke_all_becomes_per_session_tombstones_through_the_stream() {
+    let mut api = Api::new();
+    let table = TestTable::e2e().await;
+    let user = unique_user("sweep");
+    let me = api.sign_in(&user, "browser").await;
+    let mut others = Vec::new();
+    for _ in 0..5 {
+        others.push(api.sign_in(&user, "mobile_app").await);
+    }
+    assert_eq!(api.revoke_all(&me.token, "?scope=others").await, (200, json!({"revoked": 5})));
+    // The watermark refuses the tokens at once; the consumer (stream poller -> cargo lambda watch
+    // -> revocation-fanout) then soft-revokes each session, within seconds.
+    for o in &others {
+        assert_eq!(api.list(&o.token, "").await.0, 401);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut statuses = Vec::new();
+        for o in &others {
+            let item = table.get(&format!("USER#{user}"), &format!("SESSION#{}", o.id)).await.expect("session item");
+            statuses.push((s(&item, "Status"), item.get("RevokeReason").map(|_| s(&item, "RevokeReason"))));
+        }
+        if statuses.iter().all(|(st, why)| st == "revoked" && why.as_deref() == Some("user_logout_others")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not swept within 30 s: {statuses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mine = table.get(&format!("USER#{user}"), &format!("SESSION#{}", me.id)).await.unwrap();
+    assert_eq!(s(&mine, "Status"), "active", "the kept session is left alone");
 }
 
 #[tokio::test]

@@ -1,0 +1,250 @@
+//! `stream-poller`: plays the part of Lambda's DynamoDB event source mapping on the local stack.
+//!
+//! It reads every shard of the table's stream about every 250 ms, sends each batch as a
+//! real-shaped Lambda DynamoDB event to `revocation-fanout` through `cargo lambda watch`, honours
+//! `batchItemFailures` by re-delivering from the first failed sequence number (bounded retries,
+//! then the batch is logged and skipped, as an on-failure destination would take it), and follows
+//! shards as they open and close. DynamoDB Local marks TTL deletes with an unknown event name and
+//! no `userIdentity`; they are normalised here to the AWS shape (`REMOVE` by
+//! `Service`/`dynamodb.amazonaws.com`), so the consumer never learns a local dialect.
+//!
+//! Usage: stream-poller --table NAME --invoke-url URL [--interval-ms 250] [--batch-size 100]
+
+use std::collections::{HashMap, HashSet};
+use std::error::Error;
+use std::time::Duration;
+
+use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::Client as Streams;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const MAX_ATTEMPTS: u32 = 5;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// A streams SDK attribute value as DynamoDB JSON (`{"S": "..."}`), the shape Lambda delivers.
+fn attr_json(v: &AttributeValue) -> Value {
+    match v {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::B(b) => json!({ "B": STANDARD.encode(b.as_ref()) }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(_) => json!({ "NULL": true }),
+        AttributeValue::Ss(v) => json!({ "SS": v }),
+        AttributeValue::Ns(v) => json!({ "NS": v }),
+        AttributeValue::Bs(v) => json!({ "BS": v.iter().map(|b| STANDARD.encode(b.as_ref())).collect::<Vec<_>>() }),
+        AttributeValue::L(l) => json!({ "L": l.iter().map(attr_json).collect::<Vec<_>>() }),
+        AttributeValue::M(m) => json!({ "M": item_json(m) }),
+        _ => json!({ "NULL": true }),
+    }
+}
+
+fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
+    Value::Object(item.iter().map(|(k, v)| (k.clone(), attr_json(v))).collect::<Map<_, _>>())
+}
+
+/// One stream record in the Lambda event shape, with DynamoDB Local's TTL records normalised.
+fn lambda_record(r: &Record, arn: &str, region: &str) -> Value {
+    let data = r.dynamodb.as_ref();
+    let old = data.and_then(|d| d.old_image.as_ref());
+    let new = data.and_then(|d| d.new_image.as_ref());
+    let (name, ttl) = match &r.event_name {
+        Some(OperationType::Insert) => ("INSERT", false),
+        Some(OperationType::Modify) => ("MODIFY", false),
+        Some(OperationType::Remove) => ("REMOVE", r.user_identity.is_some()),
+        // DynamoDB Local's TTL delete: an unknown event name, the old image, no new image.
+        _ if old.is_some() && new.is_none() => ("REMOVE", true),
+        _ => ("UNKNOWN", false),
+    };
+    let mut change = Map::new();
+    if let Some(d) = data {
+        let created = d.approximate_creation_date_time.map(|t| t.secs()).unwrap_or(0);
+        change.insert("ApproximateCreationDateTime".into(), json!(created));
+        change.insert("Keys".into(), d.keys.as_ref().map(item_json).unwrap_or_else(|| json!({})));
+        if let Some(o) = old {
+            change.insert("OldImage".into(), item_json(o));
+        }
+        if let Some(n) = new {
+            change.insert("NewImage".into(), item_json(n));
+        }
+        change.insert("SequenceNumber".into(), json!(d.sequence_number));
+        change.insert("SizeBytes".into(), json!(d.size_bytes.unwrap_or(0)));
+        change.insert("StreamViewType".into(), json!("NEW_AND_OLD_IMAGES"));
+    }
+    let mut rec = json!({
+        "eventID": r.event_id,
+        "eventName": name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": region,
+        "dynamodb": change,
+        "eventSourceARN": arn,
+    });
+    if ttl {
+        rec["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
+    }
+    rec
+}
+
+fn sequence_of(r: &Record) -> Option<String> {
+    r.dynamodb.as_ref().and_then(|d| d.sequence_number.clone())
+}
+
+struct Poller {
+    streams: Streams,
+    http: reqwest::Client,
+    invoke_url: String,
+    arn: String,
+    region: String,
+    batch_size: i32,
+    /// Open iterators, by shard.
+    iterators: HashMap<String, String>,
+    /// Shards read to their end.
+    finished: HashSet<String>,
+}
+
+impl Poller {
+    /// Picks up new shards (a child opens when its parent closes; start children from the top).
+    async fn refresh_shards(&mut self) -> Result<(), BoxError> {
+        let desc = self.streams.describe_stream().stream_arn(&self.arn).send().await?;
+        for shard in desc.stream_description.and_then(|d| d.shards).unwrap_or_default() {
+            let Some(id) = shard.shard_id else { continue };
+            if self.iterators.contains_key(&id) || self.finished.contains(&id) {
+                continue;
+            }
+            let it = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(&self.arn)
+                .shard_id(&id)
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await?
+                .shard_iterator;
+            match it {
+                Some(it) => {
+                    self.iterators.insert(id, it);
+                }
+                None => {
+                    self.finished.insert(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one batch; returns the first failed sequence number, if any.
+    async fn invoke(&self, records: &[Record]) -> Result<Option<String>, BoxError> {
+        let event =
+            json!({ "Records": records.iter().map(|r| lambda_record(r, &self.arn, &self.region)).collect::<Vec<_>>() });
+        let res = self.http.post(&self.invoke_url).json(&event).send().await?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() || body.get("errorType").is_some() {
+            return Err(format!("function failed: {status} {}", body.get("errorType").unwrap_or(&Value::Null)).into());
+        }
+        let first_failed = body["batchItemFailures"]
+            .as_array()
+            .and_then(|f| {
+                f.iter()
+                    .filter_map(|x| x["itemIdentifier"].as_str())
+                    .min_by_key(|s| s.parse::<u128>().unwrap_or(u128::MAX))
+            })
+            .map(str::to_owned);
+        Ok(first_failed)
+    }
+
+    /// Reads one batch from a shard and delivers it, re-delivering from the first failure.
+    async fn poll_shard(&mut self, shard: &str) -> Result<(), BoxError> {
+        let Some(it) = self.iterators.get(shard).cloned() else { return Ok(()) };
+        let out = self.streams.get_records().shard_iterator(it).limit(self.batch_size).send().await?;
+        let records = out.records.unwrap_or_default();
+        let next = out.next_shard_iterator;
+        if !records.is_empty() {
+            let mut batch = records;
+            for attempt in 1..=MAX_ATTEMPTS {
+                match self.invoke(&batch).await {
+                    Ok(None) => break,
+                    outcome => {
+                        // Re-deliver from the first failed record (the whole batch if the call failed).
+                        let from = match &outcome {
+                            Ok(Some(seq)) => seq.clone(),
+                            _ => sequence_of(&batch[0]).unwrap_or_default(),
+                        };
+                        if attempt == MAX_ATTEMPTS {
+                            eprintln!("stream-poller: giving up on shard {shard} from {from} after {attempt} attempts: {outcome:?}");
+                            break;
+                        }
+                        eprintln!(
+                            "stream-poller: re-delivering shard {shard} from {from} (attempt {attempt}): {outcome:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                        let keep =
+                            batch.iter().position(|r| sequence_of(r).as_deref() == Some(from.as_str())).unwrap_or(0);
+                        batch.drain(..keep);
+                    }
+                }
+            }
+        }
+        match next {
+            Some(n) => {
+                self.iterators.insert(shard.to_owned(), n);
+            }
+            None => {
+                self.iterators.remove(shard);
+                self.finished.insert(shard.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    let table = arg(&args, "--table").ok_or("--table NAME is required")?;
+    let invoke_url = arg(&args, "--invoke-url").ok_or("--invoke-url URL is required")?;
+    let interval = Duration::from_millis(arg(&args, "--interval-ms").and_then(|v| v.parse().ok()).unwrap_or(250));
+    let batch_size = arg(&args, "--batch-size").and_then(|v| v.parse().ok()).unwrap_or(100);
+
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let region = config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let table_desc = dynamodb.describe_table().table_name(&table).send().await?;
+    let arn = table_desc.table.and_then(|t| t.latest_stream_arn).ok_or("the table has no stream")?;
+    let mut poller = Poller {
+        streams: Streams::new(&config),
+        http: reqwest::Client::new(),
+        invoke_url,
+        arn,
+        region,
+        batch_size,
+        iterators: HashMap::new(),
+        finished: HashSet::new(),
+    };
+    eprintln!("stream-poller: reading {} every {:?}", poller.arn, interval);
+    let mut ticks = 0u64;
+    loop {
+        if ticks.is_multiple_of(20) || poller.iterators.is_empty() {
+            if let Err(e) = poller.refresh_shards().await {
+                eprintln!("stream-poller: describing the stream failed: {e}");
+            }
+        }
+        let shards: Vec<String> = poller.iterators.keys().cloned().collect();
+        for shard in shards {
+            if let Err(e) = poller.poll_shard(&shard).await {
+                eprintln!("stream-poller: shard {shard}: {e}");
+                // An expired or bad iterator: forget it; the next refresh starts the shard again.
+                poller.iterators.remove(&shard);
+            }
+        }
+        ticks += 1;
+        tokio::time::sleep(interval).await;
+    }
+}
