@@ -15,6 +15,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
 use aws_sdk_dynamodbstreams::Client as Streams;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -163,7 +164,14 @@ impl Poller {
     /// Reads one batch from a shard and delivers it, re-delivering from the first failure.
     async fn poll_shard(&mut self, shard: &str) -> Result<(), BoxError> {
         let Some(it) = self.iterators.get(shard).cloned() else { return Ok(()) };
-        let out = self.streams.get_records().shard_iterator(it).limit(self.batch_size).send().await?;
+        let out = self
+            .streams
+            .get_records()
+            .shard_iterator(it)
+            .limit(self.batch_size)
+            .send()
+            .await
+            .map_err(|e| format!("GetRecords: {}", DisplayErrorContext(&e)))?;
         let records = out.records.unwrap_or_default();
         let next = out.next_shard_iterator;
         if !records.is_empty() {
