@@ -14,8 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::time::Duration;
 
-use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
 use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
+use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
 use aws_sdk_dynamodbstreams::Client as Streams;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
