@@ -617,6 +617,34 @@ pub async fn sweep_watermark<S: SessionStore>(
     Ok(revoked)
 }
 
+/// Records that TTL removed a still-active session: an audit event by the system, reason
+/// `expired`. Its id is derived from the session, so a redelivered record writes nothing new.
+pub async fn record_expiry<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    user: &UserId,
+    session: SessionId,
+    device_label: &str,
+    expired_at_ms: i64,
+) -> Result<(), StoreError> {
+    let event = AuditEvent {
+        event_id: ulid::Ulid::from_parts(u64::try_from(expired_at_ms).unwrap_or(0), session.ulid().random()),
+        actor: Actor::System,
+        actor_id: "system".into(),
+        target_user: user.clone(),
+        scope: AuditScope::Sessions,
+        session_ids: vec![session],
+        device_labels: vec![device_label.to_owned()],
+        count: 1,
+        reason: RevokeReason::Expired,
+        source_ip: None,
+        note: None,
+        at: expired_at_ms,
+        expires_at: expired_at_ms / 1000 + policy.audit_ttl_secs,
+    };
+    store.put_audit(&event).await
+}
+
 // ---------------------------------------------------------------------------------------------
 // Trusted devices.
 
@@ -688,6 +716,7 @@ impl EventView {
             Actor::System => "the system",
         };
         let summary = match (e.scope, e.reason) {
+            (_, RevokeReason::Expired) => format!("{} expired", e.device_labels.join(", ")),
             (_, RevokeReason::SessionLimit) => {
                 format!("{} signed out: too many active sessions", e.device_labels.join(", "))
             }

@@ -301,3 +301,26 @@ async fn the_trusted_flag_changes_without_a_logout() {
     let bobs = t.get("USER#bob", &format!("SESSION#{}", bob.session_id)).await.unwrap();
     assert_eq!(bobs["Trusted"], aws_sdk_dynamodb::types::AttributeValue::Bool(false));
 }
+
+#[tokio::test]
+async fn an_expiry_is_recorded_once_however_often_it_is_delivered() {
+    let t = TestTable::new().await;
+    let alice = active_sessions::domain::UserId::parse("alice").unwrap();
+    let session = active_sessions::domain::SessionId::new();
+    for _ in 0..3 {
+        active_sessions::service::record_expiry(
+            &t.store,
+            &policy(),
+            &alice,
+            session,
+            "Chrome on macOS",
+            1_795_000_000_000,
+        )
+        .await
+        .unwrap();
+    }
+    let items = t.items().await;
+    let audits = audit_items(&items);
+    assert_eq!(audits.len(), 1);
+    assert_eq!((s(audits[0], "Reason"), s(audits[0], "Actor")), ("expired".to_owned(), "system".to_owned()));
+}

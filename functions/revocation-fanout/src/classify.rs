@@ -13,7 +13,7 @@ pub enum Action {
     /// A revoke-all watermark was written or raised: sweep the sessions it covers.
     Watermark { user: UserId, watermark: Watermark, revocation: Revocation },
     /// TTL deleted a session that was still active: it expired.
-    SessionExpired { user: UserId, session: SessionId },
+    SessionExpired { user: UserId, session: SessionId, device_label: String, expires_at_ms: i64 },
     /// Nothing to do (sign-ins, trusted-flag changes, tombstone clean-up, audit events, ...).
     Ignore,
 }
@@ -101,7 +101,12 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
             let old: Session = serde_dynamo::from_item(change.old_image.clone())?;
             // A tombstone's removal is clean-up; only an active session's removal is an expiry.
             Ok(if old.status == SessionStatus::Active {
-                Action::SessionExpired { user, session }
+                Action::SessionExpired {
+                    user,
+                    session,
+                    device_label: old.device.label,
+                    expires_at_ms: old.expires_at * 1000,
+                }
             } else {
                 Action::Ignore
             })
@@ -162,9 +167,11 @@ mod tests {
     #[test]
     fn a_ttl_delete_of_an_active_session_is_an_expiry() {
         match only("remove-ttl.json").unwrap() {
-            Action::SessionExpired { user, session } => {
+            Action::SessionExpired { user, session, device_label, expires_at_ms } => {
                 assert_eq!(user.as_str(), "alice");
                 assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
+                assert_eq!(device_label, "Chrome on macOS");
+                assert_eq!(expires_at_ms, 1_798_312_000_000);
             }
             other => panic!("{other:?}"),
         }

@@ -42,7 +42,8 @@ async fn process<S: SessionStore>(store: &S, policy: &Policy, record: &EventReco
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
         }
-        Action::SessionExpired { user, session } => {
+        Action::SessionExpired { user, session, device_label, expires_at_ms } => {
+            service::record_expiry(store, policy, &user, session, &device_label, expires_at_ms).await?;
             tracing::info!(user_id = %user, session_id = %session, "session expired");
         }
     }
@@ -85,6 +86,19 @@ mod tests {
         let failed: Vec<_> = res.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
         let event = fixture("batch-mixed.json");
         assert_eq!(failed, vec![event.records[1].change.sequence_number.clone().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn a_ttl_delete_records_one_expiry_event_even_when_redelivered() {
+        let store = MemoryStore::new();
+        for _ in 0..2 {
+            let res = handle(&store, &Policy::default(), fixture("remove-ttl.json")).await;
+            assert!(res.batch_item_failures.is_empty());
+        }
+        let events = store.audit_events(&UserId::parse("alice").unwrap());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, active_sessions::model::RevokeReason::Expired);
+        assert_eq!(events[0].device_labels, vec!["Chrome on macOS".to_owned()]);
     }
 
     #[tokio::test]

@@ -640,6 +640,25 @@ impl SessionStore for DynamoStore {
         }
     }
 
+    async fn put_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(audit_item(event)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Written already (a redelivered record): nothing to do.
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
         let pk = keys::user_pk(user);
         let start = after.map(|id| key(pk.clone(), keys::audit_sk(&id)));

@@ -221,6 +221,16 @@ impl SessionStore for MemoryStore {
         Ok(Some(updated))
     }
 
+    async fn put_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let events = inner.audit.entry(event.target_user.clone()).or_default();
+        if !events.contains_key(&event.event_id) {
+            events.insert(event.event_id, event.clone());
+            inner.writes += 1;
+        }
+        Ok(())
+    }
+
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
         let inner = self.lock();
         let Some(all) = inner.audit.get(user) else { return Ok(AuditPage::default()) };

@@ -157,6 +157,10 @@ pub trait SessionStore: Send + Sync {
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
 
+    /// Writes an audit event on its own (events the system records, such as expiries). Writing
+    /// the same event id twice is not an error and changes nothing: redelivery is harmless.
+    fn put_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.
     fn query_audit(
         &self,
