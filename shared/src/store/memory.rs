@@ -224,8 +224,8 @@ impl SessionStore for MemoryStore {
     async fn put_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let events = inner.audit.entry(event.target_user.clone()).or_default();
-        if !events.contains_key(&event.event_id) {
-            events.insert(event.event_id, event.clone());
+        if let std::collections::btree_map::Entry::Vacant(slot) = events.entry(event.event_id) {
+            slot.insert(event.clone());
             inner.writes += 1;
         }
         Ok(())
