@@ -6,6 +6,7 @@
 //!   in-memory one; `table`: the table definition.
 //! - `service`: the operations; `http`: the HTTP edge; `error`: errors → problem+json.
 
+pub mod cache;
 pub mod config;
 pub mod cursor;
 pub mod device;
@@ -18,7 +19,7 @@ pub mod service;
 pub mod store;
 pub mod table;
 pub mod telemetry;
-#[cfg(feature = "test-utils")]
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod token;
 

@@ -1,0 +1,412 @@
+//! Token validation through two caches in front of DynamoDB.
+//!
+//! - L1: in-process, bounded (`moka`), entries live at most the propagation window.
+//! - L2: the shared token cache (Redis/Valkey protocol: ElastiCache on AWS, `redis-server` locally).
+//! - DynamoDB is the source of truth: one strongly consistent read, honouring the watermark.
+//!
+//! Entries are keyed by the token's SHA-256, never the token. A cached "valid" carries the time it
+//! stops being trusted (`cached_until_ms`, at most one window after the DynamoDB read that made it);
+//! copying it between levels never extends it, so even with the fan-out down a revoked token dies
+//! within the window. The fan-out deletes L2 entries and publishes invalidations on a channel;
+//! long-running validators subscribe so their L1 drops entries as soon as it does. Redis being
+//! down never fails validation: it falls through to DynamoDB.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AppId, SessionId, UserId};
+use crate::error::ServiceError;
+use crate::model::Watermark;
+use crate::service::{authenticate, Principal};
+use crate::store::SessionStore;
+use crate::token::{SessionToken, TokenHash};
+
+/// The channel the fan-out publishes invalidations on.
+pub const CHANNEL: &str = "active-sessions:invalidations";
+const TOKEN_KEY: &str = "as:tok:";
+const WATERMARK_KEY: &str = "as:wm:";
+
+/// What the caches hold for a valid token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedSession {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub signed_in_at: i64,
+    /// Epoch seconds.
+    pub expires_at: i64,
+    pub apps: Vec<AppId>,
+    /// Epoch ms after which this entry must not be trusted.
+    pub cached_until_ms: i64,
+}
+
+impl CachedSession {
+    fn from_principal(p: &Principal, now_ms: i64, window_ms: i64) -> Self {
+        Self {
+            user_id: p.user_id.clone(),
+            session_id: p.session.session_id,
+            signed_in_at: p.session.signed_in_at,
+            expires_at: p.session.expires_at,
+            apps: p.session.apps.clone(),
+            cached_until_ms: (now_ms + window_ms).min(p.session.expires_at.saturating_mul(1000)),
+        }
+    }
+
+    fn trusted_at(&self, now_ms: i64, watermark: Option<&Watermark>) -> bool {
+        now_ms < self.cached_until_ms && !watermark.is_some_and(|w| w.covers_at(self.signed_in_at, self.session_id))
+    }
+}
+
+/// An invalidation message: one token, or every session of a user a watermark covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    Token(String),
+    User { user: UserId, watermark: Watermark },
+}
+
+impl Invalidation {
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Token(hash) => format!("t|{hash}"),
+            Self::User { user, watermark } => format!(
+                "u|{user}|{}|{}",
+                watermark.before_ms,
+                watermark.keep.map(|k| k.to_string()).unwrap_or_default()
+            ),
+        }
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let mut parts = raw.split('|');
+        match parts.next()? {
+            "t" => Some(Self::Token(parts.next()?.to_owned())),
+            "u" => {
+                let user = UserId::parse(parts.next()?).ok()?;
+                let before_ms = parts.next()?.parse().ok()?;
+                let keep = match parts.next()? {
+                    "" => None,
+                    id => Some(SessionId::parse(id).ok()?),
+                };
+                Some(Self::User { user, watermark: Watermark { before_ms, keep } })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The propagation window: no cached "valid" lives longer (`PROPAGATION_WINDOW_SECONDS`, 60).
+    pub window: Duration,
+    /// L1 entries at most (`L1_CAPACITY`, 100 000); 0 turns L1 off.
+    pub l1_capacity: u64,
+    /// `REDIS_URL`; unset turns L2 off.
+    pub redis_url: Option<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { window: Duration::from_secs(60), l1_capacity: 100_000, redis_url: None }
+    }
+}
+
+impl CacheConfig {
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let d = Self::default();
+        let window = match std::env::var("PROPAGATION_WINDOW_SECONDS") {
+            Err(_) => d.window,
+            Ok(v) => Duration::from_secs(v.trim().parse::<u64>().ok().filter(|s| (1..=1800).contains(s)).ok_or(
+                ConfigError::Invalid { name: "PROPAGATION_WINDOW_SECONDS", reason: "expected 1-1800".into() },
+            )?),
+        };
+        let l1_capacity = match std::env::var("L1_CAPACITY") {
+            Err(_) => d.l1_capacity,
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid { name: "L1_CAPACITY", reason: "expected a whole number".into() })?,
+        };
+        let redis_url = std::env::var("REDIS_URL").ok().filter(|v| !v.trim().is_empty());
+        Ok(Self { window, l1_capacity, redis_url })
+    }
+}
+
+/// The two cache levels. Cheap to share behind an `Arc`.
+pub struct TokenCache {
+    window_ms: i64,
+    l1: Option<moka::sync::Cache<String, CachedSession>>,
+    /// Watermarks heard on the channel, so L1 honours a revoke-all before the sweep's records.
+    l1_watermarks: moka::sync::Cache<UserId, Watermark>,
+    redis: Option<(redis::Client, redis::aio::ConnectionManager)>,
+}
+
+impl TokenCache {
+    /// Builds the caches. An unreachable Redis leaves L2 off (logged), never fails start-up.
+    pub async fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
+        let window = config.window;
+        let l1 = (config.l1_capacity > 0)
+            .then(|| moka::sync::Cache::builder().max_capacity(config.l1_capacity).time_to_live(window).build());
+        let l1_watermarks = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build();
+        let redis = match &config.redis_url {
+            None => None,
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let manager = client.get_connection_manager().await?;
+                Some((client, manager))
+            }
+        };
+        Ok(Self { window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX), l1, l1_watermarks, redis })
+    }
+
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
+    }
+
+    fn l1_get(&self, key: &str, now_ms: i64) -> Option<CachedSession> {
+        let entry = self.l1.as_ref()?.get(key)?;
+        let watermark = self.l1_watermarks.get(&entry.user_id);
+        if entry.trusted_at(now_ms, watermark.as_ref()) {
+            Some(entry)
+        } else {
+            self.drop_l1(key);
+            None
+        }
+    }
+
+    /// Whether L1 holds a trusted entry for this token hash (tests and benchmarks look with this).
+    pub fn l1_contains(&self, hash: &TokenHash, now_ms: i64) -> bool {
+        self.l1_get(hash.as_str(), now_ms).is_some()
+    }
+
+    pub fn drop_l1(&self, key: &str) {
+        if let Some(l1) = &self.l1 {
+            l1.invalidate(key);
+        }
+    }
+
+    /// Applies an invalidation to L1 (what the subscriber does with each message).
+    pub fn apply(&self, inv: &Invalidation) {
+        match inv {
+            Invalidation::Token(hash) => self.drop_l1(hash),
+            Invalidation::User { user, watermark } => {
+                let newer = self.l1_watermarks.get(user).is_none_or(|w| w.before_ms < watermark.before_ms);
+                if newer {
+                    self.l1_watermarks.insert(user.clone(), *watermark);
+                }
+            }
+        }
+    }
+
+    async fn l2_get(&self, key: &str, user: &UserId, now_ms: i64) -> Option<CachedSession> {
+        let (_, manager) = self.redis.as_ref()?;
+        let mut con = manager.clone();
+        let keys = [format!("{TOKEN_KEY}{key}"), format!("{WATERMARK_KEY}{user}")];
+        let values: Vec<Option<String>> = match con.mget(&keys).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "L2 read failed; validating against DynamoDB");
+                return None;
+            }
+        };
+        let entry: CachedSession = serde_json::from_str(values.first()?.as_deref()?).ok()?;
+        let watermark = values.get(1).cloned().flatten().and_then(|raw| match Invalidation::decode(&raw) {
+            Some(Invalidation::User { watermark, .. }) => Some(watermark),
+            _ => None,
+        });
+        (entry.user_id == *user && entry.trusted_at(now_ms, watermark.as_ref())).then_some(entry)
+    }
+
+    async fn fill(&self, key: &str, entry: &CachedSession, now_ms: i64) {
+        if let Some(l1) = &self.l1 {
+            l1.insert(key.to_owned(), entry.clone());
+        }
+        if let Some((_, manager)) = &self.redis {
+            let ttl_ms = u64::try_from(entry.cached_until_ms - now_ms).unwrap_or(0);
+            if ttl_ms == 0 {
+                return;
+            }
+            let Ok(json) = serde_json::to_string(entry) else { return };
+            let mut con = manager.clone();
+            let result: redis::RedisResult<()> = con.pset_ex(format!("{TOKEN_KEY}{key}"), json, ttl_ms).await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "L2 write failed");
+            }
+        }
+    }
+
+    /// The fan-out's side: drop a token everywhere and tell every validator.
+    pub async fn invalidate_token(&self, hash: &str) -> Result<(), redis::RedisError> {
+        self.drop_l1(hash);
+        if let Some((_, manager)) = &self.redis {
+            let mut con = manager.clone();
+            let _: () = con.del(format!("{TOKEN_KEY}{hash}")).await?;
+            let _: i64 = con.publish(CHANNEL, Invalidation::Token(hash.to_owned()).encode()).await?;
+        }
+        Ok(())
+    }
+
+    /// The fan-out's side of a revoke-all: L2 and every validator honour the watermark at once,
+    /// before the sweep's per-session records arrive. Kept for one window, as long as any entry.
+    pub async fn invalidate_user(&self, user: &UserId, watermark: Watermark) -> Result<(), redis::RedisError> {
+        let inv = Invalidation::User { user: user.clone(), watermark };
+        self.apply(&inv);
+        if let Some((_, manager)) = &self.redis {
+            let mut con = manager.clone();
+            let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
+            let _: () = con.pset_ex(format!("{WATERMARK_KEY}{user}"), inv.encode(), ttl_ms).await?;
+            let _: i64 = con.publish(CHANNEL, inv.encode()).await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes to the invalidation channel and applies every message to L1, until the
+    /// connection ends (then L1 entries still expire within the window). For long-running
+    /// validators; returns once subscribed.
+    pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
+        let Some((client, _)) = &self.redis else {
+            return Ok(tokio::spawn(async {}));
+        };
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(CHANNEL).await?;
+        let cache = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            let mut messages = pubsub.on_message();
+            while let Some(msg) = messages.next().await {
+                let Ok(raw) = msg.get_payload::<String>() else { continue };
+                if let Some(inv) = Invalidation::decode(&raw) {
+                    cache.apply(&inv);
+                }
+            }
+            tracing::warn!("invalidation channel closed; L1 entries now expire by the window alone");
+        }))
+    }
+}
+
+/// Validates a token: L1, then L2, then DynamoDB (which fills both).
+pub async fn validate<S: SessionStore>(
+    store: &S,
+    cache: &TokenCache,
+    token: &SessionToken,
+    now_ms: i64,
+) -> Result<CachedSession, ServiceError> {
+    let hash = token.hash();
+    let key = hash.as_str();
+    let owned_by_token = |e: &CachedSession| e.user_id == *token.user_id() && e.session_id == token.session_id();
+    if let Some(entry) = cache.l1_get(key, now_ms).filter(owned_by_token) {
+        return Ok(entry);
+    }
+    if let Some(entry) = cache.l2_get(key, token.user_id(), now_ms).await.filter(owned_by_token) {
+        if let Some(l1) = &cache.l1 {
+            l1.insert(key.to_owned(), entry.clone());
+        }
+        return Ok(entry);
+    }
+    let principal = authenticate(store, token, now_ms).await?;
+    let entry = CachedSession::from_principal(&principal, now_ms, cache.window_ms);
+    cache.fill(key, &entry, now_ms).await;
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ClientKind;
+    use crate::store::MemoryStore;
+
+    async fn cache(capacity: u64, window: Duration) -> TokenCache {
+        TokenCache::new(&CacheConfig { window, l1_capacity: capacity, redis_url: None }).await.unwrap()
+    }
+
+    #[test]
+    fn invalidations_round_trip() {
+        let user = UserId::parse("alice").unwrap();
+        for inv in [
+            Invalidation::Token("ab".repeat(32)),
+            Invalidation::User { user: user.clone(), watermark: Watermark { before_ms: 5, keep: None } },
+            Invalidation::User { user, watermark: Watermark { before_ms: 5, keep: Some(SessionId::new()) } },
+        ] {
+            assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
+        }
+        assert_eq!(Invalidation::decode("x|y"), None);
+        assert_eq!(Invalidation::decode("u|a#b|1|"), None);
+    }
+
+    #[tokio::test]
+    async fn a_validated_token_is_served_from_l1_until_dropped() {
+        let store = MemoryStore::new();
+        let signed = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let token = SessionToken::parse(&signed.token).unwrap();
+        let c = cache(10, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        validate(&store, &c, &token, now).await.unwrap();
+        assert!(c.l1_contains(&token.hash(), now));
+        // Revoked in the store: L1 still answers (that is what the fan-out is for)...
+        store.insert({
+            let mut s = store.get(token.user_id(), token.session_id()).unwrap();
+            s.status = crate::model::SessionStatus::Revoked;
+            s
+        });
+        assert!(validate(&store, &c, &token, now).await.is_ok());
+        // ...until the invalidation arrives; then DynamoDB says no.
+        c.apply(&Invalidation::Token(token.hash().as_str().to_owned()));
+        assert!(matches!(validate(&store, &c, &token, now).await, Err(ServiceError::InvalidToken)));
+    }
+
+    #[tokio::test]
+    async fn a_cached_valid_never_outlives_the_window() {
+        let store = MemoryStore::new();
+        let signed = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let token = SessionToken::parse(&signed.token).unwrap();
+        let c = cache(10, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        let entry = validate(&store, &c, &token, now).await.unwrap();
+        assert!(entry.cached_until_ms <= now + 60_000);
+        assert!(c.l1_contains(&token.hash(), now + 59_999));
+        assert!(!c.l1_contains(&token.hash(), now + 60_000), "not trusted past the window");
+    }
+
+    #[tokio::test]
+    async fn a_user_watermark_drops_covered_entries_but_not_the_kept_one() {
+        let store = MemoryStore::new();
+        let a = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let b = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let (ta, tb) = (SessionToken::parse(&a.token).unwrap(), SessionToken::parse(&b.token).unwrap());
+        let c = cache(10, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        validate(&store, &c, &ta, now).await.unwrap();
+        validate(&store, &c, &tb, now).await.unwrap();
+        let user = UserId::parse("alice").unwrap();
+        c.apply(&Invalidation::User { user, watermark: Watermark { before_ms: now, keep: Some(a.session_id) } });
+        assert!(c.l1_contains(&ta.hash(), now));
+        assert!(!c.l1_contains(&tb.hash(), now));
+    }
+
+    #[tokio::test]
+    async fn l1_is_bounded() {
+        let store = MemoryStore::new();
+        let c = cache(50, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        for _ in 0..500 {
+            let s = crate::testing::sign_in(&store, "bob", ClientKind::Browser).await;
+            validate(&store, &c, &SessionToken::parse(&s.token).unwrap(), now).await.unwrap();
+        }
+        let l1 = c.l1.as_ref().unwrap();
+        l1.run_pending_tasks();
+        assert!(l1.entry_count() <= 50, "{} entries", l1.entry_count());
+    }
+
+    #[tokio::test]
+    async fn l1_off_means_every_call_reads_the_store() {
+        let store = MemoryStore::new();
+        let signed = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let token = SessionToken::parse(&signed.token).unwrap();
+        let c = cache(0, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        validate(&store, &c, &token, now).await.unwrap();
+        assert!(!c.l1_contains(&token.hash(), now));
+    }
+}
