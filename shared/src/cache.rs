@@ -141,11 +141,44 @@ pub struct TokenCache {
     l1: Option<moka::sync::Cache<String, CachedSession>>,
     /// Watermarks heard on the channel, so L1 honours a revoke-all before the sweep's records.
     l1_watermarks: moka::sync::Cache<UserId, Watermark>,
-    redis: Option<(redis::Client, redis::aio::ConnectionManager)>,
+    redis: Option<Redis>,
+}
+
+/// L2's client. It connects on first use, not at start-up, so a Redis that is down when a
+/// validator starts costs L2 only; every call is bounded by `REDIS_TIMEOUT`.
+struct Redis {
+    client: redis::Client,
+    manager: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+}
+
+/// The longest any Redis call may take before validation moves on to DynamoDB.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis call timed out"))
+}
+
+impl Redis {
+    async fn con(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+        let manager = self
+            .manager
+            .get_or_try_init(|| async {
+                tokio::time::timeout(REDIS_TIMEOUT, self.client.get_connection_manager())
+                    .await
+                    .map_err(|_| timed_out())?
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+}
+
+/// Runs a Redis call under `REDIS_TIMEOUT`.
+async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    tokio::time::timeout(REDIS_TIMEOUT, f).await.map_err(|_| timed_out())?
 }
 
 impl TokenCache {
-    /// Builds the caches. An unreachable Redis leaves L2 off (logged), never fails start-up.
+    /// Builds the caches. Only a malformed `REDIS_URL` fails; an unreachable Redis does not.
     pub async fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
         let window = config.window;
         let l1 = (config.l1_capacity > 0)
@@ -154,9 +187,7 @@ impl TokenCache {
         let redis = match &config.redis_url {
             None => None,
             Some(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let manager = client.get_connection_manager().await?;
-                Some((client, manager))
+                Some(Redis { client: redis::Client::open(url.as_str())?, manager: tokio::sync::OnceCell::new() })
             }
         };
         Ok(Self { window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX), l1, l1_watermarks, redis })
@@ -202,10 +233,13 @@ impl TokenCache {
     }
 
     async fn l2_get(&self, key: &str, user: &UserId, now_ms: i64) -> Option<CachedSession> {
-        let (_, manager) = self.redis.as_ref()?;
-        let mut con = manager.clone();
+        let redis = self.redis.as_ref()?;
         let keys = [format!("{TOKEN_KEY}{key}"), format!("{WATERMARK_KEY}{user}")];
-        let values: Vec<Option<String>> = match con.mget(&keys).await {
+        let read = async {
+            let mut con = redis.con().await?;
+            bounded(con.mget::<_, Vec<Option<String>>>(&keys)).await
+        };
+        let values: Vec<Option<String>> = match read.await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "L2 read failed; validating against DynamoDB");
@@ -224,15 +258,17 @@ impl TokenCache {
         if let Some(l1) = &self.l1 {
             l1.insert(key.to_owned(), entry.clone());
         }
-        if let Some((_, manager)) = &self.redis {
+        if let Some(redis) = &self.redis {
             let ttl_ms = u64::try_from(entry.cached_until_ms - now_ms).unwrap_or(0);
             if ttl_ms == 0 {
                 return;
             }
             let Ok(json) = serde_json::to_string(entry) else { return };
-            let mut con = manager.clone();
-            let result: redis::RedisResult<()> = con.pset_ex(format!("{TOKEN_KEY}{key}"), json, ttl_ms).await;
-            if let Err(e) = result {
+            let write = async {
+                let mut con = redis.con().await?;
+                bounded(con.pset_ex::<_, _, ()>(format!("{TOKEN_KEY}{key}"), json, ttl_ms)).await
+            };
+            if let Err(e) = write.await {
                 tracing::warn!(error = %e, "L2 write failed");
             }
         }
@@ -241,10 +277,10 @@ impl TokenCache {
     /// The fan-out's side: drop a token everywhere and tell every validator.
     pub async fn invalidate_token(&self, hash: &str) -> Result<(), redis::RedisError> {
         self.drop_l1(hash);
-        if let Some((_, manager)) = &self.redis {
-            let mut con = manager.clone();
-            let _: () = con.del(format!("{TOKEN_KEY}{hash}")).await?;
-            let _: i64 = con.publish(CHANNEL, Invalidation::Token(hash.to_owned()).encode()).await?;
+        if let Some(redis) = &self.redis {
+            let mut con = redis.con().await?;
+            bounded(con.del::<_, ()>(format!("{TOKEN_KEY}{hash}"))).await?;
+            bounded(con.publish::<_, _, i64>(CHANNEL, Invalidation::Token(hash.to_owned()).encode())).await?;
         }
         Ok(())
     }
@@ -254,11 +290,11 @@ impl TokenCache {
     pub async fn invalidate_user(&self, user: &UserId, watermark: Watermark) -> Result<(), redis::RedisError> {
         let inv = Invalidation::User { user: user.clone(), watermark };
         self.apply(&inv);
-        if let Some((_, manager)) = &self.redis {
-            let mut con = manager.clone();
+        if let Some(redis) = &self.redis {
+            let mut con = redis.con().await?;
             let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
-            let _: () = con.pset_ex(format!("{WATERMARK_KEY}{user}"), inv.encode(), ttl_ms).await?;
-            let _: i64 = con.publish(CHANNEL, inv.encode()).await?;
+            bounded(con.pset_ex::<_, _, ()>(format!("{WATERMARK_KEY}{user}"), inv.encode(), ttl_ms)).await?;
+            bounded(con.publish::<_, _, i64>(CHANNEL, inv.encode())).await?;
         }
         Ok(())
     }
@@ -267,11 +303,11 @@ impl TokenCache {
     /// connection ends (then L1 entries still expire within the window). For long-running
     /// validators; returns once subscribed.
     pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
-        let Some((client, _)) = &self.redis else {
+        let Some(redis) = &self.redis else {
             return Ok(tokio::spawn(async {}));
         };
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(CHANNEL).await?;
+        let mut pubsub = bounded(redis.client.get_async_pubsub()).await?;
+        bounded(pubsub.subscribe(CHANNEL)).await?;
         let cache = Arc::clone(self);
         Ok(tokio::spawn(async move {
             let mut messages = pubsub.on_message();

@@ -9,11 +9,17 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A session went from active to revoked.
-    SessionRevoked { user: UserId, session: SessionId, revoked_at_ms: i64, reason: Option<RevokeReason> },
+    SessionRevoked {
+        user: UserId,
+        session: SessionId,
+        token_hash: String,
+        revoked_at_ms: i64,
+        reason: Option<RevokeReason>,
+    },
     /// A revoke-all watermark was written or raised: sweep the sessions it covers.
     Watermark { user: UserId, watermark: Watermark, revocation: Revocation },
     /// TTL deleted a session that was still active: it expired.
-    SessionExpired { user: UserId, session: SessionId, device_label: String, expires_at_ms: i64 },
+    SessionExpired { user: UserId, session: SessionId, token_hash: String, device_label: String, expires_at_ms: i64 },
     /// Nothing to do (sign-ins, trusted-flag changes, tombstone clean-up, audit events, ...).
     Ignore,
 }
@@ -93,7 +99,13 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
             let new: Session = serde_dynamo::from_item(change.new_image.clone())?;
             if old.status == SessionStatus::Active && new.status == SessionStatus::Revoked {
                 let revoked_at_ms = new.revoked_at.unwrap_or(0);
-                return Ok(Action::SessionRevoked { user, session, revoked_at_ms, reason: new.revoke_reason });
+                return Ok(Action::SessionRevoked {
+                    user,
+                    session,
+                    token_hash: new.token_hash,
+                    revoked_at_ms,
+                    reason: new.revoke_reason,
+                });
             }
             Ok(Action::Ignore)
         }
@@ -104,6 +116,7 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
                 Action::SessionExpired {
                     user,
                     session,
+                    token_hash: old.token_hash,
                     device_label: old.device.label,
                     expires_at_ms: old.expires_at * 1000,
                 }
@@ -134,7 +147,8 @@ mod tests {
     #[test]
     fn a_soft_revoke_is_a_session_revocation() {
         match only("modify-revoke.json").unwrap() {
-            Action::SessionRevoked { user, session, revoked_at_ms, reason } => {
+            Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
+                assert_eq!(token_hash, "ab".repeat(32));
                 assert_eq!(user.as_str(), "alice");
                 assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
                 assert_eq!(revoked_at_ms, 1_795_730_000_000);
@@ -167,7 +181,7 @@ mod tests {
     #[test]
     fn a_ttl_delete_of_an_active_session_is_an_expiry() {
         match only("remove-ttl.json").unwrap() {
-            Action::SessionExpired { user, session, device_label, expires_at_ms } => {
+            Action::SessionExpired { user, session, device_label, expires_at_ms, .. } => {
                 assert_eq!(user.as_str(), "alice");
                 assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
                 assert_eq!(device_label, "Chrome on macOS");

@@ -1,3 +1,4 @@
+use active_sessions::cache::TokenCache;
 use active_sessions::service::{self, sweep_watermark};
 use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -11,15 +12,22 @@ enum RecordError {
     Classify(#[from] crate::classify::ClassifyError),
     #[error("store error")]
     Store(#[from] active_sessions::StoreError),
+    #[error("token cache error")]
+    Cache(#[from] redis::RedisError),
 }
 
 /// Processes a batch record by record. A record that fails (unreadable, or a store error) is
 /// reported by its sequence number; the others are processed regardless, so one poison record
 /// never blocks the rest. Every action is idempotent, so re-delivery is harmless.
-pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, event: Event) -> DynamoDbEventResponse {
+pub async fn handle<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    cache: &TokenCache,
+    event: Event,
+) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     for record in &event.records {
-        if let Err(err) = process(store, policy, record).await {
+        if let Err(err) = process(store, policy, cache, record).await {
             let sequence = record.change.sequence_number.clone();
             tracing::error!(event_id = %record.event_id, sequence = ?sequence, error = %err, "record failed");
             let mut failure = DynamoDbBatchItemFailure::default();
@@ -30,19 +38,28 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, event: Event) -
     response
 }
 
-async fn process<S: SessionStore>(store: &S, policy: &Policy, record: &EventRecord) -> Result<(), RecordError> {
+async fn process<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    cache: &TokenCache,
+    record: &EventRecord,
+) -> Result<(), RecordError> {
     match classify(record)? {
         Action::Ignore => {}
         Action::Watermark { user, watermark, revocation } => {
+            // Caches honour the watermark at once; the sweep then gives each session its record.
+            cache.invalidate_user(&user, watermark).await?;
             let revoked = sweep_watermark(store, policy, &user, watermark, &revocation).await?;
             tracing::info!(user_id = %user, revoked, watermark = watermark.before_ms, "revoke-all swept");
         }
-        Action::SessionRevoked { user, session, revoked_at_ms, reason } => {
+        Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
+            cache.invalidate_token(&token_hash).await?;
             let lag_ms = service::now_ms() - revoked_at_ms;
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
         }
-        Action::SessionExpired { user, session, device_label, expires_at_ms } => {
+        Action::SessionExpired { user, session, token_hash, device_label, expires_at_ms } => {
+            cache.invalidate_token(&token_hash).await?;
             service::record_expiry(store, policy, &user, session, &device_label, expires_at_ms).await?;
             tracing::info!(user_id = %user, session_id = %session, "session expired");
         }
@@ -69,10 +86,15 @@ fn emit_lag_metric(lag_ms: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use active_sessions::cache::CacheConfig;
     use active_sessions::domain::{ClientKind, UserId};
     use active_sessions::model::SessionStatus;
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::sign_in;
+
+    async fn no_redis() -> TokenCache {
+        TokenCache::new(&CacheConfig::default()).await.unwrap()
+    }
 
     fn fixture(name: &str) -> Event {
         let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -82,7 +104,7 @@ mod tests {
     #[tokio::test]
     async fn reports_only_the_poison_record() {
         let store = MemoryStore::new();
-        let res = handle(&store, &Policy::default(), fixture("batch-mixed.json")).await;
+        let res = handle(&store, &Policy::default(), &no_redis().await, fixture("batch-mixed.json")).await;
         let failed: Vec<_> = res.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
         let event = fixture("batch-mixed.json");
         assert_eq!(failed, vec![event.records[1].change.sequence_number.clone().unwrap()]);
@@ -92,7 +114,7 @@ mod tests {
     async fn a_ttl_delete_records_one_expiry_event_even_when_redelivered() {
         let store = MemoryStore::new();
         for _ in 0..2 {
-            let res = handle(&store, &Policy::default(), fixture("remove-ttl.json")).await;
+            let res = handle(&store, &Policy::default(), &no_redis().await, fixture("remove-ttl.json")).await;
             assert!(res.batch_item_failures.is_empty());
         }
         let events = store.audit_events(&UserId::parse("alice").unwrap());
@@ -112,7 +134,7 @@ mod tests {
         image.insert("RevokedBefore".into(), serde_dynamo::AttributeValue::N(service::now_ms().to_string()));
         image.insert("RevokeKeep".into(), serde_dynamo::AttributeValue::S(a.session_id.to_string()));
         for _ in 0..2 {
-            let res = handle(&store, &Policy::default(), event.clone()).await;
+            let res = handle(&store, &Policy::default(), &no_redis().await, event.clone()).await;
             assert!(res.batch_item_failures.is_empty(), "duplicate delivery is harmless");
         }
         let alice = UserId::parse("alice").unwrap();

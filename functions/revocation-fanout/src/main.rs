@@ -1,6 +1,7 @@
 // The stream handler's future (sweep inside the runtime's service) is deeper than the default limit.
 #![recursion_limit = "256"]
 
+use active_sessions::cache::{CacheConfig, TokenCache};
 use active_sessions::{telemetry, Config, DynamoStore};
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -10,10 +11,11 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let policy = config.policy;
+    let cache = TokenCache::new(&CacheConfig::from_env()?).await?;
     let store = DynamoStore::from_env(config.table_name).await;
-    let (store, policy) = (&store, &policy);
+    let (store, policy, cache) = (&store, &policy, &cache);
     run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(revocation_fanout::handle(store, policy, event.payload).await)
+        Ok::<_, Error>(revocation_fanout::handle(store, policy, cache, event.payload).await)
     }))
     .await
 }
