@@ -347,6 +347,113 @@ pub async fn validate<S: SessionStore>(
     Ok(entry)
 }
 
+/// Remembers which sessions this instance marked active recently, so a hot session writes
+/// `LastActiveAt` at most once per interval (`LAST_ACTIVE_INTERVAL_SECONDS`, 300).
+pub struct ActivityTracker {
+    interval_ms: i64,
+    recent: moka::sync::Cache<SessionId, ()>,
+}
+
+impl ActivityTracker {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
+            recent: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(interval).build(),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let secs = match std::env::var("LAST_ACTIVE_INTERVAL_SECONDS") {
+            Err(_) => 300,
+            Ok(v) => v.trim().parse::<u64>().ok().filter(|s| *s >= 1).ok_or(crate::config::ConfigError::Invalid {
+                name: "LAST_ACTIVE_INTERVAL_SECONDS",
+                reason: "expected a whole number >= 1".into(),
+            })?,
+        };
+        Ok(Self::new(Duration::from_secs(secs)))
+    }
+
+    /// Whether to write now; marks the session as written for one interval.
+    fn claim(&self, session: SessionId) -> bool {
+        if self.recent.contains_key(&session) {
+            return false;
+        }
+        self.recent.insert(session, ());
+        true
+    }
+}
+
+/// The RFC 7662 request: `token`, and optionally the first-party `app` asking.
+#[derive(Debug, Deserialize)]
+pub struct IntrospectionRequest {
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
+    pub app: Option<String>,
+}
+
+/// The RFC 7662 answer. Inactive tokens get `{"active": false}` and nothing else.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<SessionId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apps: Option<Vec<AppId>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+}
+
+impl Introspection {
+    fn inactive() -> Self {
+        Self { active: false, sub: None, sid: None, exp: None, iat: None, apps: None, token_type: None }
+    }
+}
+
+/// Introspects a token through the caches; records the asking app and (at most once per
+/// interval) the session's last activity.
+#[tracing::instrument(skip_all)]
+pub async fn introspect<S: SessionStore>(
+    store: &S,
+    cache: &TokenCache,
+    activity: &ActivityTracker,
+    request: IntrospectionRequest,
+    now_ms: i64,
+) -> Result<Introspection, ServiceError> {
+    let raw =
+        request.token.filter(|t| !t.is_empty()).ok_or_else(|| ServiceError::BadRequest("token is required".into()))?;
+    let app = request.app.as_deref().map(AppId::parse).transpose().map_err(|e| ServiceError::BadRequest(e.0))?;
+    let Ok(token) = SessionToken::parse(&raw) else { return Ok(Introspection::inactive()) };
+    let mut entry = match validate(store, cache, &token, now_ms).await {
+        Ok(entry) => entry,
+        Err(ServiceError::InvalidToken) => return Ok(Introspection::inactive()),
+        Err(other) => return Err(other),
+    };
+    if activity.claim(entry.session_id) {
+        store.touch_session(&entry.user_id, entry.session_id, now_ms, now_ms - activity.interval_ms).await?;
+    }
+    if let Some(app) = app.filter(|a| !entry.apps.contains(a)) {
+        store.add_app(&entry.user_id, entry.session_id, &app, now_ms).await?;
+        entry.apps.push(app);
+        // The cached entry is stale on apps now; the next DynamoDB read refreshes it.
+        cache.drop_l1(token.hash().as_str());
+    }
+    Ok(Introspection {
+        active: true,
+        sub: Some(entry.user_id),
+        sid: Some(entry.session_id),
+        exp: Some(entry.expires_at),
+        iat: Some(entry.signed_in_at / 1000),
+        apps: Some(entry.apps),
+        token_type: Some("bearer"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

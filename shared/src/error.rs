@@ -31,7 +31,7 @@ pub enum ServiceError {
     #[error("payload too large")]
     PayloadTooLarge { limit: usize },
     #[error("unsupported media type")]
-    UnsupportedMediaType,
+    UnsupportedMediaType { expected: &'static str },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("temporarily unavailable")]
@@ -68,7 +68,7 @@ impl ServiceError {
             Self::CurrentSession => 409,
             Self::BadRequest(_) => 400,
             Self::PayloadTooLarge { .. } => 413,
-            Self::UnsupportedMediaType => 415,
+            Self::UnsupportedMediaType { .. } => 415,
             Self::MethodNotAllowed { .. } => 405,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
@@ -85,7 +85,7 @@ impl ServiceError {
             Self::CurrentSession => ("current-session", "This is your current session"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
-            Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            Self::UnsupportedMediaType { .. } => ("unsupported-media-type", "Unsupported media type"),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
@@ -109,7 +109,7 @@ impl ServiceError {
             }
             Self::BadRequest(detail) => detail.clone(),
             Self::PayloadTooLarge { limit } => format!("The request body is larger than {limit} bytes."),
-            Self::UnsupportedMediaType => "Send the body as application/json.".into(),
+            Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
             Self::MethodNotAllowed { allow } => format!("This resource allows {allow}."),
             Self::Unavailable(_) => "The service is busy. Retry after a short wait.".into(),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(ServiceError::CurrentSession.status(), 409);
         assert_eq!(ServiceError::BadRequest("x".into()).status(), 400);
         assert_eq!(ServiceError::PayloadTooLarge { limit: 1 }.status(), 413);
-        assert_eq!(ServiceError::UnsupportedMediaType.status(), 415);
+        assert_eq!(ServiceError::UnsupportedMediaType { expected: "application/json" }.status(), 415);
         assert_eq!(ServiceError::MethodNotAllowed { allow: "GET" }.status(), 405);
         let throttled = StoreError::Throttled("slow down".into());
         assert_eq!(ServiceError::from(throttled).status(), 503);

@@ -110,12 +110,31 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> 
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ServiceError::UnsupportedMediaType);
+        return Err(ServiceError::UnsupportedMediaType { expected: "application/json" });
     }
     if bytes.is_empty() {
         return Err(ServiceError::BadRequest("the request body is empty; send a JSON object".into()));
     }
     serde_json::from_slice(bytes).map_err(|e| ServiceError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A form body (`application/x-www-form-urlencoded`, at most `MAX_BODY_BYTES`), as RFC 7662 sends.
+pub fn form_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
+    use lambda_http::RequestPayloadExt;
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ServiceError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(ServiceError::UnsupportedMediaType { expected: "application/x-www-form-urlencoded" });
+    }
+    match req.payload::<T>() {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(ServiceError::BadRequest("the request body is empty".into())),
+        Err(e) => Err(ServiceError::BadRequest(format!("invalid form body: {e}"))),
+    }
 }
 
 /// A query-string parameter. A parameter given twice is refused rather than guessed at.

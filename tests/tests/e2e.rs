@@ -283,6 +283,21 @@ async fn every_documented_route_and_status_is_served() {
     api.call(Method::DELETE, list_r, &format!("/v1/admin/users/{admin}/sessions"), Some(&me.token), None).await;
     api.call(Method::DELETE, list_r, &member_sessions, Some(&str_s.token), None).await;
 
+    // POST /v1/internal/introspect: 200, 400, 415.
+    let intro = "/v1/internal/introspect";
+    raw(
+        &mut api,
+        Method::POST,
+        intro,
+        intro,
+        None,
+        "application/x-www-form-urlencoded",
+        &format!("token={}", boss.token),
+    )
+    .await;
+    raw(&mut api, Method::POST, intro, intro, None, "application/x-www-form-urlencoded", "app=codex").await;
+    raw(&mut api, Method::POST, intro, intro, None, "application/json", "{}").await;
+
     // DELETE /v1/sessions: 400, 401, 403, then 200.
     api.revoke_all(&me.token, "?scope=nope").await;
     api.revoke_all("not-a-token", "").await;
@@ -305,4 +320,66 @@ async fn every_documented_route_and_status_is_served() {
     assert!(missing.is_empty(), "documented but never answered: {missing:?}");
     let undocumented: Vec<_> = api.seen.difference(&documented).collect();
     assert!(undocumented.is_empty(), "answered but not documented: {undocumented:?}");
+}
+
+/// Introspection over HTTP, as a product calls it.
+async fn introspect(api: &Api, token: &str) -> Value {
+    let res = api
+        .http
+        .post(format!("{}/v1/internal/introspect", api.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&app=codex"))
+        .send()
+        .await
+        .expect("introspect");
+    assert_eq!(res.status(), 200);
+    res.json().await.expect("JSON")
+}
+
+#[tokio::test]
+async fn a_revoked_token_leaves_every_cache_within_the_window() {
+    use active_sessions::cache::{validate, CacheConfig, TokenCache};
+    use active_sessions::token::SessionToken;
+    use redis::AsyncCommands;
+
+    let mut api = Api::new();
+    let table = TestTable::e2e().await;
+    let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL: run infra/test.sh");
+    let config = CacheConfig { redis_url: Some(redis_url.clone()), ..CacheConfig::default() };
+    // A long-running validator in this process: warm L1, subscribed to invalidations.
+    let validator = std::sync::Arc::new(TokenCache::new(&config).await.expect("cache"));
+    validator.subscribe().await.expect("subscribed");
+
+    let user = unique_user("cache");
+    let me = api.sign_in(&user, "browser").await;
+    let victim = api.sign_in(&user, "mobile_app").await;
+    let token = SessionToken::parse(&victim.token).unwrap();
+    let now = active_sessions::service::now_ms();
+    validate(&table.store, &validator, &token, now).await.expect("valid at first");
+    assert!(validator.l1_contains(&token.hash(), now), "warm L1");
+    let mut redis = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let l2_key = format!("as:tok:{}", token.hash().as_str());
+    assert!(redis.get::<_, Option<String>>(&l2_key).await.unwrap().is_some(), "L2 filled");
+    let before = introspect(&api, &victim.token).await;
+    assert_eq!(before["active"], true, "{before}");
+    assert_eq!(before["apps"], json!(["chatgpt", "codex"]));
+
+    let revoked_at = std::time::Instant::now();
+    assert_eq!(api.revoke(&me.token, &victim.id).await.0, 204);
+    let deadline = revoked_at + std::time::Duration::from_secs(10);
+    let (mut l1_gone, mut l2_gone) = (None, None);
+    while l1_gone.is_none() || l2_gone.is_none() {
+        let now = active_sessions::service::now_ms();
+        if l1_gone.is_none() && !validator.l1_contains(&token.hash(), now) {
+            l1_gone = Some(revoked_at.elapsed());
+        }
+        if l2_gone.is_none() && redis.get::<_, Option<String>>(&l2_key).await.unwrap().is_none() {
+            l2_gone = Some(revoked_at.elapsed());
+        }
+        assert!(std::time::Instant::now() < deadline, "caches still hold the token: L1 {l1_gone:?} L2 {l2_gone:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!("revoked token left L1 after {l1_gone:?}, L2 after {l2_gone:?}");
+    assert!(validate(&table.store, &validator, &token, active_sessions::service::now_ms()).await.is_err());
+    assert_eq!(introspect(&api, &victim.token).await, json!({"active": false}));
 }

@@ -659,6 +659,70 @@ impl SessionStore for DynamoStore {
         }
     }
 
+    async fn touch_session(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user, session)))
+            .update_expression("SET LastActiveAt = :now_ms")
+            .condition_expression(format!("{REVOKE_IF} AND LastActiveAt < :stale"))
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_values(":now_ms", n(now_ms))
+            .expression_attribute_values(":stale", n(stale_before_ms))
+            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
+            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    async fn add_app(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        app: &crate::domain::AppId,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user, session)))
+            .update_expression("SET Apps = list_append(Apps, :apps)")
+            .condition_expression(format!("{REVOKE_IF} AND NOT contains(Apps, :app)"))
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_values(":apps", AttributeValue::L(vec![s(app.as_str())]))
+            .expression_attribute_values(":app", s(app.as_str()))
+            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
+            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
         let pk = keys::user_pk(user);
         let start = after.map(|id| key(pk.clone(), keys::audit_sk(&id)));

@@ -231,6 +231,40 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn touch_session(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
+            if s.status == SessionStatus::Active && !s.is_expired_at(now_ms) && s.last_active_at < stale_before_ms {
+                s.last_active_at = now_ms;
+                inner.writes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_app(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        app: &crate::domain::AppId,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
+            if s.status == SessionStatus::Active && !s.is_expired_at(now_ms) && !s.apps.contains(app) {
+                s.apps.push(app.clone());
+                inner.writes += 1;
+            }
+        }
+        Ok(())
+    }
+
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
         let inner = self.lock();
         let Some(all) = inner.audit.get(user) else { return Ok(AuditPage::default()) };

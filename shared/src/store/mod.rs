@@ -161,6 +161,25 @@ pub trait SessionStore: Send + Sync {
     /// the same event id twice is not an error and changes nothing: redelivery is harmless.
     fn put_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Sets an active session's `LastActiveAt` to `now_ms` if it is older than `stale_before_ms`
+    /// (a conditional write; a fresher value or an inactive session is left as it is).
+    fn touch_session(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds a first-party app to an active session's `Apps` unless it is there already.
+    fn add_app(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        app: &crate::domain::AppId,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.
     fn query_audit(
         &self,

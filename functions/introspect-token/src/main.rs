@@ -1,0 +1,23 @@
+use std::sync::Arc;
+
+use active_sessions::cache::{ActivityTracker, CacheConfig, TokenCache};
+use active_sessions::{telemetry, Config, DynamoStore};
+use lambda_http::{run, service_fn, Error, Request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let cache = Arc::new(TokenCache::new(&CacheConfig::from_env()?).await?);
+    // A long-running validator: drop L1 entries as soon as the fan-out publishes.
+    if let Err(e) = cache.subscribe().await {
+        tracing::warn!(error = %e, "not subscribed to invalidations; L1 entries expire by the window alone");
+    }
+    let activity = ActivityTracker::from_env()?;
+    let store = DynamoStore::from_env(config.table_name).await;
+    let (store, cache, activity) = (&store, cache.as_ref(), &activity);
+    run(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(introspect_token::handle(store, cache, activity, req).await)
+    }))
+    .await
+}
