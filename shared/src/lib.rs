@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod logout;
 pub mod model;
 pub mod service;
 pub mod store;

@@ -1,4 +1,5 @@
 use active_sessions::cache::TokenCache;
+use active_sessions::logout::{Backchannel, LogoutError};
 use active_sessions::service::{self, sweep_watermark};
 use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -14,20 +15,25 @@ enum RecordError {
     Store(#[from] active_sessions::StoreError),
     #[error("token cache error")]
     Cache(#[from] redis::RedisError),
+    #[error("back-channel logout failed")]
+    Logout(#[from] LogoutError),
+}
+
+/// What the consumer acts with: the store, the policy, the token caches, the product endpoints.
+pub struct Fanout<'a, S> {
+    pub store: &'a S,
+    pub policy: &'a Policy,
+    pub cache: &'a TokenCache,
+    pub backchannel: &'a Backchannel,
 }
 
 /// Processes a batch record by record. A record that fails (unreadable, or a store error) is
 /// reported by its sequence number; the others are processed regardless, so one poison record
 /// never blocks the rest. Every action is idempotent, so re-delivery is harmless.
-pub async fn handle<S: SessionStore>(
-    store: &S,
-    policy: &Policy,
-    cache: &TokenCache,
-    event: Event,
-) -> DynamoDbEventResponse {
+pub async fn handle<S: SessionStore>(f: &Fanout<'_, S>, event: Event) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     for record in &event.records {
-        if let Err(err) = process(store, policy, cache, record).await {
+        if let Err(err) = process(f, record).await {
             let sequence = record.change.sequence_number.clone();
             tracing::error!(event_id = %record.event_id, sequence = ?sequence, error = %err, "record failed");
             let mut failure = DynamoDbBatchItemFailure::default();
@@ -38,12 +44,8 @@ pub async fn handle<S: SessionStore>(
     response
 }
 
-async fn process<S: SessionStore>(
-    store: &S,
-    policy: &Policy,
-    cache: &TokenCache,
-    record: &EventRecord,
-) -> Result<(), RecordError> {
+async fn process<S: SessionStore>(f: &Fanout<'_, S>, record: &EventRecord) -> Result<(), RecordError> {
+    let (store, policy, cache) = (f.store, f.policy, f.cache);
     match classify(record)? {
         Action::Ignore => {}
         Action::Watermark { user, watermark, revocation } => {
@@ -54,6 +56,7 @@ async fn process<S: SessionStore>(
         }
         Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
             cache.invalidate_token(&token_hash).await?;
+            f.backchannel.deliver(&user, session, service::now_ms()).await?;
             let lag_ms = service::now_ms() - revoked_at_ms;
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
@@ -92,8 +95,11 @@ mod tests {
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::sign_in;
 
-    async fn no_redis() -> TokenCache {
-        TokenCache::new(&CacheConfig::default()).await.unwrap()
+    async fn run(store: &MemoryStore, event: Event) -> DynamoDbEventResponse {
+        let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
+        let backchannel = Backchannel::disabled();
+        let f = Fanout { store, policy: &Policy::default(), cache: &cache, backchannel: &backchannel };
+        handle(&f, event).await
     }
 
     fn fixture(name: &str) -> Event {
@@ -104,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn reports_only_the_poison_record() {
         let store = MemoryStore::new();
-        let res = handle(&store, &Policy::default(), &no_redis().await, fixture("batch-mixed.json")).await;
+        let res = run(&store, fixture("batch-mixed.json")).await;
         let failed: Vec<_> = res.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap()).collect();
         let event = fixture("batch-mixed.json");
         assert_eq!(failed, vec![event.records[1].change.sequence_number.clone().unwrap()]);
@@ -114,7 +120,7 @@ mod tests {
     async fn a_ttl_delete_records_one_expiry_event_even_when_redelivered() {
         let store = MemoryStore::new();
         for _ in 0..2 {
-            let res = handle(&store, &Policy::default(), &no_redis().await, fixture("remove-ttl.json")).await;
+            let res = run(&store, fixture("remove-ttl.json")).await;
             assert!(res.batch_item_failures.is_empty());
         }
         let events = store.audit_events(&UserId::parse("alice").unwrap());
@@ -134,7 +140,7 @@ mod tests {
         image.insert("RevokedBefore".into(), serde_dynamo::AttributeValue::N(service::now_ms().to_string()));
         image.insert("RevokeKeep".into(), serde_dynamo::AttributeValue::S(a.session_id.to_string()));
         for _ in 0..2 {
-            let res = handle(&store, &Policy::default(), &no_redis().await, event.clone()).await;
+            let res = run(&store, event.clone()).await;
             assert!(res.batch_item_failures.is_empty(), "duplicate delivery is harmless");
         }
         let alice = UserId::parse("alice").unwrap();

@@ -2,9 +2,11 @@
 #![recursion_limit = "256"]
 
 use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::logout::Backchannel;
 use active_sessions::{telemetry, Config, DynamoStore};
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use revocation_fanout::handler::Fanout;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,9 +15,11 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let cache = TokenCache::new(&CacheConfig::from_env()?).await?;
     let store = DynamoStore::from_env(config.table_name).await;
-    let (store, policy, cache) = (&store, &policy, &cache);
+    let backchannel = Backchannel::from_env()?;
+    let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel };
+    let fanout = &fanout;
     run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(revocation_fanout::handle(store, policy, cache, event.payload).await)
+        Ok::<_, Error>(revocation_fanout::handle(fanout, event.payload).await)
     }))
     .await
 }

@@ -1,0 +1,186 @@
+//! OIDC Back-Channel Logout: a signed `logout+jwt` POSTed to every configured product endpoint
+//! when a session is revoked, so products end their own sessions at once.
+//!
+//! Configuration (all from the environment; the template puts them in a secret):
+//! - `BACKCHANNEL_ENDPOINTS`: JSON `[{"aud": "<product client id>", "url": "https://.../logout"}]`;
+//!   unset or `[]` turns back-channel logout off.
+//! - `LOGOUT_ISSUER`: the `iss` claim.
+//! - `LOGOUT_SIGNING_KEY_PEM`: an EC P-256 private key (PKCS#8 PEM); tokens are ES256.
+//! - `LOGOUT_KEY_ID`: the `kid` products find the public key under (optional).
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+use crate::domain::{SessionId, UserId};
+
+pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Logout tokens are short-lived: a product must act on one at once.
+const TOKEN_TTL_SECS: i64 = 120;
+const POST_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Endpoint {
+    pub aud: String,
+    pub url: String,
+}
+
+/// The claims of a logout token (OIDC Back-Channel Logout 1.0, section 2.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogoutClaims {
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub sub: String,
+    pub sid: String,
+    pub events: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    #[error("signing the logout token failed")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+    #[error("delivery to {aud} failed")]
+    Delivery { aud: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{aud} answered {status}")]
+    Refused { aud: String, status: u16 },
+}
+
+pub struct Backchannel {
+    issuer: String,
+    key: Option<EncodingKey>,
+    kid: Option<String>,
+    endpoints: Vec<Endpoint>,
+    http: reqwest::Client,
+}
+
+impl Backchannel {
+    pub fn disabled() -> Self {
+        Self { issuer: String::new(), key: None, kid: None, endpoints: Vec::new(), http: reqwest::Client::new() }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let raw = std::env::var("BACKCHANNEL_ENDPOINTS").unwrap_or_default();
+        let endpoints: Vec<Endpoint> = if raw.trim().is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
+                name: "BACKCHANNEL_ENDPOINTS",
+                reason: format!("expected [{{\"aud\": ..., \"url\": ...}}]: {e}"),
+            })?
+        };
+        if endpoints.is_empty() {
+            return Ok(Self::disabled());
+        }
+        let issuer = std::env::var("LOGOUT_ISSUER").map_err(|_| ConfigError::Missing("LOGOUT_ISSUER"))?;
+        let pem =
+            std::env::var("LOGOUT_SIGNING_KEY_PEM").map_err(|_| ConfigError::Missing("LOGOUT_SIGNING_KEY_PEM"))?;
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
+            name: "LOGOUT_SIGNING_KEY_PEM",
+            reason: "expected an EC P-256 private key in PEM".into(),
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            .build()
+            .map_err(|e| ConfigError::Invalid { name: "BACKCHANNEL_ENDPOINTS", reason: format!("HTTP client: {e}") })?;
+        Ok(Self { issuer, key: Some(key), kid: std::env::var("LOGOUT_KEY_ID").ok(), endpoints, http })
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// A signed logout token for one endpoint.
+    pub fn token(&self, aud: &str, user: &UserId, session: SessionId, now_ms: i64) -> Result<String, LogoutError> {
+        let Some(key) = &self.key else { return Ok(String::new()) };
+        let iat = now_ms / 1000;
+        let jti =
+            SessionId::generate(now_ms).map_err(|e| LogoutError::Delivery { aud: aud.into(), source: Box::new(e) })?;
+        let claims = LogoutClaims {
+            iss: self.issuer.clone(),
+            aud: aud.to_owned(),
+            iat,
+            exp: iat + TOKEN_TTL_SECS,
+            jti: jti.to_string(),
+            sub: user.to_string(),
+            sid: session.to_string(),
+            events: serde_json::json!({ EVENT: {} }),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("logout+jwt".into());
+        header.kid = self.kid.clone();
+        jsonwebtoken::encode(&header, &claims, key).map_err(LogoutError::Sign)
+    }
+
+    /// POSTs a logout token to every endpoint at once (`application/x-www-form-urlencoded`,
+    /// `logout_token=...`). Any endpoint that fails or answers other than 2xx fails the whole
+    /// delivery, so the stream record is retried; products must accept repeats.
+    pub async fn deliver(&self, user: &UserId, session: SessionId, now_ms: i64) -> Result<(), LogoutError> {
+        let sends = self.endpoints.iter().map(|ep| async move {
+            let token = self.token(&ep.aud, user, session, now_ms)?;
+            let res = self
+                .http
+                .post(&ep.url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .map_err(|e| LogoutError::Delivery { aud: ep.aud.clone(), source: Box::new(e) })?;
+            if res.status().is_success() {
+                Ok(())
+            } else {
+                Err(LogoutError::Refused { aud: ep.aud.clone(), status: res.status().as_u16() })
+            }
+        });
+        futures::future::join_all(sends).await.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{DecodingKey, Validation};
+
+    // A throwaway P-256 key for tests only.
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg8/bL2AVkj2NPrp4B
+vO/IRYw+K8SPoKvhTQDpXa8lc0KhRANCAASZed04bTb0nTqiWJ8lybHCaDPaE1pN
+2i8U+9A5GvoZ+9zMN4JEFKFVpi+TCo13GJhBKFQxkshFeHE3RgA+2+un
+-----END PRIVATE KEY-----";
+    const TEST_PUB: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEmXndOG029J06olifJcmxwmgz2hNa
+TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
+-----END PUBLIC KEY-----";
+
+    #[test]
+    fn a_logout_token_has_every_claim_and_verifies() {
+        let bc = Backchannel {
+            issuer: "https://sessions.example".into(),
+            key: Some(EncodingKey::from_ec_pem(TEST_KEY.as_bytes()).unwrap()),
+            kid: Some("k1".into()),
+            endpoints: vec![],
+            http: reqwest::Client::new(),
+        };
+        let user = UserId::parse("alice").unwrap();
+        let sid = SessionId::new();
+        let jwt = bc.token("chat-web", &user, sid, 1_795_000_000_000).unwrap();
+        let header = jsonwebtoken::decode_header(&jwt).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+        assert_eq!(header.kid.as_deref(), Some("k1"));
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&["chat-web"]);
+        v.set_issuer(&["https://sessions.example"]);
+        v.validate_exp = false;
+        let claims =
+            jsonwebtoken::decode::<LogoutClaims>(&jwt, &DecodingKey::from_ec_pem(TEST_PUB.as_bytes()).unwrap(), &v)
+                .unwrap()
+                .claims;
+        assert_eq!((claims.sub.as_str(), claims.sid), ("alice", sid.to_string()));
+        assert_eq!(claims.exp - claims.iat, TOKEN_TTL_SECS);
+        assert!(claims.events.get(EVENT).is_some());
+        assert_eq!(claims.jti.len(), 26);
+    }
+}
