@@ -93,3 +93,28 @@ start_redis() {
   wait_until 20 "redis-server on port $port" redis-cli -h 127.0.0.1 -p "$port" ping || { kill "$pid" 2>/dev/null; return 1; }
   echo "$pid"
 }
+
+# The back-channel logout signing key (EC P-256, generated once, local only) and the endpoint of
+# the stand-in product (backchannel-receiver) the fan-out posts logout tokens to.
+logout_key() {
+  local key="$LOCAL/logout-signing-key.pem"
+  if [ ! -s "$key" ]; then
+    openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$key"
+    openssl ec -in "$key" -pubout -out "$LOCAL/logout-public-key.pem" 2>/dev/null
+  fi
+  export LOGOUT_ISSUER="http://127.0.0.1"
+  export LOGOUT_KEY_ID="local-1"
+  LOGOUT_SIGNING_KEY_PEM="$(cat "$key")"
+  export LOGOUT_SIGNING_KEY_PEM
+  export LOGOUT_PUBLIC_KEY_FILE="$LOCAL/logout-public-key.pem"
+}
+
+# start_receiver PORT: the stand-in product endpoint; sets BACKCHANNEL_ENDPOINTS for what starts next.
+start_receiver() {
+  local port=$1
+  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin backchannel-receiver -- --port "$port" \
+      >"$LOCAL/logs/receiver-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 120 "backchannel-receiver on port $port" curl -sf "http://127.0.0.1:$port/received" || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}

@@ -28,6 +28,11 @@ pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "DynamoDB Local on 127.0.0.1:$DDB_PORT"
 pids+=("$(start_redis "$REDIS_PORT")")
 echo "redis-server (token cache) on 127.0.0.1:$REDIS_PORT"
+RECEIVER_PORT="${RECEIVER_PORT:-9100}"
+logout_key
+pids+=("$(start_receiver "$RECEIVER_PORT")")
+export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
+echo "backchannel-receiver (a stand-in product) on 127.0.0.1:$RECEIVER_PORT: curl http://127.0.0.1:$RECEIVER_PORT/received"
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME")
 
 echo "starting cargo lambda watch on 127.0.0.1:$WATCH_PORT"

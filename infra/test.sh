@@ -8,6 +8,7 @@ pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 export DDB_PORT="${TEST_DDB_PORT:-$(pick_port)}"
 export WATCH_PORT="${TEST_WATCH_PORT:-$(pick_port)}"
 export REDIS_PORT="${TEST_REDIS_PORT:-$(pick_port)}"
+RECEIVER_PORT="${TEST_RECEIVER_PORT:-$(pick_port)}"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
 cd "$ROOT"
@@ -25,6 +26,11 @@ pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "== DynamoDB Local on 127.0.0.1:$DDB_PORT"
 pids+=("$(start_redis "$REDIS_PORT")")
 echo "== redis-server on 127.0.0.1:$REDIS_PORT"
+logout_key
+pids+=("$(start_receiver "$RECEIVER_PORT")")
+export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
+export E2E_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT"
+echo "== backchannel-receiver on 127.0.0.1:$RECEIVER_PORT"
 E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
 pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")

@@ -382,4 +382,52 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
     eprintln!("revoked token left L1 after {l1_gone:?}, L2 after {l2_gone:?}");
     assert!(validate(&table.store, &validator, &token, active_sessions::service::now_ms()).await.is_err());
     assert_eq!(introspect(&api, &victim.token).await, json!({"active": false}));
+
+    // The product endpoint got a logout token for the session, and it verifies.
+    let deliveries = wait_for_logouts(&victim.id, 1).await;
+    let claims = verify_logout(deliveries[0]["token"].as_str().unwrap());
+    assert_eq!((claims.sub.as_str(), claims.aud.as_str()), (user.as_str(), "local-product"));
+    assert!(claims.events.get(active_sessions::logout::EVENT).is_some());
+}
+
+/// The logout deliveries the stand-in product received for a session, once there are `n`.
+async fn wait_for_logouts(sid: &str, n: usize) -> Vec<Value> {
+    let url = format!("{}/received", std::env::var("E2E_RECEIVER_URL").expect("E2E_RECEIVER_URL: run infra/test.sh"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let all: Vec<Value> = reqwest::get(&url).await.expect("receiver").json().await.expect("JSON");
+        let mine: Vec<Value> =
+            all.into_iter().filter(|d| d["token"].as_str().map(verify_logout).is_some_and(|c| c.sid == sid)).collect();
+        if mine.len() >= n {
+            return mine;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} logout deliveries for {sid}", mine.len());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn verify_logout(jwt: &str) -> active_sessions::logout::LogoutClaims {
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    let pem = std::fs::read(std::env::var("LOGOUT_PUBLIC_KEY_FILE").expect("LOGOUT_PUBLIC_KEY_FILE")).unwrap();
+    let header = decode_header(jwt).expect("JWT header");
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&["local-product"]);
+    v.set_issuer(&["http://127.0.0.1"]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    decode(jwt, &DecodingKey::from_ec_pem(&pem).unwrap(), &v).expect("the logout token verifies").claims
+}
+
+#[tokio::test]
+async fn a_product_answering_500_gets_the_logout_again() {
+    let mut api = Api::new();
+    let user = format!("flaky-{}", SessionId::new().to_string().to_lowercase());
+    let me = api.sign_in(&user, "browser").await;
+    let other = api.sign_in(&user, "browser").await;
+    assert_eq!(api.revoke(&me.token, &other.id).await.0, 204);
+    // The first delivery is refused (500): the record is reported failed and re-delivered.
+    let deliveries = wait_for_logouts(&other.id, 2).await;
+    let statuses: Vec<i64> = deliveries.iter().map(|d| d["status"].as_i64().unwrap()).collect();
+    assert_eq!(statuses[0], 500, "{statuses:?}");
+    assert!(statuses[1..].contains(&200), "{statuses:?}");
 }
