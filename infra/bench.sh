@@ -1,13 +1,42 @@
 #!/usr/bin/env bash
-# Benchmarks (release build), on a DynamoDB Local of their own. Not part of the test command.
+# Benchmarks (release build) on a local stack of their own: DynamoDB Local, redis-server, the
+# stand-in product, cargo lambda watch and the stream poller. Not part of the test command.
+#   infra/bench.sh                 # all: handlers, validation (criterion), propagation (up, then fan-out down)
+#   infra/bench.sh handlers        # one of: handlers | validation | propagation
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export DDB_PORT="${BENCH_DDB_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export DDB_PORT="${BENCH_DDB_PORT:-$(pick_port)}" REDIS_PORT="$(pick_port)" WATCH_PORT="$(pick_port)"
+RECEIVER_PORT="$(pick_port)"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
 cd "$ROOT"
+which="${1:-all}"
 cargo bench -p integration-tests --no-run --quiet
+cargo build --workspace --quiet
+
 pids=()
 trap 'stop_group "${pids[@]}"' EXIT
 pids+=("$(start_dynamodb "$DDB_PORT")")
-cargo bench -p integration-tests --bench handlers --quiet
+if [ "$which" = all ] || [ "$which" = handlers ]; then
+  cargo bench -p integration-tests --bench handlers --quiet
+fi
+if [ "$which" = all ] || [ "$which" = validation ]; then
+  cargo bench -p integration-tests --bench validation --quiet -- --noplot 2>&1 | grep -vE "^(Benchmarking|Gnuplot|Found|  [0-9]+ \(|Warning)"
+fi
+if [ "$which" = all ] || [ "$which" = propagation ]; then
+  pids+=("$(start_redis "$REDIS_PORT")")
+  logout_key
+  pids+=("$(start_receiver "$RECEIVER_PORT")")
+  export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
+  export E2E_TABLE="bench-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
+  cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
+  pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")
+  poller="$(start_poller "$E2E_TABLE" "$WATCH_PORT")"
+  pids+=("$poller")
+  cargo bench -p integration-tests --bench propagation --quiet
+  echo
+  stop_group "$poller"
+  BENCH_FANOUT=down BENCH_WINDOW_SECONDS="${BENCH_DOWN_WINDOW_SECONDS:-5}" BENCH_SESSIONS="${BENCH_DOWN_SESSIONS:-200}" \
+    cargo bench -p integration-tests --bench propagation --quiet
+fi
