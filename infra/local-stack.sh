@@ -41,7 +41,7 @@ echo "starting the stream poller (table stream -> revocation-fanout)"
 pids+=("$(start_poller "$TABLE_NAME" "$WATCH_PORT")")
 
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME" --demo \
-    --base-url "http://127.0.0.1:$WATCH_PORT" --tokens-file "$LOCAL/demo-tokens.json")
+    --base-url "http://127.0.0.1:$WATCH_PORT" --tokens-file "$LOCAL/demo-tokens.json" --receiver-url "http://127.0.0.1:$RECEIVER_PORT")
 echo
 echo "The local API is up on http://127.0.0.1:$WATCH_PORT (logs in $LOCAL/logs). Ctrl-C stops it."
 # The servers run in their own process groups; stay up while all are alive.

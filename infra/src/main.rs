@@ -98,6 +98,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
 
     let base = arg(&args, "--base-url").unwrap_or_else(|| "http://127.0.0.1:9000".into());
+    let receiver = arg(&args, "--receiver-url").unwrap_or_else(|| "http://127.0.0.1:9100".into());
     let token = |i: usize| rows[i]["token"].as_str().unwrap_or_default().to_owned();
     // Indices into DEMO: 0-5 demo-user, 6 demo-admin, 7-8 sso-member, 9 other-user.
     let id = |i: usize| rows[i]["session_id"].as_str().unwrap_or_default().to_owned();
@@ -134,10 +135,15 @@ and no workspace.
   curl -s -X DELETE "{base}/v1/admin/users/sso-member/sessions?reason=left%20the%20company" -H "Authorization: Bearer $ADMIN_TOKEN"
   # A user outside the admin's workspace (other-user is in none) answers 404
   curl -i {base}/v1/admin/users/other-user/sessions -H "Authorization: Bearer $ADMIN_TOKEN"
+  # A product introspects a token (RFC 7662), as its token cache would
+  curl -s -X POST {base}/v1/internal/introspect -d "token=$TOKEN&app=codex"
   # Log out of all other sessions, then of all sessions (the token then gets 401)
   curl -s -X DELETE "{base}/v1/sessions?scope=others" -H "Authorization: Bearer $TOKEN"
   curl -s -X DELETE {base}/v1/sessions -H "Authorization: Bearer $TOKEN"
   curl -i {base}/v1/sessions -H "Authorization: Bearer $TOKEN"
+  curl -s -X POST {base}/v1/internal/introspect -d "token=$TOKEN"
+  # The stand-in product got a back-channel logout token for each revoked session
+  curl -s {receiver}/received
   # Record a sign-in (the sign-in service's internal route); the token is shown once
   curl -s -X POST {base}/v1/internal/sessions -H 'content-type: application/json' \
     -d '{{"user_id":"demo-user","apps":["chatgpt"],"client":"browser","user_agent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36","ip":"198.51.100.10","location":{{"city":"San Francisco","country":"US"}}}}'
