@@ -138,7 +138,7 @@ impl CacheConfig {
 /// The two cache levels. Cheap to share behind an `Arc`.
 pub struct TokenCache {
     window_ms: i64,
-    l1: Option<moka::sync::Cache<String, CachedSession>>,
+    l1: Option<moka::sync::Cache<String, Arc<CachedSession>>>,
     /// Watermarks heard on the channel, so L1 honours a revoke-all before the sweep's records.
     l1_watermarks: moka::sync::Cache<UserId, Watermark>,
     redis: Option<Redis>,
@@ -197,7 +197,7 @@ impl TokenCache {
         self.window_ms
     }
 
-    fn l1_get(&self, key: &str, now_ms: i64) -> Option<CachedSession> {
+    fn l1_get(&self, key: &str, now_ms: i64) -> Option<Arc<CachedSession>> {
         let entry = self.l1.as_ref()?.get(key)?;
         let watermark = self.l1_watermarks.get(&entry.user_id);
         if entry.trusted_at(now_ms, watermark.as_ref()) {
@@ -256,7 +256,7 @@ impl TokenCache {
 
     async fn fill(&self, key: &str, entry: &CachedSession, now_ms: i64) {
         if let Some(l1) = &self.l1 {
-            l1.insert(key.to_owned(), entry.clone());
+            l1.insert(key.to_owned(), Arc::new(entry.clone()));
         }
         if let Some(redis) = &self.redis {
             let ttl_ms = u64::try_from(entry.cached_until_ms - now_ms).unwrap_or(0);
@@ -322,29 +322,31 @@ impl TokenCache {
     }
 }
 
-/// Validates a token: L1, then L2, then DynamoDB (which fills both).
+/// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is one hash
+/// and one lookup, with no allocation beyond the key.
 pub async fn validate<S: SessionStore>(
     store: &S,
     cache: &TokenCache,
     token: &SessionToken,
     now_ms: i64,
-) -> Result<CachedSession, ServiceError> {
+) -> Result<Arc<CachedSession>, ServiceError> {
     let hash = token.hash();
     let key = hash.as_str();
     let owned_by_token = |e: &CachedSession| e.user_id == *token.user_id() && e.session_id == token.session_id();
-    if let Some(entry) = cache.l1_get(key, now_ms).filter(owned_by_token) {
+    if let Some(entry) = cache.l1_get(key, now_ms).filter(|e| owned_by_token(e)) {
         return Ok(entry);
     }
     if let Some(entry) = cache.l2_get(key, token.user_id(), now_ms).await.filter(owned_by_token) {
+        let entry = Arc::new(entry);
         if let Some(l1) = &cache.l1 {
-            l1.insert(key.to_owned(), entry.clone());
+            l1.insert(key.to_owned(), Arc::clone(&entry));
         }
         return Ok(entry);
     }
     let principal = authenticate(store, token, now_ms).await?;
     let entry = CachedSession::from_principal(&principal, now_ms, cache.window_ms);
     cache.fill(key, &entry, now_ms).await;
-    Ok(entry)
+    Ok(Arc::new(entry))
 }
 
 /// Remembers which sessions this instance marked active recently, so a hot session writes
@@ -430,7 +432,7 @@ pub async fn introspect<S: SessionStore>(
     let app = request.app.as_deref().map(AppId::parse).transpose().map_err(|e| ServiceError::BadRequest(e.0))?;
     let Ok(token) = SessionToken::parse(&raw) else { return Ok(Introspection::inactive()) };
     let mut entry = match validate(store, cache, &token, now_ms).await {
-        Ok(entry) => entry,
+        Ok(entry) => Arc::unwrap_or_clone(entry),
         Err(ServiceError::InvalidToken) => return Ok(Introspection::inactive()),
         Err(other) => return Err(other),
     };

@@ -35,7 +35,7 @@ fn tag(user: &UserId, listing: Listing) -> String {
         Listing::Events => "events",
     };
     let digest = Sha256::digest(format!("cursor:{kind}:{}", user.as_str()).as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 pub fn encode(user: &UserId, listing: Listing, position: Position) -> String {

@@ -112,7 +112,7 @@ impl SessionToken {
 
     pub fn hash(&self) -> TokenHash {
         let digest = Sha256::digest(self.raw.as_bytes());
-        TokenHash(digest.iter().map(|b| format!("{b:02x}")).collect())
+        TokenHash(hex::encode(digest))
     }
 
     /// The token itself, for the one response that shows it. Never log this.
