@@ -251,6 +251,36 @@ fn watermark_update(
 }
 
 impl DynamoStore {
+    /// One strongly consistent Query of the user's items under `prefix`, newest first, after the
+    /// sort key `after_sk`: the items and the last sort key read when more may follow.
+    async fn newest_first<T: for<'de> Deserialize<'de>>(
+        &self,
+        user: &UserId,
+        prefix: &str,
+        after_sk: Option<String>,
+        limit: u32,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        let pk = keys::user_pk(user);
+        let start = after_sk.map(|sk| key(pk.clone(), sk));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let items = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<_, _>>()?;
+        let last = out.last_evaluated_key.as_ref().and_then(sk_of).map(str::to_owned);
+        Ok((items, last))
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Vec<CancellationReason>>, StoreError> {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(Ok(())),
@@ -340,25 +370,9 @@ impl SessionStore for DynamoStore {
         after: Option<SessionId>,
         limit: u32,
     ) -> Result<SessionPage, StoreError> {
-        let pk = keys::user_pk(user);
-        let start = after.map(|id| key(pk.clone(), keys::session_sk(&id)));
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(keys::SESSION_PREFIX))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let sessions = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<_, _>>()?;
-        let last_evaluated = out.last_evaluated_key.as_ref().and_then(sk_of).and_then(keys::session_id_from_sk);
-        Ok(SessionPage { sessions, last_evaluated })
+        let (sessions, last) =
+            self.newest_first(user, keys::SESSION_PREFIX, after.map(|id| keys::session_sk(&id)), limit).await?;
+        Ok(SessionPage { sessions, last_evaluated: last.as_deref().and_then(keys::session_id_from_sk) })
     }
 
     async fn session_states(&self, user: &UserId) -> Result<Vec<SessionState>, StoreError> {
@@ -724,23 +738,8 @@ impl SessionStore for DynamoStore {
     }
 
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
-        let pk = keys::user_pk(user);
-        let start = after.map(|id| key(pk.clone(), keys::audit_sk(&id)));
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(keys::AUDIT_PREFIX))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let events = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<_, _>>()?;
-        let last_evaluated = out.last_evaluated_key.as_ref().and_then(sk_of).and_then(keys::audit_id_from_sk);
-        Ok(AuditPage { events, last_evaluated })
+        let (events, last) =
+            self.newest_first(user, keys::AUDIT_PREFIX, after.map(|id| keys::audit_sk(&id)), limit).await?;
+        Ok(AuditPage { events, last_evaluated: last.as_deref().and_then(keys::audit_id_from_sk) })
     }
 }
