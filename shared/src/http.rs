@@ -101,17 +101,23 @@ pub fn bearer(req: &Request) -> Result<SessionToken, ServiceError> {
     SessionToken::parse(token.trim()).map_err(|_| ServiceError::InvalidToken)
 }
 
-/// A JSON body: `application/json`, at most `MAX_BODY_BYTES`, deserialized strictly.
-pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
+/// The body's bytes, if it fits in `MAX_BODY_BYTES` and is of the `expected` media type.
+fn body_of<'r>(req: &'r Request, expected: &'static str) -> Result<&'r [u8], ServiceError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ServiceError::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ServiceError::UnsupportedMediaType { expected: "application/json" });
+    if !essence.eq_ignore_ascii_case(expected) {
+        return Err(ServiceError::UnsupportedMediaType { expected });
     }
+    Ok(bytes)
+}
+
+/// A JSON body: `application/json`, at most `MAX_BODY_BYTES`, deserialized strictly.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
+    let bytes = body_of(req, "application/json")?;
     if bytes.is_empty() {
         return Err(ServiceError::BadRequest("the request body is empty; send a JSON object".into()));
     }
@@ -121,15 +127,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> 
 /// A form body (`application/x-www-form-urlencoded`, at most `MAX_BODY_BYTES`), as RFC 7662 sends.
 pub fn form_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
     use lambda_http::RequestPayloadExt;
-    let bytes: &[u8] = req.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ServiceError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-    }
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(ServiceError::UnsupportedMediaType { expected: "application/x-www-form-urlencoded" });
-    }
+    body_of(req, "application/x-www-form-urlencoded")?;
     match req.payload::<T>() {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Err(ServiceError::BadRequest("the request body is empty".into())),

@@ -281,6 +281,65 @@ impl DynamoStore {
         Ok((items, last))
     }
 
+    /// Puts an item that must not exist yet; `Ok(false)` when it did (nothing is written).
+    async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Updates a session only while it is active and unexpired (`REVOKE_IF`) and `extra_condition`
+    /// holds. Returns the item as it now is, or `None` when a condition failed (nothing written).
+    async fn update_active_session(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+        update: &str,
+        extra_condition: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Option<Item>, StoreError> {
+        let condition = match extra_condition {
+            Some(extra) => format!("{REVOKE_IF} AND {extra}"),
+            None => REVOKE_IF.to_owned(),
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user, session)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
+            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
+            .return_values(ReturnValue::AllNew);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(out) => Ok(out.attributes),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Vec<CancellationReason>>, StoreError> {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(Ok(())),
@@ -297,20 +356,10 @@ impl DynamoStore {
 
 impl SessionStore for DynamoStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(sdk_error(e)),
+        if self.put_new(session_item(session)?).await? {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists)
         }
     }
 
@@ -629,48 +678,14 @@ impl SessionStore for DynamoStore {
         trusted: bool,
         now_ms: i64,
     ) -> Result<Option<Session>, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user, session)))
-            .update_expression("SET Trusted = :trusted")
-            .condition_expression(REVOKE_IF)
-            .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":trusted", attr(trusted)?)
-            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
-            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => out.attributes.map(from_item).transpose(),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        let values = vec![(":trusted", attr(trusted)?)];
+        let updated = self.update_active_session(user, session, now_ms, "SET Trusted = :trusted", None, values).await?;
+        updated.map(from_item).transpose()
     }
 
     async fn put_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(audit_item(event)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Written already (a redelivered record): nothing to do.
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        // Written already (a redelivered record) is not an error: nothing to do.
+        self.put_new(audit_item(event)?).await.map(|_| ())
     }
 
     async fn touch_session(
@@ -680,29 +695,11 @@ impl SessionStore for DynamoStore {
         now_ms: i64,
         stale_before_ms: i64,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user, session)))
-            .update_expression("SET LastActiveAt = :now_ms")
-            .condition_expression(format!("{REVOKE_IF} AND LastActiveAt < :stale"))
-            .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":now_ms", n(now_ms))
-            .expression_attribute_values(":stale", n(stale_before_ms))
-            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
-            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        let values = vec![(":now_ms", n(now_ms)), (":stale", n(stale_before_ms))];
+        let fresher = Some("LastActiveAt < :stale");
+        self.update_active_session(user, session, now_ms, "SET LastActiveAt = :now_ms", fresher, values)
+            .await
+            .map(|_| ())
     }
 
     async fn add_app(
@@ -712,29 +709,11 @@ impl SessionStore for DynamoStore {
         app: &crate::domain::AppId,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user, session)))
-            .update_expression("SET Apps = list_append(Apps, :apps)")
-            .condition_expression(format!("{REVOKE_IF} AND NOT contains(Apps, :app)"))
-            .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":apps", AttributeValue::L(vec![s(app.as_str())]))
-            .expression_attribute_values(":app", s(app.as_str()))
-            .expression_attribute_values(":active", attr(SessionStatus::Active)?)
-            .expression_attribute_values(":now", n(now_ms.div_euclid(1000)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error(e)),
-        }
+        let values = vec![(":apps", AttributeValue::L(vec![s(app.as_str())])), (":app", s(app.as_str()))];
+        let missing = Some("NOT contains(Apps, :app)");
+        self.update_active_session(user, session, now_ms, "SET Apps = list_append(Apps, :apps)", missing, values)
+            .await
+            .map(|_| ())
     }
 
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {
