@@ -127,6 +127,16 @@ fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
     Ok(item)
 }
 
+/// An audit event as a transactional Put that never overwrites one.
+fn audit_put(table: &str, event: &AuditEvent) -> Result<Put, StoreError> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(audit_item(event)?))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .map_err(build_error)
+}
+
 fn attr<T: serde::Serialize>(v: T) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(v).map_err(StoreError::Corrupt)
 }
@@ -562,12 +572,7 @@ impl SessionStore for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_error)?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(audit_item(event)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .build()
-            .map_err(build_error)?;
+        let put = audit_put(&self.table, event)?;
         let items =
             vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put).build()];
         match self.transact(items).await? {
@@ -586,12 +591,7 @@ impl SessionStore for DynamoStore {
         revocation: &Revocation,
         audit: &AuditEvent,
     ) -> Result<Watermark, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(audit_item(audit)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .build()
-            .map_err(build_error)?;
+        let put = audit_put(&self.table, audit)?;
         let mut wanted = watermark;
         for _ in 0..WATERMARK_RETRIES {
             let update = watermark_update(&self.table, user, wanted, revocation)?;
