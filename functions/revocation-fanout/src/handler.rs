@@ -70,17 +70,20 @@ async fn process<S: SessionStore>(f: &Fanout<'_, S>, record: &EventRecord) -> Re
     Ok(())
 }
 
-/// The propagation lag as a CloudWatch Embedded Metric Format line (stdout becomes the log).
+/// The propagation lag as a CloudWatch Embedded Metric Format line (stdout becomes the log), by
+/// function name so that stacks sharing an account (dev, prod) keep their own series.
 fn emit_lag_metric(lag_ms: i64) {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     let line = serde_json::json!({
         "_aws": {
             "Timestamp": service::now_ms(),
             "CloudWatchMetrics": [{
                 "Namespace": "ActiveSessions",
-                "Dimensions": [[]],
+                "Dimensions": [["FunctionName"]],
                 "Metrics": [{"Name": "PropagationLagMs", "Unit": "Milliseconds"}]
             }]
         },
+        "FunctionName": function,
         "PropagationLagMs": lag_ms
     });
     println!("{line}");
