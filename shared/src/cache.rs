@@ -187,6 +187,10 @@ impl TokenCache {
         let redis = match &config.redis_url {
             None => None,
             Some(url) => {
+                // rustls has two crypto providers compiled in here (the SDK's aws-lc-rs, reqwest's
+                // ring) and would panic at the first rediss:// connection without a choice. Err
+                // only means a provider is installed already.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
                 Some(Redis { client: redis::Client::open(url.as_str())?, manager: tokio::sync::OnceCell::new() })
             }
         };

@@ -1,12 +1,17 @@
 //! OIDC Back-Channel Logout: a signed `logout+jwt` POSTed to every configured product endpoint
 //! when a session is revoked, so products end their own sessions at once.
 //!
-//! Configuration (all from the environment; the template puts them in a secret):
-//! - `BACKCHANNEL_ENDPOINTS`: JSON `[{"aud": "<product client id>", "url": "https://.../logout"}]`;
-//!   unset or `[]` turns back-channel logout off.
-//! - `LOGOUT_ISSUER`: the `iss` claim.
-//! - `LOGOUT_SIGNING_KEY_PEM`: an EC P-256 private key (PKCS#8 PEM); tokens are ES256.
-//! - `LOGOUT_KEY_ID`: the `kid` products find the public key under (optional).
+//! Configuration, from one of two places:
+//! - deployed: a Secrets Manager secret (the template passes its ARN as `BACKCHANNEL_SECRET_ARN`;
+//!   the fan-out reads it at start) holding JSON
+//!   `{"endpoints": [{"aud": ..., "url": ...}], "issuer": ..., "signing_key_pem": ..., "key_id": ...}`,
+//!   parsed by [`Backchannel::from_secret_json`];
+//! - locally, the environment ([`Backchannel::from_env`]):
+//!   - `BACKCHANNEL_ENDPOINTS`: JSON `[{"aud": "<product client id>", "url": "https://.../logout"}]`;
+//!     unset or `[]` turns back-channel logout off.
+//!   - `LOGOUT_ISSUER`: the `iss` claim.
+//!   - `LOGOUT_SIGNING_KEY_PEM`: an EC P-256 private key (PKCS#8 PEM); tokens are ES256.
+//!   - `LOGOUT_KEY_ID`: the `kid` products find the public key under (optional).
 
 use std::time::Duration;
 
@@ -50,6 +55,22 @@ pub enum LogoutError {
     Refused { aud: String, status: u16 },
 }
 
+/// What the deployed secret holds (`BACKCHANNEL_SECRET_ARN`).
+#[derive(Deserialize)]
+struct BackchannelSecret {
+    #[serde(default)]
+    endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    signing_key_pem: String,
+    #[serde(default)]
+    key_id: Option<String>,
+}
+
+/// How configuration errors name the secret.
+const SECRET: &str = "BACKCHANNEL_SECRET_ARN";
+
 pub struct Backchannel {
     issuer: String,
     key: Option<EncodingKey>,
@@ -79,15 +100,47 @@ impl Backchannel {
         let issuer = std::env::var("LOGOUT_ISSUER").map_err(|_| ConfigError::Missing("LOGOUT_ISSUER"))?;
         let pem =
             std::env::var("LOGOUT_SIGNING_KEY_PEM").map_err(|_| ConfigError::Missing("LOGOUT_SIGNING_KEY_PEM"))?;
+        Self::build(endpoints, issuer, &pem, std::env::var("LOGOUT_KEY_ID").ok(), "LOGOUT_SIGNING_KEY_PEM")
+    }
+
+    /// The secret's JSON (see the module docs). Errors name the field at fault, never its value:
+    /// the secret holds a private key.
+    pub fn from_secret_json(raw: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid { name: SECRET, reason };
+        let secret: BackchannelSecret = serde_json::from_str(raw).map_err(|e| {
+            invalid(format!(
+                "expected {{\"endpoints\": [{{\"aud\", \"url\"}}], \"issuer\", \"signing_key_pem\", \"key_id\"}} \
+                 ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if secret.endpoints.is_empty() {
+            return Ok(Self::disabled());
+        }
+        if secret.issuer.trim().is_empty() {
+            return Err(invalid("issuer is empty".into()));
+        }
+        Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, SECRET)
+    }
+
+    fn build(
+        endpoints: Vec<Endpoint>,
+        issuer: String,
+        pem: &str,
+        kid: Option<String>,
+        source: &'static str,
+    ) -> Result<Self, ConfigError> {
         let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
-            name: "LOGOUT_SIGNING_KEY_PEM",
+            name: source,
             reason: "expected an EC P-256 private key in PEM".into(),
         })?;
         let http = reqwest::Client::builder()
             .timeout(POST_TIMEOUT)
             .build()
-            .map_err(|e| ConfigError::Invalid { name: "BACKCHANNEL_ENDPOINTS", reason: format!("HTTP client: {e}") })?;
-        Ok(Self { issuer, key: Some(key), kid: std::env::var("LOGOUT_KEY_ID").ok(), endpoints, http })
+            .map_err(|e| ConfigError::Invalid { name: source, reason: format!("HTTP client: {e}") })?;
+        Ok(Self { issuer, key: Some(key), kid, endpoints, http })
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
@@ -154,6 +207,43 @@ vO/IRYw+K8SPoKvhTQDpXa8lc0KhRANCAASZed04bTb0nTqiWJ8lybHCaDPaE1pN
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEmXndOG029J06olifJcmxwmgz2hNa
 TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
 -----END PUBLIC KEY-----";
+
+    #[test]
+    fn the_secret_configures_endpoints_issuer_key_and_kid() {
+        let raw = serde_json::json!({
+            "endpoints": [{"aud": "chat-web", "url": "https://chat.example/logout"}],
+            "issuer": "https://sessions.example",
+            "signing_key_pem": TEST_KEY,
+            "key_id": "k1",
+        })
+        .to_string();
+        let bc = Backchannel::from_secret_json(&raw).unwrap();
+        assert_eq!(bc.endpoints(), [Endpoint { aud: "chat-web".into(), url: "https://chat.example/logout".into() }]);
+        let jwt = bc.token("chat-web", &UserId::parse("alice").unwrap(), SessionId::new(), 1_795_000_000_000).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&jwt).unwrap().kid.as_deref(), Some("k1"));
+        // No endpoints: off, whatever else is there.
+        assert!(Backchannel::from_secret_json(r#"{"endpoints": []}"#).unwrap().endpoints().is_empty());
+    }
+
+    #[test]
+    fn a_bad_secret_is_refused_without_echoing_it() {
+        let no_issuer = serde_json::json!({
+            "endpoints": [{"aud": "a", "url": "https://a.example/logout"}],
+            "signing_key_pem": TEST_KEY,
+        });
+        let bad_key = serde_json::json!({
+            "endpoints": [{"aud": "a", "url": "https://a.example/logout"}],
+            "issuer": "https://sessions.example",
+            "signing_key_pem": "-----BEGIN PRIVATE KEY-----\nSECRET-MATERIAL\n-----END PRIVATE KEY-----",
+        });
+        // A key where a list belongs: serde would quote the value in its message.
+        let wrong_shape = r#"{"endpoints": "SECRET-MATERIAL"}"#;
+        for raw in [no_issuer.to_string(), bad_key.to_string(), wrong_shape.to_string(), "not json".into()] {
+            let err = Backchannel::from_secret_json(&raw).err().expect("refused").to_string();
+            assert!(err.contains("BACKCHANNEL_SECRET_ARN"), "{err}");
+            assert!(!err.contains("SECRET-MATERIAL") && !err.contains("PRIVATE KEY"), "leaks the secret: {err}");
+        }
+    }
 
     #[test]
     fn a_logout_token_has_every_claim_and_verifies() {

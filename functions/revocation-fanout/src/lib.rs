@@ -3,6 +3,28 @@
 //! - `classify` turns a stream record into what it means for revocation (pure, unit-tested on
 //!   real-shaped fixtures).
 //! - `handler` acts on each record and reports only the failed ones, keyed on sequence number.
+//! - `load_backchannel` finds the back-channel logout configuration at start.
 pub mod classify;
 pub mod handler;
 pub use handler::handle;
+
+use active_sessions::logout::Backchannel;
+
+/// The back-channel logout configuration: deployed, from the Secrets Manager secret whose ARN is
+/// `BACKCHANNEL_SECRET_ARN` (read once, at start); locally, from the environment. Nothing of
+/// the secret's value is ever logged or put in an error.
+pub async fn load_backchannel() -> Result<Backchannel, lambda_runtime::Error> {
+    let Some(arn) = std::env::var("BACKCHANNEL_SECRET_ARN").ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(Backchannel::from_env()?);
+    };
+    let config = aws_config::load_from_env().await;
+    let out =
+        aws_sdk_secretsmanager::Client::new(&config).get_secret_value().secret_id(&arn).send().await.map_err(|e| {
+            format!(
+                "reading the back-channel secret {arn} failed: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    let raw = out.secret_string().ok_or("the back-channel secret has no string value")?;
+    Ok(Backchannel::from_secret_json(raw)?)
+}

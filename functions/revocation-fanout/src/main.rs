@@ -2,7 +2,6 @@
 #![recursion_limit = "256"]
 
 use active_sessions::cache::{CacheConfig, TokenCache};
-use active_sessions::logout::Backchannel;
 use active_sessions::{telemetry, Config, DynamoStore};
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -15,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let cache = TokenCache::new(&CacheConfig::from_env()?).await?;
     let store = DynamoStore::from_env(config.table_name).await;
-    let backchannel = Backchannel::from_env()?;
+    let backchannel = revocation_fanout::load_backchannel().await?;
     let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel };
     let fanout = &fanout;
     run(service_fn(move |event: LambdaEvent<Event>| async move {
