@@ -76,7 +76,7 @@ stop_group() {
 # start_poller TABLE WATCH_PORT: the local event source mapping, table stream → revocation-fanout.
 start_poller() {
   local table=$1 port=$2
-  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" \
+  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" --template "$ROOT/template.yaml" \
       --invoke-url "http://127.0.0.1:$port/2015-03-31/functions/revocation-fanout/invocations" \
       >"$LOCAL/logs/poller-$port.log" 2>&1) &
   local pid=$!

@@ -6,20 +6,23 @@
 //! then the batch is logged and skipped, as an on-failure destination would take it), and follows
 //! shards as they open and close. DynamoDB Local marks TTL deletes with an unknown event name and
 //! no `userIdentity`; they are normalised here to the AWS shape (`REMOVE` by
-//! `Service`/`dynamodb.amazonaws.com`), so the consumer never learns a local dialect.
+//! `Service`/`dynamodb.amazonaws.com`), so the consumer never learns a local dialect. Like the
+//! deployed mapping, it applies the filter criteria of `template.yaml`: records no filter matches
+//! are skipped, never sent.
 //!
-//! Usage: stream-poller --table NAME --invoke-url URL [--interval-ms 250] [--batch-size 100]
+//! Usage: stream-poller --table NAME --invoke-url URL [--template template.yaml] [--interval-ms 250]
+//! [--batch-size 100]
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
-use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use aws_sdk_dynamodbstreams::Client as Streams;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use serde_json::{json, Map, Value};
+use local_stack::filter::{self, Pattern};
+use local_stack::stream::lambda_record;
+use serde_json::{json, Value};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -27,70 +30,6 @@ const MAX_ATTEMPTS: u32 = 5;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-/// A streams SDK attribute value as DynamoDB JSON (`{"S": "..."}`), the shape Lambda delivers.
-fn attr_json(v: &AttributeValue) -> Value {
-    match v {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::B(b) => json!({ "B": STANDARD.encode(b.as_ref()) }),
-        AttributeValue::Bool(b) => json!({ "BOOL": b }),
-        AttributeValue::Null(_) => json!({ "NULL": true }),
-        AttributeValue::Ss(v) => json!({ "SS": v }),
-        AttributeValue::Ns(v) => json!({ "NS": v }),
-        AttributeValue::Bs(v) => json!({ "BS": v.iter().map(|b| STANDARD.encode(b.as_ref())).collect::<Vec<_>>() }),
-        AttributeValue::L(l) => json!({ "L": l.iter().map(attr_json).collect::<Vec<_>>() }),
-        AttributeValue::M(m) => json!({ "M": item_json(m) }),
-        _ => json!({ "NULL": true }),
-    }
-}
-
-fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), attr_json(v))).collect::<Map<_, _>>())
-}
-
-/// One stream record in the Lambda event shape, with DynamoDB Local's TTL records normalised.
-fn lambda_record(r: &Record, arn: &str, region: &str) -> Value {
-    let data = r.dynamodb.as_ref();
-    let old = data.and_then(|d| d.old_image.as_ref());
-    let new = data.and_then(|d| d.new_image.as_ref());
-    let (name, ttl) = match &r.event_name {
-        Some(OperationType::Insert) => ("INSERT", false),
-        Some(OperationType::Modify) => ("MODIFY", false),
-        Some(OperationType::Remove) => ("REMOVE", r.user_identity.is_some()),
-        // DynamoDB Local's TTL delete: an unknown event name, the old image, no new image.
-        _ if old.is_some() && new.is_none() => ("REMOVE", true),
-        _ => ("UNKNOWN", false),
-    };
-    let mut change = Map::new();
-    if let Some(d) = data {
-        let created = d.approximate_creation_date_time.map(|t| t.secs()).unwrap_or(0);
-        change.insert("ApproximateCreationDateTime".into(), json!(created));
-        change.insert("Keys".into(), d.keys.as_ref().map(item_json).unwrap_or_else(|| json!({})));
-        if let Some(o) = old {
-            change.insert("OldImage".into(), item_json(o));
-        }
-        if let Some(n) = new {
-            change.insert("NewImage".into(), item_json(n));
-        }
-        change.insert("SequenceNumber".into(), json!(d.sequence_number));
-        change.insert("SizeBytes".into(), json!(d.size_bytes.unwrap_or(0)));
-        change.insert("StreamViewType".into(), json!("NEW_AND_OLD_IMAGES"));
-    }
-    let mut rec = json!({
-        "eventID": r.event_id,
-        "eventName": name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": region,
-        "dynamodb": change,
-        "eventSourceARN": arn,
-    });
-    if ttl {
-        rec["userIdentity"] = json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"});
-    }
-    rec
 }
 
 fn sequence_of(r: &Record) -> Option<String> {
@@ -104,6 +43,8 @@ struct Poller {
     arn: String,
     region: String,
     batch_size: i32,
+    /// The mapping's filter criteria (from the template).
+    filters: Vec<Pattern>,
     /// Open iterators, by shard.
     iterators: HashMap<String, String>,
     /// Shards read to their end.
@@ -172,7 +113,8 @@ impl Poller {
             .send()
             .await
             .map_err(|e| format!("GetRecords: {}", DisplayErrorContext(&e)))?;
-        let records = out.records.unwrap_or_default();
+        let mut records = out.records.unwrap_or_default();
+        records.retain(|r| filter::passes(&self.filters, &lambda_record(r, &self.arn, &self.region)));
         let next = out.next_shard_iterator;
         if !records.is_empty() {
             let mut batch = records;
@@ -220,6 +162,10 @@ async fn main() -> Result<(), BoxError> {
     let invoke_url = arg(&args, "--invoke-url").ok_or("--invoke-url URL is required")?;
     let interval = Duration::from_millis(arg(&args, "--interval-ms").and_then(|v| v.parse().ok()).unwrap_or(250));
     let batch_size = arg(&args, "--batch-size").and_then(|v| v.parse().ok()).unwrap_or(100);
+    let template = arg(&args, "--template").unwrap_or_else(|| "template.yaml".into());
+    let filters = filter::from_template(
+        &std::fs::read_to_string(&template).map_err(|e| format!("reading the template {template}: {e}"))?,
+    )?;
 
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let region = config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
@@ -233,10 +179,16 @@ async fn main() -> Result<(), BoxError> {
         arn,
         region,
         batch_size,
+        filters,
         iterators: HashMap::new(),
         finished: HashSet::new(),
     };
-    eprintln!("stream-poller: reading {} every {:?}", poller.arn, interval);
+    eprintln!(
+        "stream-poller: reading {} every {:?} through {} filter(s) from {template}",
+        poller.arn,
+        interval,
+        poller.filters.len()
+    );
     let mut ticks = 0u64;
     loop {
         if ticks.is_multiple_of(20) || poller.iterators.is_empty() {

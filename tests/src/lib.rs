@@ -100,8 +100,8 @@ impl TestTable {
             .expect("update_item");
     }
 
-    /// Every record on the table's stream so far: (event name, old image keys+attrs, new image).
-    pub async fn stream_records(&self) -> Vec<StreamRecord> {
+    /// Every record on the table's stream so far, as the streams API returns them, with the stream ARN.
+    pub async fn raw_stream_records(&self) -> (String, Vec<aws_sdk_dynamodbstreams::types::Record>) {
         let arn = self
             .store
             .client()
@@ -145,26 +145,42 @@ impl TestTable {
                 if batch.is_empty() {
                     break;
                 }
-                for r in batch {
-                    let event = r.event_name.map(|e| e.as_str().to_owned()).unwrap_or_default();
-                    let Some(data) = r.dynamodb else { continue };
-                    let text = |img: Option<HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
-                        img.map(|m| {
-                            m.into_iter()
-                                .filter_map(|(k, v)| match v {
-                                    aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => Some((k, s)),
-                                    aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => Some((k, n)),
-                                    _ => None,
-                                })
-                                .collect::<HashMap<_, _>>()
-                        })
-                    };
-                    records.push(StreamRecord { event, old: text(data.old_image), new: text(data.new_image) });
-                }
+                records.extend(batch);
                 iterator = out.next_shard_iterator;
             }
         }
+        (arn, records)
+    }
+
+    /// Every record on the stream so far in the shape Lambda delivers (what the local event source
+    /// mapping sends the fan-out).
+    pub async fn lambda_stream_records(&self) -> Vec<serde_json::Value> {
+        let (arn, records) = self.raw_stream_records().await;
+        records.iter().map(|r| local_stack::stream::lambda_record(r, &arn, "us-east-1")).collect()
+    }
+
+    /// Every record on the table's stream so far: (event name, old image keys+attrs, new image).
+    pub async fn stream_records(&self) -> Vec<StreamRecord> {
+        let text = |img: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+            img.map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| match v {
+                        aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => Some((k.clone(), s.clone())),
+                        aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => Some((k.clone(), n.clone())),
+                        _ => None,
+                    })
+                    .collect::<HashMap<_, _>>()
+            })
+        };
+        let (_, records) = self.raw_stream_records().await;
         records
+            .into_iter()
+            .filter_map(|r| {
+                let event = r.event_name.map(|e| e.as_str().to_owned()).unwrap_or_default();
+                let data = r.dynamodb?;
+                Some(StreamRecord { event, old: text(data.old_image.as_ref()), new: text(data.new_image.as_ref()) })
+            })
+            .collect()
     }
 }
 
@@ -189,7 +205,7 @@ pub fn e2e_base_url() -> String {
     required_env("E2E_BASE_URL")
 }
 
-fn repo_file(path: &str) -> String {
+pub fn repo_file(path: &str) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }

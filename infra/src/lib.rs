@@ -1,0 +1,8 @@
+//! Local stack helpers shared by the binaries (`local-setup`, `stream-poller`,
+//! `backchannel-receiver`) and the tests.
+//!
+//! - `stream`: a DynamoDB Streams record in the shape Lambda delivers it.
+//! - `filter`: the event source mapping's filter criteria, read from `template.yaml`, applied as
+//!   Lambda applies them, so the local fan-out sees exactly the records the deployed one sees.
+pub mod filter;
+pub mod stream;
