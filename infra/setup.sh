@@ -10,6 +10,12 @@ if ! command -v curl >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
 
+# openssl makes the throwaway CA of the Redis TLS test.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "setup: installing openssl with apt"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 # The shared token cache (Redis protocol), from Debian's packages.
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "setup: installing redis-server with apt"
