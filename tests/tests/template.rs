@@ -90,6 +90,13 @@ fn template_routes_are_the_router_and_the_openapi_routes() {
         }
         assert!(!path.contains("$default") && !path.contains("{proxy+}") && method != "ANY", "{method} {path}");
     }
+    // The OpenAPI document says the same: SigV4 exactly on the IAM routes.
+    let openapi: Value = serde_yaml::from_str(&repo_file("infra/openapi.yaml")).unwrap();
+    for ((method, path), (_, auth)) in &routes {
+        let op = &openapi["paths"][path.as_str()][method.to_lowercase().as_str()];
+        let sigv4 = op["security"].as_sequence().is_some_and(|s| s.iter().any(|r| !r["sigv4"].is_null()));
+        assert_eq!(sigv4, auth.as_deref() == Some("AWS_IAM"), "infra/openapi.yaml security of {method} {path}");
+    }
     let api = &resources_of(&doc, "AWS::Serverless::HttpApi")["HttpApi"]["Properties"];
     assert!(api["Auth"]["DefaultAuthorizer"].is_null(), "no default authorizer: it would apply to user routes");
     assert!(api["Auth"]["Authorizers"].is_null(), "no Lambda authorizer: its cache could outlive a revocation");
