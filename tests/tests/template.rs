@@ -326,3 +326,77 @@ async fn the_stream_filter_passes_every_real_revocation_record() {
     assert_eq!((revoked, watermarks), (3, 1), "records: {records:#?}");
     assert!(dropped >= 6, "only {dropped} records were filtered out");
 }
+
+/// Every IAM statement the template writes: (owner binary or role, statement).
+fn statements(doc: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (id, f) in resources_of(doc, "AWS::Serverless::Function") {
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned();
+        for policy in f["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+            assert!(policy.is_mapping(), "{id}: a named SAM policy template; write the statement out");
+            for st in policy["Statement"].as_sequence().expect("Statement") {
+                out.push((binary.clone(), st.clone()));
+            }
+        }
+    }
+    for (id, role) in resources_of(doc, "AWS::IAM::Role") {
+        for policy in role["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+            for st in policy["PolicyDocument"]["Statement"].as_sequence().expect("Statement") {
+                out.push((id.clone(), st.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// `!If [cond, statement, !Ref AWS::NoValue]` → the statement.
+fn unconditional(st: &Value) -> Option<Value> {
+    match st {
+        Value::Tagged(t) if t.tag == "If" => {
+            let branch = t.value.as_sequence()?.get(1)?.clone();
+            Some(branch)
+        }
+        other => Some(other.clone()),
+    }
+}
+
+#[test]
+fn every_permission_is_named_and_scoped() {
+    let doc = template();
+    let all = statements(&doc);
+    assert!(all.len() >= 10, "statements found: {}", all.len());
+    let table_actions =
+        ["dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+    let fanout_only = [
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:DescribeStream",
+        "dynamodb:ListStreams",
+        "sqs:SendMessage",
+        "secretsmanager:GetSecretValue",
+    ];
+    for (owner, st) in all {
+        let st = unconditional(&st).unwrap();
+        assert_eq!(st["Effect"].as_str(), Some("Allow"), "{owner}");
+        let actions: Vec<String> = match &st["Action"] {
+            Value::String(a) => vec![a.clone()],
+            other => strings(other),
+        };
+        // The one wildcard: the table's own stream labels (unknown until it exists), for ListStreams.
+        let resource = st["Resource"].as_str().unwrap_or_default();
+        let within_table = resource.starts_with("${SessionsTable.Arn}/stream/");
+        assert!(!resource.contains('*') || within_table, "{owner}: a wildcard resource in {st:?}");
+        for action in &actions {
+            assert!(!action.contains('*'), "{owner}: wildcard action {action}");
+            if fanout_only.contains(&action.as_str()) {
+                assert!(owner.contains("RevocationFanout") || owner == "revocation-fanout", "{owner} may not {action}");
+            } else if action.starts_with("dynamodb:") {
+                assert!(table_actions.contains(&action.as_str()), "{owner}: {action} is not an action the store calls");
+                let Value::Tagged(res) = &st["Resource"] else { panic!("{owner}: {action} on {:?}", st["Resource"]) };
+                assert_eq!(res.value.as_str(), Some("SessionsTable.Arn"), "{owner}: {action} beyond the table");
+            } else {
+                assert!(action.starts_with("logs:"), "{owner}: unexpected {action}");
+            }
+        }
+    }
+}
