@@ -18,7 +18,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
-use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use aws_sdk_dynamodbstreams::Client as Streams;
 use local_stack::filter::{self, Pattern};
 use local_stack::stream::lambda_record;
@@ -32,8 +32,9 @@ fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
-fn sequence_of(r: &Record) -> Option<String> {
-    r.dynamodb.as_ref().and_then(|d| d.sequence_number.clone())
+/// The sequence number of a Lambda-shaped record (what `batchItemFailures` names).
+fn sequence_of(record: &Value) -> Option<&str> {
+    record["dynamodb"]["SequenceNumber"].as_str()
 }
 
 struct Poller {
@@ -81,10 +82,9 @@ impl Poller {
         Ok(())
     }
 
-    /// Sends one batch; returns the first failed sequence number, if any.
-    async fn invoke(&self, records: &[Record]) -> Result<Option<String>, BoxError> {
-        let event =
-            json!({ "Records": records.iter().map(|r| lambda_record(r, &self.arn, &self.region)).collect::<Vec<_>>() });
+    /// Sends one batch of Lambda-shaped records; returns the first failed sequence number, if any.
+    async fn invoke(&self, records: &[Value]) -> Result<Option<String>, BoxError> {
+        let event = json!({ "Records": records });
         let res = self.http.post(&self.invoke_url).json(&event).send().await?;
         let status = res.status();
         let body: Value = res.json().await.unwrap_or(Value::Null);
@@ -113,11 +113,16 @@ impl Poller {
             .send()
             .await
             .map_err(|e| format!("GetRecords: {}", DisplayErrorContext(&e)))?;
-        let mut records = out.records.unwrap_or_default();
-        records.retain(|r| filter::passes(&self.filters, &lambda_record(r, &self.arn, &self.region)));
+        // Each record in the Lambda shape once: the filter and every delivery attempt use it.
+        let mut batch: Vec<Value> = out
+            .records
+            .unwrap_or_default()
+            .iter()
+            .map(|r| lambda_record(r, &self.arn, &self.region))
+            .filter(|r| filter::passes(&self.filters, r))
+            .collect();
         let next = out.next_shard_iterator;
-        if !records.is_empty() {
-            let mut batch = records;
+        if !batch.is_empty() {
             for attempt in 1..=MAX_ATTEMPTS {
                 match self.invoke(&batch).await {
                     Ok(None) => break,
@@ -125,7 +130,7 @@ impl Poller {
                         // Re-deliver from the first failed record (the whole batch if the call failed).
                         let from = match &outcome {
                             Ok(Some(seq)) => seq.clone(),
-                            _ => sequence_of(&batch[0]).unwrap_or_default(),
+                            _ => sequence_of(&batch[0]).unwrap_or_default().to_owned(),
                         };
                         if attempt == MAX_ATTEMPTS {
                             eprintln!("stream-poller: giving up on shard {shard} from {from} after {attempt} attempts: {outcome:?}");
@@ -135,8 +140,7 @@ impl Poller {
                             "stream-poller: re-delivering shard {shard} from {from} (attempt {attempt}): {outcome:?}"
                         );
                         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                        let keep =
-                            batch.iter().position(|r| sequence_of(r).as_deref() == Some(from.as_str())).unwrap_or(0);
+                        let keep = batch.iter().position(|r| sequence_of(r) == Some(from.as_str())).unwrap_or(0);
                         batch.drain(..keep);
                     }
                 }
