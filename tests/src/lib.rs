@@ -5,7 +5,7 @@
 //! `infra/test.sh` starts DynamoDB Local and `cargo lambda watch` and sets the environment. A test
 //! run without them fails loudly; nothing here skips.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use active_sessions::{table, DynamoStore};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -210,23 +210,34 @@ pub fn repo_file(path: &str) -> String {
     std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
-/// (METHOD, path) pairs served locally by `cargo lambda watch` (the workspace router).
-pub fn watch_routes() -> BTreeSet<(String, String)> {
+/// (METHOD, path) → function, as `cargo lambda watch` routes them locally (the workspace router).
+pub fn watch_router() -> BTreeMap<(String, String), String> {
     let manifest: toml::Table = repo_file("Cargo.toml").parse().expect("Cargo.toml parses");
     let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().expect("router table");
-    let mut routes = BTreeSet::new();
+    let mut routes = BTreeMap::new();
     for (path, targets) in router {
         for target in targets.as_array().expect("route targets") {
             let method = target["method"].as_str().expect("method").to_owned();
-            routes.insert((method, path.clone()));
+            let function = target["function"].as_str().expect("function").to_owned();
+            routes.insert((method, path.clone()), function);
         }
     }
     routes
 }
 
+/// (METHOD, path) pairs served locally by `cargo lambda watch`.
+pub fn watch_routes() -> BTreeSet<(String, String)> {
+    watch_router().into_keys().collect()
+}
+
+/// `infra/openapi.yaml`, parsed.
+pub fn openapi() -> serde_yaml::Value {
+    serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses")
+}
+
 /// (METHOD, path) → documented statuses, from `infra/openapi.yaml`.
 pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses");
+    let doc = openapi();
     let mut routes = HashMap::new();
     let paths = doc["paths"].as_mapping().expect("paths");
     for (path, ops) in paths {

@@ -11,7 +11,7 @@ use active_sessions::store::{ProfileUpdate, ReadSet};
 use active_sessions::testing::{parts, request, sign_in, with_path};
 use active_sessions::{service, Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::EventRecord;
-use integration_tests::{openapi_routes, repo_file, watch_routes, TestTable};
+use integration_tests::{openapi, openapi_routes, repo_file, watch_router, watch_routes, TestTable};
 use local_stack::filter::{self, Pattern};
 use revocation_fanout::classify::{classify, Action};
 use serde_yaml::Value;
@@ -71,13 +71,8 @@ fn template_routes_are_the_router_and_the_openapi_routes() {
     assert_eq!(deployed, documented, "template.yaml routes vs infra/openapi.yaml");
 
     // The same function serves a route locally and deployed.
-    let manifest: toml::Table = repo_file("Cargo.toml").parse().unwrap();
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().unwrap();
-    for (path, targets) in router {
-        for target in targets.as_array().unwrap() {
-            let key = (target["method"].as_str().unwrap().to_owned(), path.clone());
-            assert_eq!(routes[&key].0, target["function"].as_str().unwrap(), "{key:?} is served by another function");
-        }
+    for (route, function) in watch_router() {
+        assert_eq!(routes[&route].0, function, "{route:?} is served by another function");
     }
 
     // Internal routes need SigV4 (IAM); every other route has no API Gateway authorizer and
@@ -91,7 +86,7 @@ fn template_routes_are_the_router_and_the_openapi_routes() {
         assert!(!path.contains("$default") && !path.contains("{proxy+}") && method != "ANY", "{method} {path}");
     }
     // The OpenAPI document says the same: SigV4 exactly on the IAM routes.
-    let openapi: Value = serde_yaml::from_str(&repo_file("infra/openapi.yaml")).unwrap();
+    let openapi = openapi();
     for ((method, path), (_, auth)) in &routes {
         let op = &openapi["paths"][path.as_str()][method.to_lowercase().as_str()];
         let sigv4 = op["security"].as_sequence().is_some_and(|s| s.iter().any(|r| !r["sigv4"].is_null()));
@@ -350,13 +345,10 @@ fn statements(doc: &Value) -> Vec<(String, Value)> {
 }
 
 /// `!If [cond, statement, !Ref AWS::NoValue]` → the statement.
-fn unconditional(st: &Value) -> Option<Value> {
+fn unconditional(st: &Value) -> &Value {
     match st {
-        Value::Tagged(t) if t.tag == "If" => {
-            let branch = t.value.as_sequence()?.get(1)?.clone();
-            Some(branch)
-        }
-        other => Some(other.clone()),
+        Value::Tagged(t) if t.tag == "If" => &t.value[1],
+        other => other,
     }
 }
 
@@ -376,7 +368,7 @@ fn every_permission_is_named_and_scoped() {
         "secretsmanager:GetSecretValue",
     ];
     for (owner, st) in all {
-        let st = unconditional(&st).unwrap();
+        let st = unconditional(&st);
         assert_eq!(st["Effect"].as_str(), Some("Allow"), "{owner}");
         let actions: Vec<String> = match &st["Action"] {
             Value::String(a) => vec![a.clone()],
