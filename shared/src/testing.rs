@@ -79,3 +79,166 @@ pub fn parts(res: &Response<Body>) -> (u16, String, serde_json::Value) {
         if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
     (res.status().as_u16(), ct, json)
 }
+
+/// A store wrapper for tests of interleavings and faults: before each call it yields to the
+/// scheduler a pseudo-random number of times (from `seed`), so concurrent operations interleave
+/// differently from one seed to the next, and it fails the calls named in `failing` with a
+/// throttling error, as DynamoDB does under load.
+pub struct ChaosStore<S> {
+    inner: std::sync::Arc<S>,
+    rng: std::sync::Mutex<u64>,
+    failing: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+}
+
+impl<S: SessionStore> ChaosStore<S> {
+    /// Wraps a shared store, so that concurrent operations can each have a wrapper of their own.
+    pub fn new(inner: std::sync::Arc<S>, seed: u64) -> Self {
+        Self { inner, rng: std::sync::Mutex::new(seed | 1), failing: Default::default() }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Makes every later call of the named store method fail (`"touch_session"`, `"add_app"`, ...).
+    pub fn fail(&self, method: &'static str) {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).insert(method);
+    }
+
+    /// Lets the named method succeed again.
+    pub fn heal(&self, method: &'static str) {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).remove(method);
+    }
+
+    async fn before(&self, method: &'static str) -> Result<(), crate::StoreError> {
+        let yields = {
+            let mut x = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            // xorshift64: cheap, deterministic for a seed.
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x % 4
+        };
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        if self.failing.lock().unwrap_or_else(|p| p.into_inner()).contains(method) {
+            return Err(crate::StoreError::Throttled(format!("injected failure in {method}").into()));
+        }
+        Ok(())
+    }
+}
+
+impl<S: SessionStore> SessionStore for ChaosStore<S> {
+    async fn create_session(&self, session: &crate::model::Session) -> Result<(), crate::StoreError> {
+        self.before("create_session").await?;
+        self.inner.create_session(session).await
+    }
+
+    async fn read(&self, set: &crate::store::ReadSet) -> Result<crate::store::ReadResult, crate::StoreError> {
+        self.before("read").await?;
+        self.inner.read(set).await
+    }
+
+    async fn query_sessions(
+        &self,
+        user: &UserId,
+        after: Option<SessionId>,
+        limit: u32,
+    ) -> Result<crate::store::SessionPage, crate::StoreError> {
+        self.before("query_sessions").await?;
+        self.inner.query_sessions(user, after, limit).await
+    }
+
+    async fn session_states(&self, user: &UserId) -> Result<Vec<crate::store::SessionState>, crate::StoreError> {
+        self.before("session_states").await?;
+        self.inner.session_states(user).await
+    }
+
+    async fn count_newly_covered(
+        &self,
+        user: &UserId,
+        new: crate::model::Watermark,
+        previous: Option<crate::model::Watermark>,
+        now_ms: i64,
+    ) -> Result<u64, crate::StoreError> {
+        self.before("count_newly_covered").await?;
+        self.inner.count_newly_covered(user, new, previous, now_ms).await
+    }
+
+    async fn revoke_session(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        revocation: &crate::model::Revocation,
+        tombstone_secs: i64,
+        audit: Option<&crate::model::AuditEvent>,
+    ) -> Result<crate::store::RevokeOutcome, crate::StoreError> {
+        self.before("revoke_session").await?;
+        self.inner.revoke_session(user, session, revocation, tombstone_secs, audit).await
+    }
+
+    async fn raise_watermark(
+        &self,
+        user: &UserId,
+        watermark: crate::model::Watermark,
+        revocation: &crate::model::Revocation,
+        audit: &crate::model::AuditEvent,
+    ) -> Result<crate::model::Watermark, crate::StoreError> {
+        self.before("raise_watermark").await?;
+        self.inner.raise_watermark(user, watermark, revocation, audit).await
+    }
+
+    async fn put_profile(&self, user: &UserId, update: &crate::store::ProfileUpdate) -> Result<(), crate::StoreError> {
+        self.before("put_profile").await?;
+        self.inner.put_profile(user, update).await
+    }
+
+    async fn set_trusted(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        trusted: bool,
+        now_ms: i64,
+    ) -> Result<Option<crate::model::Session>, crate::StoreError> {
+        self.before("set_trusted").await?;
+        self.inner.set_trusted(user, session, trusted, now_ms).await
+    }
+
+    async fn put_audit(&self, event: &crate::model::AuditEvent) -> Result<(), crate::StoreError> {
+        self.before("put_audit").await?;
+        self.inner.put_audit(event).await
+    }
+
+    async fn touch_session(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> Result<(), crate::StoreError> {
+        self.before("touch_session").await?;
+        self.inner.touch_session(user, session, now_ms, stale_before_ms).await
+    }
+
+    async fn add_app(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        app: &crate::domain::AppId,
+        now_ms: i64,
+    ) -> Result<(), crate::StoreError> {
+        self.before("add_app").await?;
+        self.inner.add_app(user, session, app, now_ms).await
+    }
+
+    async fn query_audit(
+        &self,
+        user: &UserId,
+        after: Option<ulid::Ulid>,
+        limit: u32,
+    ) -> Result<crate::store::AuditPage, crate::StoreError> {
+        self.before("query_audit").await?;
+        self.inner.query_audit(user, after, limit).await
+    }
+}
