@@ -22,6 +22,11 @@ export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
 export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$DDB_PORT"
 export SAM_CLI_TELEMETRY=0
+# DynamoDB Local on two cores answers far slower than DynamoDB when a whole parallel test run (or a
+# JVM still warming up) hits it: locally every DynamoDB call may take longer than in production
+# (500 ms connect, 1 s an attempt, 2.5 s in all). The stall tests check the production defaults.
+export DYNAMODB_ATTEMPT_TIMEOUT_MS="${DYNAMODB_ATTEMPT_TIMEOUT_MS:-10000}"
+export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL/logs" "$LOCAL/run"
 

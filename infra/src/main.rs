@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
     let table_name =
         arg(&args, "--table").or_else(|| std::env::var("TABLE_NAME").ok()).ok_or("--table NAME is required")?;
-    let store = DynamoStore::from_env(&table_name).await;
+    let store = DynamoStore::from_env(&table_name, &Default::default()).await;
     if table::table_exists(store.client(), &table_name).await? {
         println!("table {table_name} exists");
     } else {

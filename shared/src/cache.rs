@@ -387,6 +387,11 @@ impl ActivityTracker {
         self.recent.insert(session, ());
         true
     }
+
+    /// Forgets a claim whose write failed, so the next call tries again.
+    fn release(&self, session: SessionId) {
+        self.recent.invalidate(&session);
+    }
 }
 
 /// The RFC 7662 request: `token`, and optionally the first-party `app` asking.
@@ -440,14 +445,25 @@ pub async fn introspect<S: SessionStore>(
         Err(ServiceError::InvalidToken) => return Ok(Introspection::inactive()),
         Err(other) => return Err(other),
     };
+    // Bookkeeping is best effort: it never changes the answer. A write that fails is retried on a
+    // later call (the claim is released, and a missing app is still missing).
     if activity.claim(entry.session_id) {
-        store.touch_session(&entry.user_id, entry.session_id, now_ms, now_ms - activity.interval_ms).await?;
+        let stale_before = now_ms - activity.interval_ms;
+        if let Err(e) = store.touch_session(&entry.user_id, entry.session_id, now_ms, stale_before).await {
+            activity.release(entry.session_id);
+            tracing::warn!(error = %e, session_id = %entry.session_id, "last activity not recorded; retried later");
+        }
     }
     if let Some(app) = app.filter(|a| !entry.apps.contains(a)) {
-        store.add_app(&entry.user_id, entry.session_id, &app, now_ms).await?;
-        entry.apps.push(app);
-        // The cached entry is stale on apps now; the next DynamoDB read refreshes it.
-        cache.drop_l1(token.hash().as_str());
+        match store.add_app(&entry.user_id, entry.session_id, &app, now_ms).await {
+            Ok(()) => {
+                entry.apps.push(app);
+                // Both levels learn the app (the entry keeps its `cached_until_ms`), so the same
+                // write is not repeated on every call for the rest of the window.
+                cache.fill(token.hash().as_str(), &entry, now_ms).await;
+            }
+            Err(e) => tracing::warn!(error = %e, session_id = %entry.session_id, "app not recorded; retried later"),
+        }
     }
     Ok(Introspection {
         active: true,
@@ -532,6 +548,57 @@ mod tests {
         c.apply(&Invalidation::User { user, watermark: Watermark { before_ms: now, keep: Some(a.session_id) } });
         assert!(c.l1_contains(&ta.hash(), now));
         assert!(!c.l1_contains(&tb.hash(), now));
+    }
+
+    fn introspection(token: &str, app: Option<&str>) -> IntrospectionRequest {
+        IntrospectionRequest { token: Some(token.into()), token_type_hint: None, app: app.map(Into::into) }
+    }
+
+    #[tokio::test]
+    async fn failed_bookkeeping_never_fails_a_valid_token_and_is_retried() {
+        let store = Arc::new(MemoryStore::new());
+        let signed = crate::testing::sign_in(&*store, "alice", ClientKind::Browser).await;
+        let chaos = crate::testing::ChaosStore::new(Arc::clone(&store), 7);
+        chaos.fail("touch_session");
+        chaos.fail("add_app");
+        let c = cache(10, Duration::from_secs(60)).await;
+        let activity = ActivityTracker::new(Duration::from_secs(300));
+        // Past the last-activity interval, so a touch is due.
+        let now = crate::service::now_ms() + 400_000;
+        let answer = introspect(&chaos, &c, &activity, introspection(&signed.token, Some("codex")), now).await;
+        let answer = answer.expect("a valid token stays valid when bookkeeping fails");
+        assert!(answer.active);
+        let user = UserId::parse("alice").unwrap();
+        let stored = store.get(&user, signed.session_id).unwrap();
+        assert_eq!(stored.apps, vec![AppId::parse("chatgpt").unwrap()], "the failed write wrote nothing");
+        assert!(stored.last_active_at < now);
+        // DynamoDB recovers: the next call writes both.
+        chaos.heal("touch_session");
+        chaos.heal("add_app");
+        let answer = introspect(&chaos, &c, &activity, introspection(&signed.token, Some("codex")), now).await.unwrap();
+        assert!(answer.apps.unwrap().contains(&AppId::parse("codex").unwrap()));
+        let stored = store.get(&user, signed.session_id).unwrap();
+        assert!(stored.apps.contains(&AppId::parse("codex").unwrap()));
+        assert_eq!(stored.last_active_at, now, "the failed touch was retried");
+    }
+
+    #[tokio::test]
+    async fn an_added_app_is_cached_so_the_write_is_not_repeated() {
+        let store = MemoryStore::new();
+        let signed = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let c = cache(10, Duration::from_secs(60)).await;
+        let activity = ActivityTracker::new(Duration::from_secs(300));
+        let now = crate::service::now_ms();
+        introspect(&store, &c, &activity, introspection(&signed.token, Some("codex")), now).await.unwrap();
+        let hash = SessionToken::parse(&signed.token).unwrap().hash();
+        let entry = c.l1_get(hash.as_str(), now).expect("the entry stays cached after the app is added");
+        assert!(entry.apps.contains(&AppId::parse("codex").unwrap()), "and knows the app");
+        let writes = store.writes();
+        for _ in 0..3 {
+            let answer = introspect(&store, &c, &activity, introspection(&signed.token, Some("codex")), now).await;
+            assert!(answer.unwrap().apps.unwrap().contains(&AppId::parse("codex").unwrap()));
+        }
+        assert_eq!(store.writes(), writes, "no second write");
     }
 
     #[tokio::test]

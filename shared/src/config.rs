@@ -38,11 +38,61 @@ impl Default for Policy {
     }
 }
 
+/// How long a DynamoDB call may take. A stalled or unreachable DynamoDB becomes a `503` with
+/// `Retry-After` within `operation`, never a request held until the Lambda timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreTimeouts {
+    /// Opening a connection (`DYNAMODB_CONNECT_TIMEOUT_MS`, 500).
+    pub connect: std::time::Duration,
+    /// One attempt, from sending to the whole answer (`DYNAMODB_ATTEMPT_TIMEOUT_MS`, 1000).
+    pub attempt: std::time::Duration,
+    /// The whole call, retries and their back-off included (`DYNAMODB_TIMEOUT_MS`, 2500).
+    pub operation: std::time::Duration,
+    /// Attempts at most, the first included (`DYNAMODB_MAX_ATTEMPTS`, 3).
+    pub max_attempts: u32,
+}
+
+impl Default for StoreTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: std::time::Duration::from_millis(500),
+            attempt: std::time::Duration::from_millis(1000),
+            operation: std::time::Duration::from_millis(2500),
+            max_attempts: 3,
+        }
+    }
+}
+
+impl StoreTimeouts {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let ms = |name, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
+            let default = i64::try_from(default.as_millis()).unwrap_or(i64::MAX);
+            Ok(std::time::Duration::from_millis(number(name, default, 1)?.unsigned_abs()))
+        };
+        let timeouts = Self {
+            connect: ms("DYNAMODB_CONNECT_TIMEOUT_MS", d.connect)?,
+            attempt: ms("DYNAMODB_ATTEMPT_TIMEOUT_MS", d.attempt)?,
+            operation: ms("DYNAMODB_TIMEOUT_MS", d.operation)?,
+            max_attempts: u32::try_from(number("DYNAMODB_MAX_ATTEMPTS", i64::from(d.max_attempts), 1)?)
+                .map_err(|_| ConfigError::Invalid { name: "DYNAMODB_MAX_ATTEMPTS", reason: "too large".into() })?,
+        };
+        if timeouts.attempt > timeouts.operation {
+            return Err(ConfigError::Invalid {
+                name: "DYNAMODB_ATTEMPT_TIMEOUT_MS",
+                reason: "must not exceed DYNAMODB_TIMEOUT_MS".into(),
+            });
+        }
+        Ok(timeouts)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `TABLE_NAME`: the sessions table (required).
     pub table_name: String,
     pub policy: Policy,
+    pub timeouts: StoreTimeouts,
 }
 
 fn number(name: &'static str, default: i64, min: i64) -> Result<i64, ConfigError> {
@@ -74,6 +124,6 @@ impl Config {
                 reason: "must not exceed MAX_SESSION_TTL_SECONDS".into(),
             });
         }
-        Ok(Self { table_name, policy })
+        Ok(Self { table_name, policy, timeouts: StoreTimeouts::from_env()? })
     }
 }

@@ -5,6 +5,10 @@ use serde::Serialize;
 
 use crate::store::StoreError;
 
+/// What `Retry-After` says on a `503`: DynamoDB was throttling, stalled or unreachable, and a
+/// retry sooner would most likely meet the same.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 /// Where problem `type` URIs live; each problem appends its slug.
 pub const PROBLEM_TYPE_BASE: &str = "urn:active-sessions:problem:";
 
@@ -43,7 +47,7 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Throttled(_) | StoreError::Conflict => Self::Unavailable(err),
+            StoreError::Throttled(_) | StoreError::Conflict | StoreError::Unavailable(_) => Self::Unavailable(err),
             other => Self::Internal(Box::new(other)),
         }
     }

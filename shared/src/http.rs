@@ -65,6 +65,9 @@ pub fn problem(err: &ServiceError) -> Response<Body> {
         ServiceError::MethodNotAllowed { allow } => {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
+        ServiceError::Unavailable(_) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
+        }
         _ => {}
     }
     res

@@ -143,6 +143,31 @@ impl Watermark {
     pub fn covers_at(&self, signed_in_at: i64, session: SessionId) -> bool {
         signed_in_at <= self.before_ms && self.keep != Some(session)
     }
+
+    /// Of two watermarks, the later one (on a tie, `other`): its `keep` is the only one a union
+    /// can keep.
+    pub fn later(self, other: Watermark) -> Watermark {
+        if self.before_ms > other.before_ms {
+            self
+        } else {
+            other
+        }
+    }
+
+    /// The one watermark that covers every session that `self` or `other` covers, and no other:
+    /// concurrent revoke-alls combine this way, so none undoes what another revoked.
+    ///
+    /// It runs to the later `before_ms`. The later one's kept session stays kept only if the
+    /// earlier one does not cover it: it keeps it too, or the kept session signed in after it.
+    /// `later_keep_signed_in_at` is that session's sign-in time (epoch ms); `None` (unknown, or the
+    /// session is gone) keeps nothing, which can only revoke more.
+    pub fn union(self, other: Watermark, later_keep_signed_in_at: Option<i64>) -> Watermark {
+        let (early, late) = if self.before_ms > other.before_ms { (other, self) } else { (self, other) };
+        let keep = late
+            .keep
+            .filter(|k| early.keep == Some(*k) || later_keep_signed_in_at.is_some_and(|t| t > early.before_ms));
+        Watermark { before_ms: late.before_ms, keep }
+    }
 }
 
 /// Whether an item with this `ExpiresAt` (epoch seconds) has expired at `now_ms`.
@@ -316,5 +341,43 @@ pub(crate) mod tests {
         assert!(!old.is_active_at(now, Some(&wm)));
         let keep = Watermark { before_ms: now, keep: Some(old.session_id) };
         assert!(!keep.covers(&old));
+    }
+
+    /// Every (signed-in time, session) pair the union covers is covered by one of the two, and
+    /// the other way round: over a grid of times and kept sessions, both orders.
+    #[test]
+    fn a_union_covers_exactly_what_either_covers() {
+        let ids: Vec<SessionId> = (0..3).map(|_| SessionId::new()).collect();
+        let signed_in = |id: SessionId| 100 * (ids.iter().position(|x| *x == id).unwrap() as i64 + 1);
+        let keeps = [None, Some(ids[0]), Some(ids[1]), Some(ids[2])];
+        for a_before in [50, 100, 150, 200, 300, 400] {
+            for b_before in [50, 100, 150, 200, 300, 400] {
+                for a_keep in keeps {
+                    for b_keep in keeps {
+                        let a = Watermark { before_ms: a_before, keep: a_keep };
+                        let b = Watermark { before_ms: b_before, keep: b_keep };
+                        let late_keep_t = a.later(b).keep.map(signed_in);
+                        for u in [a.union(b, late_keep_t), b.union(a, b.later(a).keep.map(signed_in))] {
+                            for id in &ids {
+                                let either = a.covers_at(signed_in(*id), *id) || b.covers_at(signed_in(*id), *id);
+                                assert_eq!(u.covers_at(signed_in(*id), *id), either, "{a:?} ∪ {b:?} = {u:?} on {id}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_later_others_does_not_revive_what_an_offboard_revoked() {
+        let kept = SessionId::new();
+        let offboard = Watermark { before_ms: 2_000, keep: None };
+        let others = Watermark { before_ms: 1_000, keep: Some(kept) };
+        assert_eq!(others.union(offboard, None), offboard);
+        // Moving past the offboard with its own keep (what main did) would revive `kept`.
+        let moved_past = Watermark { before_ms: 2_001, keep: Some(kept) };
+        assert!(!moved_past.covers_at(500, kept));
+        assert!(others.union(offboard, None).covers_at(500, kept));
     }
 }

@@ -17,7 +17,7 @@ use crate::error::ServiceError;
 use crate::model::{
     Actor, AuditEvent, AuditScope, Profile, Revocation, RevokeReason, Session, SessionStatus, Watermark,
 };
-use crate::store::{ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionStore, StoreError};
+use crate::store::{Audited, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionStore, StoreError};
 use crate::token::{SessionToken, TokenHash};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -27,6 +27,8 @@ pub const MAX_USER_AGENT_LEN: usize = 1024;
 pub const MAX_NOTE_LEN: usize = 200;
 /// How many per-session revokes a watermark sweep runs at once.
 const SWEEP_CONCURRENCY: usize = 16;
+/// Concurrent revoke-alls race on the watermark; each loser combines its own with the winner's.
+const WATERMARK_RETRIES: u32 = 5;
 
 pub fn now_ms() -> i64 {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
@@ -276,8 +278,6 @@ pub async fn create_session<S: SessionStore>(
         return Err(bad(format!("ttl_seconds must be between 60 and {}", policy.max_session_ttl_secs)));
     }
 
-    enforce_session_limit(store, policy, &input.user_id, now_ms).await?;
-
     let session_id = SessionId::generate(now_ms).map_err(internal)?;
     let token = SessionToken::generate(&input.user_id, session_id).map_err(internal)?;
     let session = Session {
@@ -301,6 +301,11 @@ pub async fn create_session<S: SessionStore>(
     };
     store.create_session(&session).await?;
     tracing::info!(session_id = %session_id, "session created");
+    // After the write, so a sign-in that fails evicts nothing. A failed eviction leaves the user
+    // above the cap until the next sign-in evicts; the sign-in itself has succeeded.
+    if let Err(e) = enforce_session_limit(store, policy, &session.user_id, session_id, now_ms).await {
+        tracing::warn!(error = %e, "session limit not enforced; the next sign-in will");
+    }
     Ok(CreatedSession {
         session_id,
         token: token.expose().to_owned(),
@@ -308,12 +313,21 @@ pub async fn create_session<S: SessionStore>(
     })
 }
 
-/// At `max_sessions` active sessions, revokes the least recently active ones (reason
-/// `session_limit`, by the system) so the new one fits.
+/// Above `max_sessions` active sessions, revokes the least recently active ones (reason
+/// `session_limit`, by the system) until the cap holds again.
+///
+/// It runs after the new session `own` is written (so a sign-in that fails evicts nothing), and
+/// ranks the sessions it sees the same way every sign-in does: most recently active first, then
+/// newest. It keeps the first `max_sessions` and evicts the rest, never its own. Concurrent
+/// sign-ins therefore agree on whom to evict and never evict each other's sessions both ways.
+/// The bound: a sign-in does not see sessions written after it read, so after a burst of N sign-ins
+/// at once up to N - 1 sessions above the cap may remain; the next sign-in evicts them. Evicting
+/// twice is harmless: the second revoke finds the session revoked and writes nothing.
 async fn enforce_session_limit<S: SessionStore>(
     store: &S,
     policy: &Policy,
     user: &UserId,
+    own: SessionId,
     now_ms: i64,
 ) -> Result<(), ServiceError> {
     let profile_read = ReadSet { profiles: vec![user.clone()], ..Default::default() };
@@ -327,12 +341,9 @@ async fn enforce_session_limit<S: SessionStore>(
                 && !watermark.is_some_and(|w| w.covers_at(st.signed_in_at, st.session_id))
         })
         .collect();
-    let cap = policy.max_sessions as usize;
-    if active.len() < cap {
-        return Ok(());
-    }
-    active.sort_by_key(|st| (st.last_active_at, st.session_id));
-    for st in active.iter().take(active.len() + 1 - cap) {
+    active.sort_by_key(|st| std::cmp::Reverse((st.last_active_at, st.session_id)));
+    let victims = active.iter().skip(policy.max_sessions as usize).filter(|st| st.session_id != own);
+    for st in victims {
         let revocation = Revocation {
             at_ms: now_ms,
             actor: Actor::System,
@@ -344,8 +355,9 @@ async fn enforce_session_limit<S: SessionStore>(
         event.session_ids = vec![st.session_id];
         event.device_labels = vec![st.device_label.clone()];
         event.count = 1;
+        let audited = Audited { event: &event, signed_in_at: st.signed_in_at };
         let outcome =
-            store.revoke_session(user, st.session_id, &revocation, policy.tombstone_secs, Some(&event)).await?;
+            store.revoke_session(user, st.session_id, &revocation, policy.tombstone_secs, Some(audited)).await?;
         tracing::info!(evicted = %st.session_id, ?outcome, "session limit reached");
     }
     Ok(())
@@ -504,8 +516,8 @@ pub async fn revoke_session<S: SessionStore>(
         return Err(ServiceError::CurrentSession);
     }
     let Some(session) = auth.session(target) else { return Err(ServiceError::NotFound) };
-    if session.status == SessionStatus::Revoked {
-        return Ok(()); // a repeat: nothing to write, no second audit event
+    if session.status == SessionStatus::Revoked || auth.watermark().is_some_and(|w| w.covers(session)) {
+        return Ok(()); // a repeat (revoked, or covered by a revoke-all): nothing to write
     }
     if session.is_expired_at(now_ms) {
         return Err(ServiceError::NotFound);
@@ -516,7 +528,8 @@ pub async fn revoke_session<S: SessionStore>(
     event.session_ids = vec![target];
     event.device_labels = vec![session.device.label.clone()];
     event.count = 1;
-    match store.revoke_session(&auth.target, target, &revocation, policy.tombstone_secs, Some(&event)).await? {
+    let audited = Audited { event: &event, signed_in_at: session.signed_in_at };
+    match store.revoke_session(&auth.target, target, &revocation, policy.tombstone_secs, Some(audited)).await? {
         RevokeOutcome::Revoked => {
             tracing::info!(target_session = %target, reason = ?reason, "session revoked");
             Ok(())
@@ -560,6 +573,11 @@ pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
 /// it newly covers, then writes the watermark and one audit event (with the count) in one
 /// transaction. The per-session soft revokes follow from the watermark's stream record
 /// (`sweep_watermark`), so each session still gets its own MODIFY for the fan-out.
+///
+/// The watermark only ever grows in what it covers: the one written is the union of the one in
+/// force and this request's (`Watermark::union`), swapped in only if the one in force is still
+/// the one read, so two revoke-alls at once each keep what the other revoked. When nothing active
+/// is newly covered (a repeat), nothing is written and the answer is `{"revoked": 0}`.
 #[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
 pub async fn revoke_all<S: SessionStore>(
     store: &S,
@@ -582,13 +600,52 @@ pub async fn revoke_all<S: SessionStore>(
     };
     let revocation = auth.revocation(caller, reason, now_ms);
     let wanted = Watermark { before_ms: now_ms, keep };
-    let revoked = store.count_newly_covered(&auth.target, wanted, auth.watermark(), now_ms).await?;
     let mut event = audit_event(policy, &auth.target, &revocation, audit_scope)?;
-    event.count = revoked;
     event.note = note;
-    let in_force = store.raise_watermark(&auth.target, wanted, &revocation, &event).await?;
-    tracing::info!(revoked, scope = ?scope, watermark = in_force.before_ms, "revoke-all watermark written");
-    Ok(RevokedCount { revoked })
+    let mut current = auth.watermark();
+    for _ in 0..WATERMARK_RETRIES {
+        let new = match current {
+            None => wanted,
+            Some(cur) => {
+                let signed_in = kept_signed_in_at(store, &auth, cur.later(wanted).keep).await?;
+                cur.union(wanted, signed_in)
+            }
+        };
+        let revoked = if Some(new) == current {
+            0
+        } else {
+            store.count_newly_covered(&auth.target, new, current, now_ms).await?
+        };
+        if revoked == 0 {
+            tracing::info!(scope = ?scope, "revoke-all covers nothing new; nothing written");
+            return Ok(RevokedCount { revoked: 0 });
+        }
+        event.count = revoked;
+        match store.swap_watermark(&auth.target, current, new, &revocation, &event).await? {
+            Ok(()) => {
+                tracing::info!(revoked, scope = ?scope, watermark = new.before_ms, "revoke-all watermark written");
+                return Ok(RevokedCount { revoked });
+            }
+            Err(in_force) => current = in_force,
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// The sign-in time of a watermark's kept session: the caller's own from what was read, any
+/// other (only after a race or a skewed clock) read from the store; `None` if it is gone.
+async fn kept_signed_in_at<S: SessionStore>(
+    store: &S,
+    auth: &Authorized,
+    keep: Option<SessionId>,
+) -> Result<Option<i64>, ServiceError> {
+    let Some(keep) = keep else { return Ok(None) };
+    let own = &auth.principal.session;
+    if own.session_id == keep && own.user_id == auth.target {
+        return Ok(Some(own.signed_in_at));
+    }
+    let read = store.read(&ReadSet { sessions: vec![(auth.target.clone(), keep)], ..Default::default() }).await?;
+    Ok(read.sessions.get(&(auth.target.clone(), keep)).map(|s| s.signed_in_at))
 }
 
 /// Soft-revokes every still-active session a watermark covers, so each gets its tombstone and its

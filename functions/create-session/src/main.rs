@@ -6,7 +6,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let policy = config.policy;
-    let store = DynamoStore::from_env(config.table_name).await;
+    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let (store, policy) = (&store, &policy);
     run(service_fn(move |req: Request| async move { Ok::<_, Error>(create_session::handle(store, policy, req).await) }))
         .await

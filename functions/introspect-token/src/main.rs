@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
         tracing::warn!(error = %e, "not subscribed to invalidations; L1 entries expire by the window alone");
     }
     let activity = ActivityTracker::from_env()?;
-    let store = DynamoStore::from_env(config.table_name).await;
+    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let (store, cache, activity) = (&store, cache.as_ref(), &activity);
     run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(introspect_token::handle(store, cache, activity, req).await)

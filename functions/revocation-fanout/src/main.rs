@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let policy = config.policy;
     let cache = TokenCache::new(&CacheConfig::from_env()?).await?;
-    let store = DynamoStore::from_env(config.table_name).await;
+    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let backchannel = revocation_fanout::load_backchannel().await?;
     let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel };
     let fanout = &fanout;

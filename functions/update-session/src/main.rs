@@ -5,7 +5,7 @@ use lambda_http::{run, service_fn, Error, Request};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let store = DynamoStore::from_env(config.table_name).await;
+    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let store = &store;
     run(service_fn(move |req: Request| async move { Ok::<_, Error>(update_session::handle(store, req).await) })).await
 }

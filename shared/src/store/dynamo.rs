@@ -9,15 +9,17 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, KeysAndAttributes, Put, ReturnValue,
+    AttributeValue, CancellationReason, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::Deserialize;
 
 use super::{
-    AuditPage, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore, StoreError,
+    AuditPage, Audited, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore,
+    StoreError,
 };
+use crate::config::StoreTimeouts;
 use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::keys;
 use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
@@ -30,8 +32,6 @@ const TYPE_AUDIT: &str = "AUDIT";
 const TYPE_MEMBERSHIP: &str = "MEMBERSHIP";
 /// BatchGetItem may leave keys unprocessed under load; retry this many times before giving up.
 const UNPROCESSED_RETRIES: u32 = 3;
-/// Concurrent revoke-alls race on the watermark; each loser moves past the winner.
-const WATERMARK_RETRIES: u32 = 5;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -44,11 +44,28 @@ impl DynamoStore {
         Self { client, table: table.into() }
     }
 
-    /// A store on `table` with the SDK configured from the environment. `AWS_ENDPOINT_URL_DYNAMODB`
+    /// A store on `table` with the SDK configured from the environment, every call bounded by
+    /// `timeouts` (connect, each attempt, the whole call with its retries). `AWS_ENDPOINT_URL_DYNAMODB`
     /// points it at DynamoDB Local; there is no other local switch.
-    pub async fn from_env(table: impl Into<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    pub async fn from_env(table: impl Into<String>, timeouts: &StoreTimeouts) -> Self {
+        let config = Self::config_loader(timeouts).load().await;
         Self::new(Client::new(&config), table)
+    }
+
+    /// The SDK configuration loader with `timeouts` and a bounded number of attempts.
+    pub fn config_loader(timeouts: &StoreTimeouts) -> aws_config::ConfigLoader {
+        let timeout_config = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(timeouts.connect)
+            .operation_attempt_timeout(timeouts.attempt)
+            .operation_timeout(timeouts.operation)
+            .build();
+        let retry_config = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(timeouts.max_attempts)
+            .with_initial_backoff(Duration::from_millis(25))
+            .with_max_backoff(Duration::from_millis(400));
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeout_config)
+            .retry_config(retry_config)
     }
 
     pub fn client(&self) -> &Client {
@@ -108,6 +125,19 @@ where
     }
 }
 
+/// A failed `send()`: no answer in time, or no connection (after the SDK's bounded retries), is
+/// `Unavailable`; anything else is mapped as `sdk_error` does.
+fn send_error<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => StoreError::Unavailable(Box::new(err)),
+        other => sdk_error(other),
+    }
+}
+
 fn sk_of(item: &Item) -> Option<&str> {
     item.get(keys::SK).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
@@ -145,7 +175,7 @@ fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::Sdk(Box::new(e))
 }
 
-/// The first cancellation reason that is a failed condition, with the item as it was.
+/// Whether the transaction's item at `index` failed its condition, and if so the item as it was.
 fn failed_condition(reasons: &[CancellationReason], index: usize) -> Option<Option<Item>> {
     let reason = reasons.get(index)?;
     (reason.code() == Some("ConditionalCheckFailed")).then(|| reason.item().cloned())
@@ -186,7 +216,9 @@ struct RevokeUpdate {
 
 const REVOKE_SET: &str =
     "SET #status = :revoked, RevokedAt = :at, RevokedBy = :by, RevokeReason = :reason, ExpiresAt = :tombstone";
-const REVOKE_IF: &str = "attribute_exists(PK) AND #status = :active AND ExpiresAt > :now";
+/// The condition of every write to a session but its creation: it exists, is active and has not
+/// expired (revoke, trust, last activity, apps).
+const ACTIVE_UNEXPIRED: &str = "attribute_exists(PK) AND #status = :active AND ExpiresAt > :now";
 
 impl RevokeUpdate {
     fn new(
@@ -228,34 +260,68 @@ impl RevokeUpdate {
     }
 }
 
-/// The watermark raise as an update on the profile.
-fn watermark_update(
+/// The watermark swap as an update on the profile: `new` in place of `expected`, and only if the
+/// watermark in force is still `expected` (compare-and-set).
+fn watermark_swap(
     table: &str,
     user: &UserId,
-    wanted: Watermark,
+    expected: Option<Watermark>,
+    new: Watermark,
     revocation: &Revocation,
 ) -> Result<Update, StoreError> {
-    let keep_clause = if wanted.keep.is_some() { ", RevokeKeep = :keep" } else { " REMOVE RevokeKeep" };
+    let keep_clause = if new.keep.is_some() { ", RevokeKeep = :keep" } else { " REMOVE RevokeKeep" };
     let mut values = HashMap::from([
         (":type".to_owned(), s(TYPE_PROFILE)),
-        (":before".to_owned(), n(wanted.before_ms)),
+        (":before".to_owned(), n(new.before_ms)),
         (":at".to_owned(), n(revocation.at_ms)),
         (":by".to_owned(), s(revocation.by())),
         (":reason".to_owned(), attr(revocation.reason)?),
     ]);
-    if let Some(keep) = wanted.keep {
+    if let Some(keep) = new.keep {
         values.insert(":keep".into(), s(keep.to_string()));
     }
+    let condition = match expected {
+        None => "attribute_not_exists(RevokedBefore)".to_owned(),
+        Some(current) => {
+            values.insert(":cur_before".into(), n(current.before_ms));
+            match current.keep {
+                Some(keep) => {
+                    values.insert(":cur_keep".into(), s(keep.to_string()));
+                    "RevokedBefore = :cur_before AND RevokeKeep = :cur_keep".to_owned()
+                }
+                None => "RevokedBefore = :cur_before AND attribute_not_exists(RevokeKeep)".to_owned(),
+            }
+        }
+    };
     Update::builder()
         .table_name(table)
         .set_key(Some(profile_key(user)))
         .update_expression(format!(
             "SET #type = :type, RevokedBefore = :before, WatermarkAt = :at, WatermarkBy = :by, WatermarkReason = :reason{keep_clause}"
         ))
-        .condition_expression("attribute_not_exists(RevokedBefore) OR RevokedBefore < :before")
+        .condition_expression(condition)
         .expression_attribute_names("#type", "Type")
         .set_expression_attribute_values(Some(values))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(build_error)
+}
+
+/// The guard of a revocation on its own: the user's watermark (if any) does not cover the session.
+fn not_covered_by_watermark(
+    table: &str,
+    user: &UserId,
+    session: SessionId,
+    signed_in_at: i64,
+) -> Result<ConditionCheck, StoreError> {
+    ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(profile_key(user)))
+        .condition_expression(
+            "attribute_not_exists(RevokedBefore) OR RevokedBefore < :signed_in OR RevokeKeep = :session",
+        )
+        .expression_attribute_values(":signed_in", n(signed_in_at))
+        .expression_attribute_values(":session", s(session.to_string()))
         .build()
         .map_err(build_error)
 }
@@ -285,7 +351,7 @@ impl DynamoStore {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(sdk_error)?;
+            .map_err(send_error)?;
         let items = out.items.unwrap_or_default().into_iter().map(from_item).collect::<Result<_, _>>()?;
         let last = out.last_evaluated_key.as_ref().and_then(sk_of).map(str::to_owned);
         Ok((items, last))
@@ -306,11 +372,11 @@ impl DynamoStore {
             Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
                 Ok(false)
             }
-            Err(e) => Err(sdk_error(e)),
+            Err(e) => Err(send_error(e)),
         }
     }
 
-    /// Updates a session only while it is active and unexpired (`REVOKE_IF`) and `extra_condition`
+    /// Updates a session only while it is active and unexpired (`ACTIVE_UNEXPIRED`) and `extra_condition`
     /// holds. Returns the item as it now is, or `None` when a condition failed (nothing written).
     async fn update_active_session(
         &self,
@@ -322,8 +388,8 @@ impl DynamoStore {
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<Option<Item>, StoreError> {
         let condition = match extra_condition {
-            Some(extra) => format!("{REVOKE_IF} AND {extra}"),
-            None => REVOKE_IF.to_owned(),
+            Some(extra) => format!("{ACTIVE_UNEXPIRED} AND {extra}"),
+            None => ACTIVE_UNEXPIRED.to_owned(),
         };
         let mut request = self
             .client
@@ -346,7 +412,7 @@ impl DynamoStore {
             {
                 Ok(None)
             }
-            Err(e) => Err(sdk_error(e)),
+            Err(e) => Err(send_error(e)),
         }
     }
 
@@ -359,7 +425,7 @@ impl DynamoStore {
                 }
                 other => Err(sdk_error(other)),
             },
-            Err(e) => Err(sdk_error(e)),
+            Err(e) => Err(send_error(e)),
         }
     }
 }
@@ -399,7 +465,7 @@ impl SessionStore for DynamoStore {
                 .request_items(&self.table, pending.clone())
                 .send()
                 .await
-                .map_err(sdk_error)?;
+                .map_err(send_error)?;
             for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
                 let (pk, sk) =
                     (pk_of(&item).unwrap_or_default().to_owned(), sk_of(&item).unwrap_or_default().to_owned());
@@ -451,7 +517,7 @@ impl SessionStore for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(sdk_error)?;
+                .map_err(send_error)?;
             for item in out.items.unwrap_or_default() {
                 let st: StateItem = from_item(item)?;
                 if let Some(session_id) = keys::session_id_from_sk(&st.sk) {
@@ -522,7 +588,7 @@ impl SessionStore for DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(sdk_error)?;
+                .map_err(send_error)?;
             total += u64::try_from(out.count).unwrap_or(0);
             match out.last_evaluated_key {
                 Some(k) => start = Some(k),
@@ -537,17 +603,17 @@ impl SessionStore for DynamoStore {
         session: SessionId,
         revocation: &Revocation,
         tombstone_secs: i64,
-        audit: Option<&AuditEvent>,
+        audit: Option<Audited<'_>>,
     ) -> Result<RevokeOutcome, StoreError> {
         let u = RevokeUpdate::new(user, session, revocation, tombstone_secs)?;
-        let Some(event) = audit else {
+        let Some(Audited { event, signed_in_at }) = audit else {
             let result = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(u.key))
                 .update_expression(REVOKE_SET)
-                .condition_expression(REVOKE_IF)
+                .condition_expression(ACTIVE_UNEXPIRED)
                 .set_expression_attribute_names(Some(u.names))
                 .set_expression_attribute_values(Some(u.values))
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -559,60 +625,61 @@ impl SessionStore for DynamoStore {
                     UpdateItemError::ConditionalCheckFailedException(ccf) => RevokeUpdate::outcome_of_failure(ccf.item),
                     other => Err(sdk_error(other)),
                 },
-                Err(e) => Err(sdk_error(e)),
+                Err(e) => Err(send_error(e)),
             };
         };
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(u.key))
             .update_expression(REVOKE_SET)
-            .condition_expression(REVOKE_IF)
+            .condition_expression(ACTIVE_UNEXPIRED)
             .set_expression_attribute_names(Some(u.names))
             .set_expression_attribute_values(Some(u.values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build_error)?;
         let put = audit_put(&self.table, event)?;
-        let items =
-            vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put).build()];
+        let guard = not_covered_by_watermark(&self.table, user, session, signed_in_at)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().condition_check(guard).build(),
+        ];
         match self.transact(items).await? {
             Ok(()) => Ok(RevokeOutcome::Revoked),
-            Err(reasons) => match failed_condition(&reasons, 0) {
-                Some(old) => RevokeUpdate::outcome_of_failure(old),
-                None => Err(StoreError::Conflict),
-            },
+            Err(reasons) => {
+                if let Some(old) = failed_condition(&reasons, 0) {
+                    RevokeUpdate::outcome_of_failure(old)
+                } else if failed_condition(&reasons, 2).is_some() {
+                    // A watermark covers it: revoked already, by a revoke-all not yet swept.
+                    Ok(RevokeOutcome::AlreadyRevoked)
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
         }
     }
 
-    async fn raise_watermark(
+    async fn swap_watermark(
         &self,
         user: &UserId,
-        watermark: Watermark,
+        expected: Option<Watermark>,
+        new: Watermark,
         revocation: &Revocation,
         audit: &AuditEvent,
-    ) -> Result<Watermark, StoreError> {
-        let put = audit_put(&self.table, audit)?;
-        let mut wanted = watermark;
-        for _ in 0..WATERMARK_RETRIES {
-            let update = watermark_update(&self.table, user, wanted, revocation)?;
-            let items = vec![
-                TransactWriteItem::builder().update(update).build(),
-                TransactWriteItem::builder().put(put.clone()).build(),
-            ];
-            match self.transact(items).await? {
-                Ok(()) => return Ok(wanted),
-                Err(reasons) => match failed_condition(&reasons, 0) {
-                    // A later watermark is in force: move just past it, so ours still wins.
-                    Some(old) => {
-                        let current = old.map(from_item::<Profile>).transpose()?.and_then(|p| p.watermark);
-                        let floor = current.map_or(wanted.before_ms, |w| w.before_ms);
-                        wanted.before_ms = wanted.before_ms.max(floor + 1);
-                    }
-                    None => return Err(StoreError::Conflict),
-                },
-            }
+    ) -> Result<Result<(), Option<Watermark>>, StoreError> {
+        let update = watermark_swap(&self.table, user, expected, new, revocation)?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(audit_put(&self.table, audit)?).build(),
+        ];
+        match self.transact(items).await? {
+            Ok(()) => Ok(Ok(())),
+            Err(reasons) => match failed_condition(&reasons, 0) {
+                Some(old) => Ok(Err(old.map(from_item::<Profile>).transpose()?.and_then(|p| p.watermark))),
+                None => Err(StoreError::Conflict),
+            },
         }
-        Err(StoreError::Conflict)
     }
 
     async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AuditPage, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore, StoreError,
+    AuditPage, Audited, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore,
+    StoreError,
 };
 use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
@@ -143,9 +144,10 @@ impl SessionStore for MemoryStore {
         session: SessionId,
         revocation: &Revocation,
         tombstone_secs: i64,
-        audit: Option<&AuditEvent>,
+        audit: Option<Audited<'_>>,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut inner = self.lock();
+        let watermark = inner.profiles.get(user).and_then(|p| p.watermark);
         let Some(stored) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) else {
             return Ok(RevokeOutcome::NotFound);
         };
@@ -155,35 +157,40 @@ impl SessionStore for MemoryStore {
         if stored.is_expired_at(revocation.at_ms) {
             return Ok(RevokeOutcome::NotFound);
         }
+        if let (Some(a), Some(w)) = (&audit, watermark) {
+            if w.covers_at(a.signed_in_at, session) {
+                return Ok(RevokeOutcome::AlreadyRevoked);
+            }
+        }
         stored.status = SessionStatus::Revoked;
         stored.revoked_at = Some(revocation.at_ms);
         stored.revoked_by = Some(revocation.by());
         stored.revoke_reason = Some(revocation.reason);
         stored.expires_at = revocation.at_ms.div_euclid(1000) + tombstone_secs;
-        if let Some(event) = audit {
+        if let Some(Audited { event, .. }) = audit {
             inner.audit.entry(event.target_user.clone()).or_default().insert(event.event_id, event.clone());
         }
         inner.writes += 1;
         Ok(RevokeOutcome::Revoked)
     }
 
-    async fn raise_watermark(
+    async fn swap_watermark(
         &self,
         user: &UserId,
-        watermark: Watermark,
+        expected: Option<Watermark>,
+        new: Watermark,
         _revocation: &Revocation,
         audit: &AuditEvent,
-    ) -> Result<Watermark, StoreError> {
+    ) -> Result<Result<(), Option<Watermark>>, StoreError> {
         let mut inner = self.lock();
         let profile = inner.profiles.entry(user.clone()).or_default();
-        let mut wanted = watermark;
-        if let Some(current) = profile.watermark {
-            wanted.before_ms = wanted.before_ms.max(current.before_ms + 1);
+        if profile.watermark != expected {
+            return Ok(Err(profile.watermark));
         }
-        profile.watermark = Some(wanted);
+        profile.watermark = Some(new);
         inner.audit.entry(audit.target_user.clone()).or_default().insert(audit.event_id, audit.clone());
         inner.writes += 1;
-        Ok(wanted)
+        Ok(Ok(()))
     }
 
     async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {

@@ -30,6 +30,19 @@ pub enum StoreError {
     /// A concurrent write changed what this one was conditioned on; the caller may retry.
     #[error("a concurrent update won")]
     Conflict,
+    /// DynamoDB did not answer in time, or could not be reached (after the bounded retries).
+    #[error("DynamoDB did not answer in time")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A revocation of one session on its own (revoke-one, admin revoke, eviction), as opposed to a
+/// watermark's sweep: it is written with its audit event, and only while no watermark covers the
+/// session, so a session a revoke-all covered already gets no second event.
+#[derive(Debug, Clone, Copy)]
+pub struct Audited<'a> {
+    pub event: &'a AuditEvent,
+    /// The session's sign-in time (epoch ms), what a watermark is compared with.
+    pub signed_in_at: i64,
 }
 
 /// Items to read together in one strongly consistent request (at most 100 keys).
@@ -123,26 +136,30 @@ pub trait SessionStore: Send + Sync {
 
     /// Soft-revokes one session if it is active and unexpired at `revocation.at_ms`: sets status,
     /// who, when, why, and sets `ExpiresAt` to `tombstone_secs` from now. With `audit`, the audit
-    /// event is written in the same transaction: both or neither.
+    /// event is written in the same transaction (both or neither), and only if the user's
+    /// watermark does not cover the session (else `AlreadyRevoked`, nothing written); without
+    /// it (a watermark's sweep), the session is revoked whatever the watermark.
     fn revoke_session(
         &self,
         user: &UserId,
         session: SessionId,
         revocation: &Revocation,
         tombstone_secs: i64,
-        audit: Option<&AuditEvent>,
+        audit: Option<Audited<'_>>,
     ) -> impl Future<Output = Result<RevokeOutcome, StoreError>> + Send;
 
-    /// Raises the user's revoke-all watermark to `watermark` (never lowers it: a later one in
-    /// force is kept and the new one moves just past it), writing `audit` in the same transaction.
-    /// Returns the watermark now in force.
-    fn raise_watermark(
+    /// Replaces the user's revoke-all watermark, if it is still `expected` (`None`: there is
+    /// none), with `new`, writing `audit` in the same transaction. `Ok(Err(current))` when another
+    /// write got there first: nothing is written, and `current` is the watermark now in force.
+    /// (Callers combine the two with `Watermark::union` and try again.)
+    fn swap_watermark(
         &self,
         user: &UserId,
-        watermark: Watermark,
+        expected: Option<Watermark>,
+        new: Watermark,
         revocation: &Revocation,
         audit: &AuditEvent,
-    ) -> impl Future<Output = Result<Watermark, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Result<(), Option<Watermark>>, StoreError>> + Send;
 
     /// Sets the user's workspace, role and SSO link, keeping the membership items in step.
     fn put_profile(&self, user: &UserId, update: &ProfileUpdate)
