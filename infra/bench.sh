@@ -2,7 +2,7 @@
 # Benchmarks (release build) on a local stack of their own: DynamoDB Local, redis-server, the
 # stand-in product, cargo lambda watch and the stream poller. Not part of the test command.
 #   infra/bench.sh                 # all: handlers, validation (criterion), propagation (up, then fan-out down)
-#   infra/bench.sh handlers        # one of: handlers | validation | propagation
+#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -20,6 +20,9 @@ trap 'stop_group "${pids[@]}"' EXIT
 pids+=("$(start_dynamodb "$DDB_PORT")")
 if [ "$which" = all ] || [ "$which" = handlers ]; then
   cargo bench -p integration-tests --bench handlers --quiet
+fi
+if [ "$which" = all ] || [ "$which" = fanout ]; then
+  cargo bench -p integration-tests --bench fanout --quiet
 fi
 if [ "$which" = all ] || [ "$which" = validation ]; then
   cargo bench -p integration-tests --bench validation --quiet -- --noplot 2>&1 | grep -vE "^(Benchmarking|Gnuplot|Found|  [0-9]+ \(|Warning)"

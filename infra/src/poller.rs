@@ -4,7 +4,10 @@
 //! real-shaped Lambda DynamoDB event to `revocation-fanout` through `cargo lambda watch`, honours
 //! `batchItemFailures` by re-delivering from the first failed sequence number (bounded retries,
 //! then the batch is logged and skipped, as an on-failure destination would take it), and follows
-//! shards as they open and close. DynamoDB Local marks TTL deletes with an unknown event name and
+//! shards as they open and close: a child shard is read only once its parent is read to its end.
+//! A failed read resumes after the last record delivered, never from the shard's start (which
+//! would send every logout again). A function answer that is not the JSON of a batch response is
+//! a failed invocation. DynamoDB Local marks TTL deletes with an unknown event name and
 //! no `userIdentity`; they are normalised here to the AWS shape (`REMOVE` by
 //! `Service`/`dynamodb.amazonaws.com`), so the consumer never learns a local dialect. Like the
 //! deployed mapping, it applies the filter criteria of `template.yaml`: records no filter matches
@@ -48,25 +51,71 @@ struct Poller {
     filters: Vec<Pattern>,
     /// Open iterators, by shard.
     iterators: HashMap<String, String>,
+    /// The last sequence number handed on (delivered, or given up on), by shard: where a failed
+    /// read resumes.
+    positions: HashMap<String, String>,
     /// Shards read to their end.
     finished: HashSet<String>,
 }
 
+/// Whether a shard may be read: its parent (if the stream still lists it) is read to its end.
+fn ready(parent: Option<&str>, listed: &HashSet<String>, finished: &HashSet<String>) -> bool {
+    parent.is_none_or(|p| !listed.contains(p) || finished.contains(p))
+}
+
+/// Where to (re)start reading a shard: after the last record handed on, or from its start.
+fn start_at(position: Option<&String>) -> (ShardIteratorType, Option<String>) {
+    match position {
+        Some(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+        None => (ShardIteratorType::TrimHorizon, None),
+    }
+}
+
+/// The first failed sequence number in the function's answer, or an error when the invocation
+/// failed: a non-2xx status, a Lambda error document, or a body that is not a batch response.
+fn first_failed(status: u16, body: &[u8]) -> Result<Option<String>, BoxError> {
+    if !(200..300).contains(&status) {
+        return Err(format!("function failed: {status}").into());
+    }
+    let body: Value = serde_json::from_slice(body).map_err(|_| format!("function answered {status} with no JSON"))?;
+    if body.get("errorType").is_some() || !body.is_object() {
+        return Err(format!("function failed: {status} {}", body.get("errorType").unwrap_or(&Value::Null)).into());
+    }
+    let failures = match body.get("batchItemFailures") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(f)) => f,
+        Some(_) => return Err("batchItemFailures is not a list".into()),
+    };
+    Ok(failures
+        .iter()
+        .filter_map(|x| x["itemIdentifier"].as_str())
+        .min_by_key(|s| s.parse::<u128>().unwrap_or(u128::MAX))
+        .map(str::to_owned))
+}
+
 impl Poller {
-    /// Picks up new shards (a child opens when its parent closes; start children from the top).
+    /// Picks up new shards: a child once its parent is read to its end, from its top; a shard
+    /// whose read failed, after its last record handed on.
     async fn refresh_shards(&mut self) -> Result<(), BoxError> {
         let desc = self.streams.describe_stream().stream_arn(&self.arn).send().await?;
-        for shard in desc.stream_description.and_then(|d| d.shards).unwrap_or_default() {
+        let shards = desc.stream_description.and_then(|d| d.shards).unwrap_or_default();
+        let listed: HashSet<String> = shards.iter().filter_map(|s| s.shard_id.clone()).collect();
+        for shard in shards {
             let Some(id) = shard.shard_id else { continue };
             if self.iterators.contains_key(&id) || self.finished.contains(&id) {
                 continue;
             }
+            if !ready(shard.parent_shard_id.as_deref(), &listed, &self.finished) {
+                continue;
+            }
+            let (kind, after) = start_at(self.positions.get(&id));
             let it = self
                 .streams
                 .get_shard_iterator()
                 .stream_arn(&self.arn)
                 .shard_id(&id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .shard_iterator_type(kind)
+                .set_sequence_number(after)
                 .send()
                 .await?
                 .shard_iterator;
@@ -86,20 +135,9 @@ impl Poller {
     async fn invoke(&self, records: &[Value]) -> Result<Option<String>, BoxError> {
         let event = json!({ "Records": records });
         let res = self.http.post(&self.invoke_url).json(&event).send().await?;
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        if !status.is_success() || body.get("errorType").is_some() {
-            return Err(format!("function failed: {status} {}", body.get("errorType").unwrap_or(&Value::Null)).into());
-        }
-        let first_failed = body["batchItemFailures"]
-            .as_array()
-            .and_then(|f| {
-                f.iter()
-                    .filter_map(|x| x["itemIdentifier"].as_str())
-                    .min_by_key(|s| s.parse::<u128>().unwrap_or(u128::MAX))
-            })
-            .map(str::to_owned);
-        Ok(first_failed)
+        let status = res.status().as_u16();
+        let body = res.bytes().await?;
+        first_failed(status, &body)
     }
 
     /// Reads one batch from a shard and delivers it, re-delivering from the first failure.
@@ -122,6 +160,7 @@ impl Poller {
             .filter(|r| filter::passes(&self.filters, r))
             .collect();
         let next = out.next_shard_iterator;
+        let last = batch.last().and_then(sequence_of).map(str::to_owned);
         if !batch.is_empty() {
             for attempt in 1..=MAX_ATTEMPTS {
                 match self.invoke(&batch).await {
@@ -145,6 +184,9 @@ impl Poller {
                     }
                 }
             }
+        }
+        if let Some(last) = last {
+            self.positions.insert(shard.to_owned(), last);
         }
         match next {
             Some(n) => {
@@ -185,6 +227,7 @@ async fn main() -> Result<(), BoxError> {
         batch_size,
         filters,
         iterators: HashMap::new(),
+        positions: HashMap::new(),
         finished: HashSet::new(),
     };
     eprintln!(
@@ -194,8 +237,9 @@ async fn main() -> Result<(), BoxError> {
         poller.filters.len()
     );
     let mut ticks = 0u64;
+    let mut refresh_now = false;
     loop {
-        if ticks.is_multiple_of(20) || poller.iterators.is_empty() {
+        if std::mem::take(&mut refresh_now) || ticks.is_multiple_of(20) || poller.iterators.is_empty() {
             if let Err(e) = poller.refresh_shards().await {
                 eprintln!("stream-poller: describing the stream failed: {e}");
             }
@@ -204,11 +248,50 @@ async fn main() -> Result<(), BoxError> {
         for shard in shards {
             if let Err(e) = poller.poll_shard(&shard).await {
                 eprintln!("stream-poller: shard {shard}: {e}");
-                // An expired or bad iterator: forget it; the next refresh starts the shard again.
+                // An expired or bad iterator: forget it; the next refresh resumes the shard after
+                // its last record handed on.
                 poller.iterators.remove(&shard);
+                refresh_now = true;
             }
         }
         ticks += 1;
         tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_child_waits_for_its_parent_to_close() {
+        let listed = set(&["parent", "child"]);
+        assert!(!ready(Some("parent"), &listed, &set(&[])), "the parent is still open");
+        assert!(ready(Some("parent"), &listed, &set(&["parent"])));
+        assert!(ready(Some("gone"), &listed, &set(&[])), "a parent trimmed from the stream waits for nothing");
+        assert!(ready(None, &listed, &set(&[])));
+    }
+
+    #[test]
+    fn a_failed_read_resumes_after_the_last_record_handed_on() {
+        assert_eq!(start_at(None), (ShardIteratorType::TrimHorizon, None));
+        let (kind, after) = start_at(Some(&"000000000000000000042".to_owned()));
+        assert_eq!((kind, after.as_deref()), (ShardIteratorType::AfterSequenceNumber, Some("000000000000000000042")));
+    }
+
+    #[test]
+    fn only_a_batch_response_is_a_success() {
+        assert_eq!(first_failed(200, br#"{"batchItemFailures": []}"#).unwrap(), None);
+        assert_eq!(first_failed(200, br#"{}"#).unwrap(), None);
+        let two = br#"{"batchItemFailures": [{"itemIdentifier": "20"}, {"itemIdentifier": "3"}]}"#;
+        assert_eq!(first_failed(200, two).unwrap().as_deref(), Some("3"), "the first by sequence, not by position");
+        assert!(first_failed(200, b"<html>gateway timeout</html>").is_err(), "a 200 that is not JSON failed");
+        assert!(first_failed(200, b"").is_err());
+        assert!(first_failed(200, br#"{"errorType": "Panic", "errorMessage": "boom"}"#).is_err());
+        assert!(first_failed(502, br#"{"batchItemFailures": []}"#).is_err());
     }
 }

@@ -228,10 +228,15 @@ impl TokenCache {
         match inv {
             Invalidation::Token(hash) => self.drop_l1(hash),
             Invalidation::User { user, watermark } => {
-                let newer = self.l1_watermarks.get(user).is_none_or(|w| w.before_ms < watermark.before_ms);
-                if newer {
-                    self.l1_watermarks.insert(user.clone(), *watermark);
-                }
+                // Messages may arrive out of order: keep what covers both, never less than before
+                // (an unknown kept session is not kept, which only costs cache misses).
+                let merged = match self.l1_watermarks.get(user) {
+                    None => *watermark,
+                    Some(old) if old.covers_all_of(watermark) => return,
+                    Some(old) if watermark.covers_all_of(&old) => *watermark,
+                    Some(old) => old.union(*watermark, None),
+                };
+                self.l1_watermarks.insert(user.clone(), merged);
             }
         }
     }
@@ -303,27 +308,62 @@ impl TokenCache {
         Ok(())
     }
 
-    /// Subscribes to the invalidation channel and applies every message to L1, until the
-    /// connection ends (then L1 entries still expire within the window). For long-running
-    /// validators; returns once subscribed.
+    /// Subscribes to the invalidation channel and applies every message to L1, for as long as the
+    /// validator runs. For long-running validators; returns once subscribed (the first subscription
+    /// must succeed).
+    ///
+    /// When the connection drops, it reconnects and subscribes again (backing off from 100 ms to
+    /// 5 s). Messages published meanwhile are lost, so L1 is emptied when the connection drops and
+    /// again once it is back: entries are then read again from L2 or DynamoDB.
     pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
         let Some(redis) = &self.redis else {
             return Ok(tokio::spawn(async {}));
         };
-        let mut pubsub = bounded(redis.client.get_async_pubsub()).await?;
-        bounded(pubsub.subscribe(CHANNEL)).await?;
+        let client = redis.client.clone();
+        let first = open_subscription(&client).await?;
         let cache = Arc::clone(self);
         Ok(tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
-                let Ok(raw) = msg.get_payload::<String>() else { continue };
-                if let Some(inv) = Invalidation::decode(&raw) {
-                    cache.apply(&inv);
+            let mut subscription = Some(first);
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if let Some(mut pubsub) = subscription.take() {
+                    backoff = Duration::from_millis(100);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(raw) = msg.get_payload::<String>() else { continue };
+                        if let Some(inv) = Invalidation::decode(&raw) {
+                            cache.apply(&inv);
+                        }
+                    }
+                    cache.clear_l1();
+                    tracing::warn!("invalidation channel lost; L1 emptied, reconnecting");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                match open_subscription(&client).await {
+                    Ok(pubsub) => {
+                        cache.clear_l1();
+                        tracing::info!("invalidation channel subscribed again");
+                        subscription = Some(pubsub);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "invalidation channel still down"),
                 }
             }
-            tracing::warn!("invalidation channel closed; L1 entries now expire by the window alone");
         }))
     }
+
+    /// Empties L1 (watermarks heard stay: they only ever refuse more).
+    pub fn clear_l1(&self) {
+        if let Some(l1) = &self.l1 {
+            l1.invalidate_all();
+        }
+    }
+}
+
+async fn open_subscription(client: &redis::Client) -> Result<redis::aio::PubSub, redis::RedisError> {
+    let mut pubsub = bounded(client.get_async_pubsub()).await?;
+    bounded(pubsub.subscribe(CHANNEL)).await?;
+    Ok(pubsub)
 }
 
 /// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is one hash

@@ -25,6 +25,10 @@ pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Logout tokens are short-lived: a product must act on one at once.
 const TOKEN_TTL_SECS: i64 = 120;
 const POST_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Deliveries in flight to one product at most: a slow product holds its own slots only, never
+/// another product's.
+pub const PER_PRODUCT_CONCURRENCY: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Endpoint {
@@ -76,12 +80,30 @@ pub struct Backchannel {
     key: Option<EncodingKey>,
     kid: Option<String>,
     endpoints: Vec<Endpoint>,
+    /// One gate per endpoint, in the same order.
+    gates: Vec<tokio::sync::Semaphore>,
     http: reqwest::Client,
+}
+
+fn gates(n: usize) -> Vec<tokio::sync::Semaphore> {
+    (0..n).map(|_| tokio::sync::Semaphore::new(PER_PRODUCT_CONCURRENCY)).collect()
 }
 
 impl Backchannel {
     pub fn disabled() -> Self {
-        Self { issuer: String::new(), key: None, kid: None, endpoints: Vec::new(), http: reqwest::Client::new() }
+        Self {
+            issuer: String::new(),
+            key: None,
+            kid: None,
+            endpoints: Vec::new(),
+            gates: Vec::new(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Whether any product is told of revocations.
+    pub fn enabled(&self) -> bool {
+        !self.endpoints.is_empty()
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -137,10 +159,11 @@ impl Backchannel {
             reason: "expected an EC P-256 private key in PEM".into(),
         })?;
         let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(POST_TIMEOUT)
             .build()
             .map_err(|e| ConfigError::Invalid { name: source, reason: format!("HTTP client: {e}") })?;
-        Ok(Self { issuer, key: Some(key), kid, endpoints, http })
+        Ok(Self { issuer, key: Some(key), kid, gates: gates(endpoints.len()), endpoints, http })
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
@@ -151,14 +174,12 @@ impl Backchannel {
     pub fn token(&self, aud: &str, user: &UserId, session: SessionId, now_ms: i64) -> Result<String, LogoutError> {
         let Some(key) = &self.key else { return Ok(String::new()) };
         let iat = now_ms / 1000;
-        let jti =
-            SessionId::generate(now_ms).map_err(|e| LogoutError::Delivery { aud: aud.into(), source: Box::new(e) })?;
         let claims = LogoutClaims {
             iss: self.issuer.clone(),
             aud: aud.to_owned(),
             iat,
             exp: iat + TOKEN_TTL_SECS,
-            jti: jti.to_string(),
+            jti: jti(aud, session),
             sub: user.to_string(),
             sid: session.to_string(),
             events: serde_json::json!({ EVENT: {} }),
@@ -169,27 +190,51 @@ impl Backchannel {
         jsonwebtoken::encode(&header, &claims, key).map_err(LogoutError::Sign)
     }
 
-    /// POSTs a logout token to every endpoint at once (`application/x-www-form-urlencoded`,
-    /// `logout_token=...`). Any endpoint that fails or answers other than 2xx fails the whole
-    /// delivery, so the stream record is retried; products must accept repeats.
-    pub async fn deliver(&self, user: &UserId, session: SessionId, now_ms: i64) -> Result<(), LogoutError> {
-        let sends = self.endpoints.iter().map(|ep| async move {
-            let token = self.token(&ep.aud, user, session, now_ms)?;
-            let res = self
-                .http
-                .post(&ep.url)
-                .form(&[("logout_token", token)])
-                .send()
-                .await
-                .map_err(|e| LogoutError::Delivery { aud: ep.aud.clone(), source: Box::new(e) })?;
-            if res.status().is_success() {
-                Ok(())
-            } else {
-                Err(LogoutError::Refused { aud: ep.aud.clone(), status: res.status().as_u16() })
-            }
-        });
-        futures::future::join_all(sends).await.into_iter().collect()
+    /// POSTs a logout token (`application/x-www-form-urlencoded`, `logout_token=...`) to every
+    /// endpoint not in `skip` (those told already), each on its own: at once, bounded per product
+    /// (`PER_PRODUCT_CONCURRENCY`), and with its own outcome, so one product that fails or is slow
+    /// neither fails nor delays another. Any answer but 2xx is a failure for that product.
+    pub async fn deliver(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+        skip: &std::collections::BTreeSet<String>,
+    ) -> Vec<(&str, Result<(), LogoutError>)> {
+        let sends = self.endpoints.iter().zip(&self.gates).filter(|(ep, _)| !skip.contains(&ep.aud)).map(
+            |(ep, gate)| async move {
+                let result = async {
+                    let token = self.token(&ep.aud, user, session, now_ms)?;
+                    // The gate is never closed; a closed one would only mean no bound.
+                    let _slot = gate.acquire().await.ok();
+                    let res = self
+                        .http
+                        .post(&ep.url)
+                        .form(&[("logout_token", token)])
+                        .send()
+                        .await
+                        .map_err(|e| LogoutError::Delivery { aud: ep.aud.clone(), source: Box::new(e) })?;
+                    if res.status().is_success() {
+                        Ok(())
+                    } else {
+                        Err(LogoutError::Refused { aud: ep.aud.clone(), status: res.status().as_u16() })
+                    }
+                }
+                .await;
+                (ep.aud.as_str(), result)
+            },
+        );
+        futures::future::join_all(sends).await
     }
+}
+
+/// A logout token's `jti`: the same for every delivery of one session's logout to one product, so
+/// a product that receives it twice (a redelivered stream record) can tell. Derived, not random:
+/// a session is revoked once.
+fn jti(aud: &str, session: SessionId) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("backchannel-logout|{session}|{aud}").as_bytes());
+    hex::encode(&digest[..16])
 }
 
 #[cfg(test)]
@@ -252,6 +297,7 @@ TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
             key: Some(EncodingKey::from_ec_pem(TEST_KEY.as_bytes()).unwrap()),
             kid: Some("k1".into()),
             endpoints: vec![],
+            gates: vec![],
             http: reqwest::Client::new(),
         };
         let user = UserId::parse("alice").unwrap();
@@ -271,6 +317,19 @@ TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
         assert_eq!((claims.sub.as_str(), claims.sid), ("alice", sid.to_string()));
         assert_eq!(claims.exp - claims.iat, TOKEN_TTL_SECS);
         assert!(claims.events.get(EVENT).is_some());
-        assert_eq!(claims.jti.len(), 26);
+        assert_eq!(claims.jti.len(), 32);
+        let again = jsonwebtoken::decode::<LogoutClaims>(
+            &bc.token("chat-web", &user, sid, 1_795_000_100_000).unwrap(),
+            &DecodingKey::from_ec_pem(TEST_PUB.as_bytes()).unwrap(),
+            &v,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(again.jti, claims.jti, "a redelivery carries the same jti");
+        let other = bc.token("codex", &user, sid, 1_795_000_000_000).unwrap();
+        assert_ne!(
+            jsonwebtoken::dangerous::insecure_decode::<LogoutClaims>(&other).map(|d| d.claims.jti).ok(),
+            Some(claims.jti)
+        );
     }
 }

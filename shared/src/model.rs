@@ -144,6 +144,11 @@ impl Watermark {
         signed_in_at <= self.before_ms && self.keep != Some(session)
     }
 
+    /// Whether this watermark covers every session `other` covers, whatever their sign-in times.
+    pub fn covers_all_of(&self, other: &Watermark) -> bool {
+        self.before_ms >= other.before_ms && (self.keep.is_none() || self.keep == other.keep)
+    }
+
     /// Of two watermarks, the later one (on a tie, `other`): its `keep` is the only one a union
     /// can keep.
     pub fn later(self, other: Watermark) -> Watermark {

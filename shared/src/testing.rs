@@ -233,6 +233,25 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.add_app(user, session, app, now_ms).await
     }
 
+    async fn logout_delivered(
+        &self,
+        user: &UserId,
+        session: SessionId,
+    ) -> Result<std::collections::BTreeSet<String>, crate::StoreError> {
+        self.before("logout_delivered").await?;
+        self.inner.logout_delivered(user, session).await
+    }
+
+    async fn mark_logout_delivered(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        aud: &str,
+    ) -> Result<(), crate::StoreError> {
+        self.before("mark_logout_delivered").await?;
+        self.inner.mark_logout_delivered(user, session, aud).await
+    }
+
     async fn query_audit(
         &self,
         user: &UserId,

@@ -357,3 +357,108 @@ pub async fn store_at(port: u16, table: &str, timeouts: &active_sessions::config
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(url).build();
     DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
 }
+
+/// A stand-in product's back-channel logout endpoint, in the test's own process: it answers each
+/// POST after `delay` with 200, or with 500 while `fail_first` attempts per session are not used
+/// up, and records every logout token it receives (with when and what it answered).
+pub struct StandInProduct {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: std::time::Instant,
+    pub sid: String,
+    pub jti: String,
+    pub status: u16,
+}
+
+impl StandInProduct {
+    pub async fn start(delay: std::time::Duration, fail_first: usize) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a stand-in product");
+        let url = format!("http://{}/logout", listener.local_addr().unwrap());
+        let received: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
+        let log = std::sync::Arc::clone(&received);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let log = std::sync::Arc::clone(&log);
+                tokio::spawn(async move {
+                    // One request per connection (`Connection: close`): enough for a test.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let body = loop {
+                        let Ok(n) = stream.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                                })
+                                .and_then(|v| v.parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= end + 4 + length {
+                                break text[end + 4..end + 4 + length].to_owned();
+                            }
+                        }
+                    };
+                    let token = body.strip_prefix("logout_token=").unwrap_or_default().to_owned();
+                    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&token)
+                        .map(|d| d.claims)
+                        .unwrap_or_default();
+                    let sid = claims["sid"].as_str().unwrap_or_default().to_owned();
+                    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+                    tokio::time::sleep(delay).await;
+                    let status = {
+                        let mut log = log.lock().unwrap();
+                        let attempts = log.iter().filter(|r| r.sid == sid).count();
+                        let status = if attempts < fail_first { 500 } else { 200 };
+                        log.push(Received { at: std::time::Instant::now(), sid, jti, status });
+                        status
+                    };
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Self { url, received, task }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StandInProduct {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A back-channel configuration for the given products (`aud` → URL) with a throwaway key.
+pub fn backchannel(products: &[(&str, &str)]) -> active_sessions::logout::Backchannel {
+    let endpoints: Vec<serde_json::Value> =
+        products.iter().map(|(aud, url)| serde_json::json!({"aud": aud, "url": url})).collect();
+    let secret = serde_json::json!({
+        "endpoints": endpoints,
+        "issuer": "http://127.0.0.1",
+        "signing_key_pem": TEST_SIGNING_KEY,
+        "key_id": "test-1",
+    });
+    active_sessions::logout::Backchannel::from_secret_json(&secret.to_string()).expect("back-channel configuration")
+}
+
+/// A throwaway P-256 key for tests and benchmarks only.
+const TEST_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg8/bL2AVkj2NPrp4B
+vO/IRYw+K8SPoKvhTQDpXa8lc0KhRANCAASZed04bTb0nTqiWJ8lybHCaDPaE1pN
+2i8U+9A5GvoZ+9zMN4JEFKFVpi+TCo13GJhBKFQxkshFeHE3RgA+2+un
+-----END PRIVATE KEY-----";

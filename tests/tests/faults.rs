@@ -35,6 +35,48 @@ async fn with_redis_down_validation_answers_from_dynamodb() {
     };
     t.store.revoke_session(token.user_id(), token.session_id(), &revocation, 60, None).await.unwrap();
     assert!(validate(&t.store, &cache, &token, service::now_ms()).await.is_err(), "revoked, Redis or not");
-    // The fan-out's side reports the failure, so the stream record is retried.
+    // The fan-out sees the failure (it logs it and goes on: the propagation window bounds it).
     assert!(cache.invalidate_token(token.hash().as_str()).await.is_err());
+}
+
+/// Defect 8: after redis-server restarts, the validator's subscriber reconnects and subscribes
+/// again, so an invalidation sent after the restart reaches a warm L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_l1_subscriber_survives_a_redis_restart() {
+    use active_sessions::store::MemoryStore;
+    use integration_tests::OwnServer;
+    use redis::AsyncCommands;
+    use std::sync::Arc;
+
+    let redis = OwnServer::redis(None);
+    let port = redis.port;
+    let config = CacheConfig { redis_url: Some(format!("redis://127.0.0.1:{port}/")), ..CacheConfig::default() };
+    let validator = Arc::new(TokenCache::new(&config).await.unwrap());
+    let _subscriber = validator.subscribe().await.expect("subscribed");
+    let fanout = TokenCache::new(&config).await.unwrap();
+    let store = MemoryStore::new();
+    let signed = sign_in(&store, "alice", ClientKind::Browser).await;
+    let token = SessionToken::parse(&signed.token).unwrap();
+
+    redis.stop();
+    let redis = OwnServer::redis(Some(port));
+    // Wait until the subscriber is back: PUBLISH answers how many subscribers heard it.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while con.publish::<_, _, i64>(active_sessions::cache::CHANNEL, "x|noop").await.unwrap() < 1 {
+        assert!(Instant::now() < deadline, "the subscriber never came back after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Warm L1 after the restart, then invalidate: the warm entry must go.
+    let now = service::now_ms();
+    validate(&store, &validator, &token, now).await.unwrap();
+    assert!(validator.l1_contains(&token.hash(), now));
+    fanout.invalidate_token(token.hash().as_str()).await.expect("the fan-out reaches the restarted Redis");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while validator.l1_contains(&token.hash(), service::now_ms()) {
+        assert!(Instant::now() < deadline, "the invalidation never reached the warm L1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(redis);
 }

@@ -81,7 +81,7 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
             serde_dynamo::from_item(change.old_image.clone())?
         };
         let Some(watermark) = new.watermark else { return Ok(Action::Ignore) };
-        if old.watermark.is_some_and(|w| w.before_ms >= watermark.before_ms) {
+        if old.watermark.is_some_and(|w| w.covers_all_of(&watermark)) {
             return Ok(Action::Ignore); // profile edits that leave the watermark as it was
         }
         let meta: WatermarkMeta = serde_dynamo::from_item(change.new_image.clone())

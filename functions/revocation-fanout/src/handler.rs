@@ -1,11 +1,19 @@
+use std::collections::BTreeSet;
+
 use active_sessions::cache::TokenCache;
-use active_sessions::logout::{Backchannel, LogoutError};
+use active_sessions::domain::{SessionId, UserId};
+use active_sessions::logout::Backchannel;
 use active_sessions::service::{self, sweep_watermark};
 use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use tokio::sync::Semaphore;
 
 use crate::classify::{classify, Action};
+
+/// Records whose store and cache work runs at once, at most. Back-channel deliveries are bounded
+/// per product instead (`logout::PER_PRODUCT_CONCURRENCY`), so a slow product never holds these.
+const RECORD_CONCURRENCY: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 enum RecordError {
@@ -13,10 +21,8 @@ enum RecordError {
     Classify(#[from] crate::classify::ClassifyError),
     #[error("store error")]
     Store(#[from] active_sessions::StoreError),
-    #[error("token cache error")]
-    Cache(#[from] redis::RedisError),
-    #[error("back-channel logout failed")]
-    Logout(#[from] LogoutError),
+    #[error("{failed} of the products were not told; they are retried, the others are not told twice")]
+    Logout { failed: usize },
 }
 
 /// What the consumer acts with: the store, the policy, the token caches, the product endpoints.
@@ -27,45 +33,127 @@ pub struct Fanout<'a, S> {
     pub backchannel: &'a Backchannel,
 }
 
-/// Processes a batch record by record. A record that fails (unreadable, or a store error) is
-/// reported by its sequence number; the others are processed regardless, so one poison record
-/// never blocks the rest. Every action is idempotent, so re-delivery is harmless.
+/// Processes a batch: the records of one item in order, those of different items at once (store
+/// and cache work at most `RECORD_CONCURRENCY` at a time). A record that fails is reported by its
+/// sequence number; the others are processed regardless, so one poison record never blocks the
+/// rest.
+///
+/// Each effect of a record is attempted on its own. A record fails (and Lambda delivers it again)
+/// only for an effect that must be retried: a store write (the sweep, an expiry's audit event) or
+/// a product that was not told. Token caches are not worth a retry that would hold the shard:
+/// a failed invalidation is logged, and the propagation window ends the cached entry anyway.
+/// Redeliveries repeat only idempotent effects: products told already are skipped (recorded on
+/// the tombstone), and the sweep and the expiry event write nothing twice.
 pub async fn handle<S: SessionStore>(f: &Fanout<'_, S>, event: Event) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
+    let gate = Semaphore::new(RECORD_CONCURRENCY);
+    let mut items: Vec<(Option<ItemKey>, Vec<&EventRecord>)> = Vec::new();
     for record in &event.records {
-        if let Err(err) = process(f, record).await {
-            let sequence = record.change.sequence_number.clone();
-            tracing::error!(event_id = %record.event_id, sequence = ?sequence, error = %err, "record failed");
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = sequence;
-            response.batch_item_failures.push(failure);
+        let key = item_key(record);
+        match items.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, records)) => records.push(record),
+            None => items.push((key, vec![record])),
         }
+    }
+    let runs = items.iter().map(|(_, records)| {
+        let gate = &gate;
+        async move {
+            let mut failed = Vec::new();
+            for record in records {
+                if let Err(err) = process(f, record, gate).await {
+                    let sequence = record.change.sequence_number.clone();
+                    tracing::error!(event_id = %record.event_id, sequence = ?sequence, error = %err, "record failed");
+                    failed.push(sequence);
+                }
+            }
+            failed
+        }
+    });
+    let mut response = DynamoDbEventResponse::default();
+    for sequence in futures::future::join_all(runs).await.into_iter().flatten() {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = sequence;
+        response.batch_item_failures.push(failure);
     }
     response
 }
 
-async fn process<S: SessionStore>(f: &Fanout<'_, S>, record: &EventRecord) -> Result<(), RecordError> {
+/// An item's partition and sort key.
+type ItemKey<'a> = (&'a str, &'a str);
+
+/// The record's item, to keep one item's records in order.
+fn item_key(record: &EventRecord) -> Option<ItemKey<'_>> {
+    let key = |name: &str| match record.change.keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(v)) => Some(v.as_str()),
+        _ => None,
+    };
+    Some((key(active_sessions::keys::PK)?, key(active_sessions::keys::SK)?))
+}
+
+async fn process<S: SessionStore>(
+    f: &Fanout<'_, S>,
+    record: &EventRecord,
+    gate: &Semaphore,
+) -> Result<(), RecordError> {
     let (store, policy, cache) = (f.store, f.policy, f.cache);
-    match classify(record)? {
+    let action = classify(record)?;
+    let slot = gate.acquire().await.ok();
+    match action {
         Action::Ignore => {}
         Action::Watermark { user, watermark, revocation } => {
             // Caches honour the watermark at once; the sweep then gives each session its record.
-            cache.invalidate_user(&user, watermark).await?;
+            if let Err(e) = cache.invalidate_user(&user, watermark).await {
+                tracing::warn!(user_id = %user, error = %e, "token cache not told of the watermark; entries end with the window");
+            }
             let revoked = sweep_watermark(store, policy, &user, watermark, &revocation).await?;
             tracing::info!(user_id = %user, revoked, watermark = watermark.before_ms, "revoke-all swept");
         }
         Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
-            cache.invalidate_token(&token_hash).await?;
-            f.backchannel.deliver(&user, session, service::now_ms()).await?;
+            if let Err(e) = cache.invalidate_token(&token_hash).await {
+                tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
+            }
+            let told =
+                if f.backchannel.enabled() { store.logout_delivered(&user, session).await? } else { BTreeSet::new() };
+            drop(slot);
+            tell_products(f, &user, session, &told).await?;
             let lag_ms = service::now_ms() - revoked_at_ms;
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
         }
         Action::SessionExpired { user, session, token_hash, device_label, expires_at_ms } => {
-            cache.invalidate_token(&token_hash).await?;
+            if let Err(e) = cache.invalidate_token(&token_hash).await {
+                tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
+            }
             service::record_expiry(store, policy, &user, session, &device_label, expires_at_ms).await?;
             tracing::info!(user_id = %user, session_id = %session, "session expired");
         }
+    }
+    Ok(())
+}
+
+/// Tells every product not told yet, each on its own, and records each one told on the tombstone.
+async fn tell_products<S: SessionStore>(
+    f: &Fanout<'_, S>,
+    user: &UserId,
+    session: SessionId,
+    told: &BTreeSet<String>,
+) -> Result<(), RecordError> {
+    let mut failed = 0;
+    for (aud, outcome) in f.backchannel.deliver(user, session, service::now_ms(), told).await {
+        match outcome {
+            Ok(()) => {
+                // Not recorded only means a redelivery tells this product again, with the same jti.
+                if let Err(e) = f.store.mark_logout_delivered(user, session, aud).await {
+                    tracing::warn!(user_id = %user, session_id = %session, aud, error = %e, "delivery not recorded");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::error!(user_id = %user, session_id = %session, aud, error = %e, "back-channel logout failed");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(RecordError::Logout { failed });
     }
     Ok(())
 }

@@ -27,6 +27,8 @@ use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Wate
 type Item = HashMap<String, AttributeValue>;
 
 const TYPE_SESSION: &str = "SESSION";
+/// On a tombstone: the products its back-channel logout reached (a string set).
+const LOGOUT_DELIVERED: &str = "LogoutDelivered";
 const TYPE_PROFILE: &str = "PROFILE";
 const TYPE_AUDIT: &str = "AUDIT";
 const TYPE_MEMBERSHIP: &str = "MEMBERSHIP";
@@ -781,6 +783,55 @@ impl SessionStore for DynamoStore {
         self.update_active_session(user, session, now_ms, "SET Apps = list_append(Apps, :apps)", missing, values)
             .await
             .map(|_| ())
+    }
+
+    async fn logout_delivered(
+        &self,
+        user: &UserId,
+        session: SessionId,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        // A Query on the one key (not GetItem): the fan-out's role reads with Query only.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK = :sk")
+            .expression_attribute_values(":pk", s(keys::user_pk(user)))
+            .expression_attribute_values(":sk", s(keys::session_sk(&session)))
+            .projection_expression(LOGOUT_DELIVERED)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(send_error)?;
+        Ok(match out.items.and_then(|items| items.into_iter().next()).and_then(|mut i| i.remove(LOGOUT_DELIVERED)) {
+            Some(AttributeValue::Ss(auds)) => auds.into_iter().collect(),
+            _ => Default::default(),
+        })
+    }
+
+    async fn mark_logout_delivered(&self, user: &UserId, session: SessionId, aud: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user, session)))
+            .update_expression(format!("ADD {LOGOUT_DELIVERED} :aud"))
+            // Only on the tombstone: never recreate an item TTL removed.
+            .condition_expression("attribute_exists(PK) AND #status = :revoked")
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_values(":aud", AttributeValue::Ss(vec![aud.to_owned()]))
+            .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(send_error(e)),
+        }
     }
 
     async fn query_audit(&self, user: &UserId, after: Option<ulid::Ulid>, limit: u32) -> Result<AuditPage, StoreError> {

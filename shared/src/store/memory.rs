@@ -17,6 +17,7 @@ struct Inner {
     profiles: HashMap<UserId, Profile>,
     memberships: HashMap<(WorkspaceId, UserId), Role>,
     audit: HashMap<UserId, BTreeMap<ulid::Ulid, AuditEvent>>,
+    logout_delivered: HashMap<(UserId, SessionId), std::collections::BTreeSet<String>>,
     writes: usize,
 }
 
@@ -268,6 +269,25 @@ impl SessionStore for MemoryStore {
                 s.apps.push(app.clone());
                 inner.writes += 1;
             }
+        }
+        Ok(())
+    }
+
+    async fn logout_delivered(
+        &self,
+        user: &UserId,
+        session: SessionId,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        Ok(self.lock().logout_delivered.get(&(user.clone(), session)).cloned().unwrap_or_default())
+    }
+
+    async fn mark_logout_delivered(&self, user: &UserId, session: SessionId, aud: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let revoked =
+            inner.sessions.get(user).and_then(|m| m.get(&session)).is_some_and(|s| s.status == SessionStatus::Revoked);
+        if revoked {
+            inner.logout_delivered.entry((user.clone(), session)).or_default().insert(aud.to_owned());
+            inner.writes += 1;
         }
         Ok(())
     }

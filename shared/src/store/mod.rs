@@ -197,6 +197,24 @@ pub trait SessionStore: Send + Sync {
         now_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The products (`aud`) a revoked session's back-channel logout has reached, as recorded on its
+    /// tombstone by `mark_logout_delivered` (strongly consistent), so a redelivered stream record
+    /// tells only the others.
+    fn logout_delivered(
+        &self,
+        user: &UserId,
+        session: SessionId,
+    ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
+
+    /// Records on a revoked session's tombstone that `aud` received its logout. A write to a
+    /// revoked session: the stream filter lets it pass to no one.
+    fn mark_logout_delivered(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        aud: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.
     fn query_audit(
         &self,

@@ -1,0 +1,112 @@
+//! The fan-out's effects are independent (DynamoDB Local, real stream records, stand-in products
+//! over HTTP): one product down neither blocks nor repeats another, a redelivered record tells
+//! only the products not told yet (with the same `jti`), and Redis down stops nothing.
+
+use std::time::Duration;
+
+use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::domain::ClientKind;
+use active_sessions::service::{self, Caller, RevokeScope, Subject};
+use active_sessions::testing::sign_in;
+use active_sessions::token::SessionToken;
+use active_sessions::Policy;
+use aws_lambda_events::event::dynamodb::Event;
+use integration_tests::{backchannel, s, StandInProduct, TestTable};
+use revocation_fanout::handler::Fanout;
+
+fn caller(token: &str) -> Caller {
+    Caller { token: SessionToken::parse(token).unwrap(), source_ip: None }
+}
+
+/// The table's stream so far, as one Lambda event.
+async fn stream_event(t: &TestTable) -> Event {
+    serde_json::from_value(serde_json::json!({ "Records": t.lambda_stream_records().await })).expect("event")
+}
+
+fn redis_down() -> CacheConfig {
+    // Nothing listens on port 1: every Redis call fails at once.
+    CacheConfig { redis_url: Some("redis://127.0.0.1:1/".into()), ..CacheConfig::default() }
+}
+
+#[tokio::test]
+async fn each_product_is_told_on_its_own_and_never_twice() {
+    let t = TestTable::new().await;
+    let policy = Policy::default();
+    let fast = StandInProduct::start(Duration::ZERO, 0).await;
+    let flaky = StandInProduct::start(Duration::ZERO, 1).await;
+    let bc = backchannel(&[("chatgpt", &fast.url), ("codex", &flaky.url)]);
+    let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
+    let f = Fanout { store: &t.store, policy: &policy, cache: &cache, backchannel: &bc };
+
+    let me = sign_in(&t.store, "alice", ClientKind::Browser).await;
+    let phone = sign_in(&t.store, "alice", ClientKind::MobileApp).await;
+    let target = phone.session_id.to_string();
+    service::revoke_session(&t.store, &policy, &caller(&me.token), &Subject::Own, &target, service::now_ms())
+        .await
+        .unwrap();
+    let event = stream_event(&t).await;
+
+    let first = revocation_fanout::handle(&f, event.clone()).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "the record fails for the product that failed");
+    assert_eq!(fast.received().len(), 1);
+    assert_eq!(flaky.received().iter().map(|r| r.status).collect::<Vec<_>>(), vec![500]);
+    let tombstone = t.get("USER#alice", &format!("SESSION#{target}")).await.unwrap();
+    assert!(tombstone["LogoutDelivered"].as_ss().unwrap().contains(&"chatgpt".to_owned()));
+
+    // Lambda delivers it again: only the product not told yet is told, with the same jti.
+    let second = revocation_fanout::handle(&f, event).await;
+    assert!(second.batch_item_failures.is_empty(), "{second:?}");
+    assert_eq!(fast.received().len(), 1, "a product told already is not told twice");
+    let attempts = flaky.received();
+    assert_eq!(attempts.iter().map(|r| r.status).collect::<Vec<_>>(), vec![500, 200]);
+    assert_eq!(attempts[0].jti, attempts[1].jti, "a redelivery carries the same jti");
+    assert_eq!(attempts[0].sid, target);
+    // The tombstone write is a revoked → revoked MODIFY: it must not reach the fan-out again.
+    let tombstone = t.get("USER#alice", &format!("SESSION#{target}")).await.unwrap();
+    assert_eq!(s(&tombstone, "Status"), "revoked");
+}
+
+#[tokio::test]
+async fn with_redis_down_the_sweep_runs_and_products_are_told() {
+    let t = TestTable::new().await;
+    let policy = Policy::default();
+    let product = StandInProduct::start(Duration::ZERO, 0).await;
+    let bc = backchannel(&[("chatgpt", &product.url)]);
+    let cache = TokenCache::new(&redis_down()).await.unwrap();
+    let f = Fanout { store: &t.store, policy: &policy, cache: &cache, backchannel: &bc };
+
+    let me = sign_in(&t.store, "alice", ClientKind::Browser).await;
+    let others =
+        [sign_in(&t.store, "alice", ClientKind::MobileApp).await, sign_in(&t.store, "alice", ClientKind::Cli).await];
+    let revoked = service::revoke_all(
+        &t.store,
+        &policy,
+        &caller(&me.token),
+        &Subject::Own,
+        RevokeScope::Others,
+        None,
+        service::now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked.revoked, 2);
+
+    // The watermark's record: the sweep runs although the caches can't be told.
+    let watermark = stream_event(&t).await;
+    let res = revocation_fanout::handle(&f, watermark.clone()).await;
+    assert!(res.batch_item_failures.is_empty(), "Redis down fails nothing: {res:?}");
+    for o in &others {
+        let item = t.get("USER#alice", &format!("SESSION#{}", o.session_id)).await.unwrap();
+        assert_eq!(s(&item, "Status"), "revoked", "swept");
+    }
+    // The sweep's records: each product is told of each session.
+    let mut swept = stream_event(&t).await;
+    swept.records.retain(|r| !watermark.records.iter().any(|w| w.change.sequence_number == r.change.sequence_number));
+    let res = revocation_fanout::handle(&f, swept).await;
+    assert!(res.batch_item_failures.is_empty(), "{res:?}");
+    let mut told: Vec<String> = product.received().into_iter().map(|r| r.sid).collect();
+    told.sort();
+    let mut expected: Vec<String> = others.iter().map(|o| o.session_id.to_string()).collect();
+    expected.sort();
+    assert_eq!(told, expected);
+}
