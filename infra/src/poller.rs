@@ -220,7 +220,11 @@ async fn main() -> Result<(), BoxError> {
     let arn = table_desc.table.and_then(|t| t.latest_stream_arn).ok_or("the table has no stream")?;
     let mut poller = Poller {
         streams: Streams::new(&config),
-        http: reqwest::Client::new(),
+        // Bounded like every call: the function's own timeout is 60 s deployed.
+        http: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(90))
+            .build()?,
         invoke_url,
         arn,
         region,

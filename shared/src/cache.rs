@@ -149,7 +149,13 @@ pub struct TokenCache {
 struct Redis {
     client: redis::Client,
     manager: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// After a call fails for want of Redis, calls fail at once until then: a Redis that is down
+    /// costs one bounded wait per `REDIS_PAUSE`, not one per validation.
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long calls skip Redis after one failed for want of it.
+const REDIS_PAUSE: Duration = Duration::from_secs(1);
 
 /// The longest any Redis call may take before validation moves on to DynamoDB.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -159,7 +165,30 @@ fn timed_out() -> redis::RedisError {
 }
 
 impl Redis {
+    fn new(client: redis::Client) -> Self {
+        Self { client, manager: tokio::sync::OnceCell::new(), paused_until: std::sync::Mutex::new(None) }
+    }
+
+    fn paused(&self) -> bool {
+        let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// Notes a failure: one for want of Redis (no connection, no answer in time) pauses calls.
+    fn failed(&self, e: &redis::RedisError) {
+        if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+            *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now() + REDIS_PAUSE);
+        }
+    }
+
     async fn con(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+        if self.paused() {
+            return Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "Redis failed just now; skipped for a second",
+            )));
+        }
         let manager = self
             .manager
             .get_or_try_init(|| async {
@@ -167,8 +196,14 @@ impl Redis {
                     .await
                     .map_err(|_| timed_out())?
             })
-            .await?;
+            .await
+            .inspect_err(|e| self.failed(e))?;
         Ok(manager.clone())
+    }
+
+    /// Runs a call under `REDIS_TIMEOUT`, pausing Redis if it failed for want of it.
+    async fn bounded<T>(&self, f: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+        bounded(f).await.inspect_err(|e| self.failed(e))
     }
 }
 
@@ -191,7 +226,7 @@ impl TokenCache {
                 // ring) and would panic at the first rediss:// connection without a choice. Err
                 // only means a provider is installed already.
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                Some(Redis { client: redis::Client::open(url.as_str())?, manager: tokio::sync::OnceCell::new() })
+                Some(Redis::new(redis::Client::open(url.as_str())?))
             }
         };
         Ok(Self { window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX), l1, l1_watermarks, redis })
@@ -246,7 +281,7 @@ impl TokenCache {
         let keys = [format!("{TOKEN_KEY}{key}"), format!("{WATERMARK_KEY}{user}")];
         let read = async {
             let mut con = redis.con().await?;
-            bounded(con.mget::<_, Vec<Option<String>>>(&keys)).await
+            redis.bounded(con.mget::<_, Vec<Option<String>>>(&keys)).await
         };
         let values: Vec<Option<String>> = match read.await {
             Ok(v) => v,
@@ -275,7 +310,7 @@ impl TokenCache {
             let Ok(json) = serde_json::to_string(entry) else { return };
             let write = async {
                 let mut con = redis.con().await?;
-                bounded(con.pset_ex::<_, _, ()>(format!("{TOKEN_KEY}{key}"), json, ttl_ms)).await
+                redis.bounded(con.pset_ex::<_, _, ()>(format!("{TOKEN_KEY}{key}"), json, ttl_ms)).await
             };
             if let Err(e) = write.await {
                 tracing::warn!(error = %e, "L2 write failed");
@@ -288,8 +323,8 @@ impl TokenCache {
         self.drop_l1(hash);
         if let Some(redis) = &self.redis {
             let mut con = redis.con().await?;
-            bounded(con.del::<_, ()>(format!("{TOKEN_KEY}{hash}"))).await?;
-            bounded(con.publish::<_, _, i64>(CHANNEL, Invalidation::Token(hash.to_owned()).encode())).await?;
+            redis.bounded(con.del::<_, ()>(format!("{TOKEN_KEY}{hash}"))).await?;
+            redis.bounded(con.publish::<_, _, i64>(CHANNEL, Invalidation::Token(hash.to_owned()).encode())).await?;
         }
         Ok(())
     }
@@ -302,8 +337,8 @@ impl TokenCache {
         if let Some(redis) = &self.redis {
             let mut con = redis.con().await?;
             let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
-            bounded(con.pset_ex::<_, _, ()>(format!("{WATERMARK_KEY}{user}"), inv.encode(), ttl_ms)).await?;
-            bounded(con.publish::<_, _, i64>(CHANNEL, inv.encode())).await?;
+            redis.bounded(con.pset_ex::<_, _, ()>(format!("{WATERMARK_KEY}{user}"), inv.encode(), ttl_ms)).await?;
+            redis.bounded(con.publish::<_, _, i64>(CHANNEL, inv.encode())).await?;
         }
         Ok(())
     }

@@ -91,6 +91,8 @@ async fn run(n: usize, slow: Option<Duration>) -> (Duration, Vec<Duration>, Vec<
 async fn main() {
     let n = env("BENCH_RECORDS", 100) as usize;
     let slow = Duration::from_millis(env("BENCH_SLOW_MS", 2000));
+    // A first round warms DynamoDB Local, the HTTP client and the signer; it is not counted.
+    run(n, None).await;
     let (alone_batch, alone, _) = run(n, None).await;
     let (batch, fast, mut raw) = run(n, Some(slow)).await;
     raw.sort();

@@ -209,6 +209,7 @@ async fn a_stalled_dynamodb_is_a_503_within_the_budget() {
     let (status, ct, body) = parts(&res);
     assert_eq!((status, ct.as_str()), (503, "application/problem+json"), "{body}");
     assert_eq!(res.headers()["retry-after"], "2");
+    eprintln!("stalled DynamoDB: GET /v1/sessions answered 503 after {elapsed:?}");
     assert!(elapsed < Duration::from_millis(3500), "503 after {elapsed:?}");
     // A revoke while stalled: 503 too; after the store comes back, the session is still active.
     let started = Instant::now();
@@ -240,5 +241,6 @@ async fn an_unreachable_dynamodb_is_a_503() {
     let (status, ct, _) = parts(&res);
     assert_eq!((status, ct.as_str()), (503, "application/problem+json"));
     assert_eq!(res.headers()["retry-after"], "2");
+    eprintln!("unreachable DynamoDB: GET /v1/sessions answered 503 after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_millis(3500), "{:?}", started.elapsed());
 }
