@@ -64,6 +64,24 @@ impl Default for StoreTimeouts {
 }
 
 impl StoreTimeouts {
+    /// The AWS SDK's configuration loader, every call bounded by these timeouts (connect, each
+    /// attempt, the whole call) with a bounded number of attempts: for DynamoDB, and for any
+    /// other AWS call (the fan-out's Secrets Manager read at start).
+    pub fn sdk_loader(&self) -> aws_config::ConfigLoader {
+        let timeout_config = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build();
+        let retry_config = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(std::time::Duration::from_millis(25))
+            .with_max_backoff(std::time::Duration::from_millis(400));
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeout_config)
+            .retry_config(retry_config)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         let ms = |name, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {

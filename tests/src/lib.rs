@@ -353,7 +353,7 @@ pub fn free_port() -> u16 {
 /// A store on `table` at a DynamoDB of the test's choosing (its own server, or a closed port).
 pub async fn store_at(port: u16, table: &str, timeouts: &active_sessions::config::StoreTimeouts) -> DynamoStore {
     let url = format!("http://127.0.0.1:{port}");
-    let sdk = DynamoStore::config_loader(timeouts).endpoint_url(&url).load().await;
+    let sdk = timeouts.sdk_loader().endpoint_url(&url).load().await;
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(url).build();
     DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table)
 }

@@ -13,11 +13,13 @@ use active_sessions::logout::Backchannel;
 /// The back-channel logout configuration: deployed, from the Secrets Manager secret whose ARN is
 /// `BACKCHANNEL_SECRET_ARN` (read once, at start); locally, from the environment. Nothing of
 /// the secret's value is ever logged or put in an error.
-pub async fn load_backchannel() -> Result<Backchannel, lambda_runtime::Error> {
+pub async fn load_backchannel(
+    timeouts: &active_sessions::config::StoreTimeouts,
+) -> Result<Backchannel, lambda_runtime::Error> {
     let Some(arn) = std::env::var("BACKCHANNEL_SECRET_ARN").ok().filter(|v| !v.trim().is_empty()) else {
         return Ok(Backchannel::from_env()?);
     };
-    let config = aws_config::load_from_env().await;
+    let config = timeouts.sdk_loader().load().await;
     let out =
         aws_sdk_secretsmanager::Client::new(&config).get_secret_value().secret_id(&arn).send().await.map_err(|e| {
             format!(

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let cache = TokenCache::new(&CacheConfig::from_env()?).await?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let backchannel = revocation_fanout::load_backchannel().await?;
+    let backchannel = revocation_fanout::load_backchannel(&config.timeouts).await?;
     let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel };
     let fanout = &fanout;
     run(service_fn(move |event: LambdaEvent<Event>| async move {

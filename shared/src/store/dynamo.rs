@@ -50,24 +50,8 @@ impl DynamoStore {
     /// `timeouts` (connect, each attempt, the whole call with its retries). `AWS_ENDPOINT_URL_DYNAMODB`
     /// points it at DynamoDB Local; there is no other local switch.
     pub async fn from_env(table: impl Into<String>, timeouts: &StoreTimeouts) -> Self {
-        let config = Self::config_loader(timeouts).load().await;
+        let config = timeouts.sdk_loader().load().await;
         Self::new(Client::new(&config), table)
-    }
-
-    /// The SDK configuration loader with `timeouts` and a bounded number of attempts.
-    pub fn config_loader(timeouts: &StoreTimeouts) -> aws_config::ConfigLoader {
-        let timeout_config = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(timeouts.connect)
-            .operation_attempt_timeout(timeouts.attempt)
-            .operation_timeout(timeouts.operation)
-            .build();
-        let retry_config = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(timeouts.max_attempts)
-            .with_initial_backoff(Duration::from_millis(25))
-            .with_max_backoff(Duration::from_millis(400));
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeout_config)
-            .retry_config(retry_config)
     }
 
     pub fn client(&self) -> &Client {
