@@ -1,5 +1,6 @@
-use active_sessions::cache::{self, ActivityTracker, IntrospectionRequest, TokenCache};
+use active_sessions::cache::TokenCache;
 use active_sessions::http::{self, HttpMethod};
+use active_sessions::service::{ActivityTracker, IntrospectionRequest};
 use active_sessions::{service, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
@@ -22,7 +23,7 @@ async fn introspect<S: SessionStore>(
 ) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::POST, "POST")?;
     let form: IntrospectionRequest = http::form_body(req)?;
-    let answer = cache::introspect(store, cache, activity, form, service::now_ms()).await?;
+    let answer = service::introspect(store, cache, activity, form, service::now_ms()).await?;
     Ok(http::json(200, &answer))
 }
 

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use active_sessions::cache::{ActivityTracker, CacheConfig, TokenCache};
+use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::service::ActivityTracker;
 use active_sessions::{telemetry, Config, DynamoStore};
 use lambda_http::{run, service_fn, Error, Request};
 

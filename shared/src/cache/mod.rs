@@ -25,10 +25,12 @@ use crate::service::{authenticate, Principal};
 use crate::store::SessionStore;
 use crate::token::{SessionToken, TokenHash};
 
-/// The channel the fan-out publishes invalidations on.
-pub const CHANNEL: &str = "active-sessions:invalidations";
-const TOKEN_KEY: &str = "as:tok:";
-const WATERMARK_KEY: &str = "as:wm:";
+mod redis_client;
+mod wire;
+
+use redis_client::{open_subscription, Redis};
+pub use wire::{Invalidation, CHANNEL};
+use wire::{TOKEN_KEY, WATERMARK_KEY};
 
 /// What the caches hold for a valid token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,43 +59,6 @@ impl CachedSession {
 
     fn trusted_at(&self, now_ms: i64, watermark: Option<&Watermark>) -> bool {
         now_ms < self.cached_until_ms && !watermark.is_some_and(|w| w.covers_at(self.signed_in_at, self.session_id))
-    }
-}
-
-/// An invalidation message: one token, or every session of a user a watermark covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    Token(String),
-    User { user: UserId, watermark: Watermark },
-}
-
-impl Invalidation {
-    pub fn encode(&self) -> String {
-        match self {
-            Self::Token(hash) => format!("t|{hash}"),
-            Self::User { user, watermark } => format!(
-                "u|{user}|{}|{}",
-                watermark.before_ms,
-                watermark.keep.map(|k| k.to_string()).unwrap_or_default()
-            ),
-        }
-    }
-
-    pub fn decode(raw: &str) -> Option<Self> {
-        let mut parts = raw.split('|');
-        match parts.next()? {
-            "t" => Some(Self::Token(parts.next()?.to_owned())),
-            "u" => {
-                let user = UserId::parse(parts.next()?).ok()?;
-                let before_ms = parts.next()?.parse().ok()?;
-                let keep = match parts.next()? {
-                    "" => None,
-                    id => Some(SessionId::parse(id).ok()?),
-                };
-                Some(Self::User { user, watermark: Watermark { before_ms, keep } })
-            }
-            _ => None,
-        }
     }
 }
 
@@ -144,74 +109,6 @@ pub struct TokenCache {
     redis: Option<Redis>,
 }
 
-/// L2's client. It connects on first use, not at start-up, so a Redis that is down when a
-/// validator starts costs L2 only; every call is bounded by `REDIS_TIMEOUT`.
-struct Redis {
-    client: redis::Client,
-    manager: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
-    /// After a call fails for want of Redis, calls fail at once until then: a Redis that is down
-    /// costs one bounded wait per `REDIS_PAUSE`, not one per validation.
-    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
-}
-
-/// How long calls skip Redis after one failed for want of it.
-const REDIS_PAUSE: Duration = Duration::from_secs(1);
-
-/// The longest any Redis call may take before validation moves on to DynamoDB.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-
-fn timed_out() -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "Redis call timed out"))
-}
-
-impl Redis {
-    fn new(client: redis::Client) -> Self {
-        Self { client, manager: tokio::sync::OnceCell::new(), paused_until: std::sync::Mutex::new(None) }
-    }
-
-    fn paused(&self) -> bool {
-        let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        until.is_some_and(|t| std::time::Instant::now() < t)
-    }
-
-    /// Notes a failure: one for want of Redis (no connection, no answer in time) pauses calls.
-    fn failed(&self, e: &redis::RedisError) {
-        if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-            *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(std::time::Instant::now() + REDIS_PAUSE);
-        }
-    }
-
-    async fn con(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
-        if self.paused() {
-            return Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "Redis failed just now; skipped for a second",
-            )));
-        }
-        let manager = self
-            .manager
-            .get_or_try_init(|| async {
-                tokio::time::timeout(REDIS_TIMEOUT, self.client.get_connection_manager())
-                    .await
-                    .map_err(|_| timed_out())?
-            })
-            .await
-            .inspect_err(|e| self.failed(e))?;
-        Ok(manager.clone())
-    }
-
-    /// Runs a call under `REDIS_TIMEOUT`, pausing Redis if it failed for want of it.
-    async fn bounded<T>(&self, f: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
-        bounded(f).await.inspect_err(|e| self.failed(e))
-    }
-}
-
-/// Runs a Redis call under `REDIS_TIMEOUT`.
-async fn bounded<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
-    tokio::time::timeout(REDIS_TIMEOUT, f).await.map_err(|_| timed_out())?
-}
-
 impl TokenCache {
     /// Builds the caches. Only a malformed `REDIS_URL` fails; an unreachable Redis does not.
     pub async fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
@@ -236,7 +133,7 @@ impl TokenCache {
         self.window_ms
     }
 
-    fn l1_get(&self, key: &str, now_ms: i64) -> Option<Arc<CachedSession>> {
+    pub(crate) fn l1_get(&self, key: &str, now_ms: i64) -> Option<Arc<CachedSession>> {
         let entry = self.l1.as_ref()?.get(key)?;
         let watermark = self.l1_watermarks.get(&entry.user_id);
         if entry.trusted_at(now_ms, watermark.as_ref()) {
@@ -298,7 +195,7 @@ impl TokenCache {
         (entry.user_id == *user && entry.trusted_at(now_ms, watermark.as_ref())).then_some(entry)
     }
 
-    async fn fill(&self, key: &str, entry: &CachedSession, now_ms: i64) {
+    pub(crate) async fn fill(&self, key: &str, entry: &CachedSession, now_ms: i64) {
         if let Some(l1) = &self.l1 {
             l1.insert(key.to_owned(), Arc::new(entry.clone()));
         }
@@ -395,12 +292,6 @@ impl TokenCache {
     }
 }
 
-async fn open_subscription(client: &redis::Client) -> Result<redis::aio::PubSub, redis::RedisError> {
-    let mut pubsub = bounded(client.get_async_pubsub()).await?;
-    bounded(pubsub.subscribe(CHANNEL)).await?;
-    Ok(pubsub)
-}
-
 /// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is one hash
 /// and one lookup, with no allocation beyond the key.
 pub async fn validate<S: SessionStore>(
@@ -426,129 +317,6 @@ pub async fn validate<S: SessionStore>(
     let entry = CachedSession::from_principal(&principal, now_ms, cache.window_ms);
     cache.fill(key, &entry, now_ms).await;
     Ok(Arc::new(entry))
-}
-
-/// Remembers which sessions this instance marked active recently, so a hot session writes
-/// `LastActiveAt` at most once per interval (`LAST_ACTIVE_INTERVAL_SECONDS`, 300).
-pub struct ActivityTracker {
-    interval_ms: i64,
-    recent: moka::sync::Cache<SessionId, ()>,
-}
-
-impl ActivityTracker {
-    pub fn new(interval: Duration) -> Self {
-        Self {
-            interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
-            recent: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(interval).build(),
-        }
-    }
-
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let secs = match std::env::var("LAST_ACTIVE_INTERVAL_SECONDS") {
-            Err(_) => 300,
-            Ok(v) => v.trim().parse::<u64>().ok().filter(|s| *s >= 1).ok_or(crate::config::ConfigError::Invalid {
-                name: "LAST_ACTIVE_INTERVAL_SECONDS",
-                reason: "expected a whole number >= 1".into(),
-            })?,
-        };
-        Ok(Self::new(Duration::from_secs(secs)))
-    }
-
-    /// Whether to write now; marks the session as written for one interval.
-    fn claim(&self, session: SessionId) -> bool {
-        if self.recent.contains_key(&session) {
-            return false;
-        }
-        self.recent.insert(session, ());
-        true
-    }
-
-    /// Forgets a claim whose write failed, so the next call tries again.
-    fn release(&self, session: SessionId) {
-        self.recent.invalidate(&session);
-    }
-}
-
-/// The RFC 7662 request: `token`, and optionally the first-party `app` asking.
-#[derive(Debug, Deserialize)]
-pub struct IntrospectionRequest {
-    pub token: Option<String>,
-    pub token_type_hint: Option<String>,
-    pub app: Option<String>,
-}
-
-/// The RFC 7662 answer. Inactive tokens get `{"active": false}` and nothing else.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<UserId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sid: Option<SessionId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub apps: Option<Vec<AppId>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
-}
-
-impl Introspection {
-    fn inactive() -> Self {
-        Self { active: false, sub: None, sid: None, exp: None, iat: None, apps: None, token_type: None }
-    }
-}
-
-/// Introspects a token through the caches; records the asking app and (at most once per
-/// interval) the session's last activity.
-#[tracing::instrument(skip_all)]
-pub async fn introspect<S: SessionStore>(
-    store: &S,
-    cache: &TokenCache,
-    activity: &ActivityTracker,
-    request: IntrospectionRequest,
-    now_ms: i64,
-) -> Result<Introspection, ServiceError> {
-    let raw =
-        request.token.filter(|t| !t.is_empty()).ok_or_else(|| ServiceError::BadRequest("token is required".into()))?;
-    let app = request.app.as_deref().map(AppId::parse).transpose().map_err(|e| ServiceError::BadRequest(e.0))?;
-    let Ok(token) = SessionToken::parse(&raw) else { return Ok(Introspection::inactive()) };
-    let mut entry = match validate(store, cache, &token, now_ms).await {
-        Ok(entry) => Arc::unwrap_or_clone(entry),
-        Err(ServiceError::InvalidToken) => return Ok(Introspection::inactive()),
-        Err(other) => return Err(other),
-    };
-    // Bookkeeping is best effort: it never changes the answer. A write that fails is retried on a
-    // later call (the claim is released, and a missing app is still missing).
-    if activity.claim(entry.session_id) {
-        let stale_before = now_ms - activity.interval_ms;
-        if let Err(e) = store.touch_session(&entry.user_id, entry.session_id, now_ms, stale_before).await {
-            activity.release(entry.session_id);
-            tracing::warn!(error = %e, session_id = %entry.session_id, "last activity not recorded; retried later");
-        }
-    }
-    if let Some(app) = app.filter(|a| !entry.apps.contains(a)) {
-        match store.add_app(&entry.user_id, entry.session_id, &app, now_ms).await {
-            Ok(()) => {
-                entry.apps.push(app);
-                // Both levels learn the app (the entry keeps its `cached_until_ms`), so the same
-                // write is not repeated on every call for the rest of the window.
-                cache.fill(token.hash().as_str(), &entry, now_ms).await;
-            }
-            Err(e) => tracing::warn!(error = %e, session_id = %entry.session_id, "app not recorded; retried later"),
-        }
-    }
-    Ok(Introspection {
-        active: true,
-        sub: Some(entry.user_id),
-        sid: Some(entry.session_id),
-        exp: Some(entry.expires_at),
-        iat: Some(entry.signed_in_at / 1000),
-        apps: Some(entry.apps),
-        token_type: Some("bearer"),
-    })
 }
 
 #[cfg(test)]
@@ -623,57 +391,6 @@ mod tests {
         c.apply(&Invalidation::User { user, watermark: Watermark { before_ms: now, keep: Some(a.session_id) } });
         assert!(c.l1_contains(&ta.hash(), now));
         assert!(!c.l1_contains(&tb.hash(), now));
-    }
-
-    fn introspection(token: &str, app: Option<&str>) -> IntrospectionRequest {
-        IntrospectionRequest { token: Some(token.into()), token_type_hint: None, app: app.map(Into::into) }
-    }
-
-    #[tokio::test]
-    async fn failed_bookkeeping_never_fails_a_valid_token_and_is_retried() {
-        let store = Arc::new(MemoryStore::new());
-        let signed = crate::testing::sign_in(&*store, "alice", ClientKind::Browser).await;
-        let chaos = crate::testing::ChaosStore::new(Arc::clone(&store), 7);
-        chaos.fail("touch_session");
-        chaos.fail("add_app");
-        let c = cache(10, Duration::from_secs(60)).await;
-        let activity = ActivityTracker::new(Duration::from_secs(300));
-        // Past the last-activity interval, so a touch is due.
-        let now = crate::service::now_ms() + 400_000;
-        let answer = introspect(&chaos, &c, &activity, introspection(&signed.token, Some("codex")), now).await;
-        let answer = answer.expect("a valid token stays valid when bookkeeping fails");
-        assert!(answer.active);
-        let user = UserId::parse("alice").unwrap();
-        let stored = store.get(&user, signed.session_id).unwrap();
-        assert_eq!(stored.apps, vec![AppId::parse("chatgpt").unwrap()], "the failed write wrote nothing");
-        assert!(stored.last_active_at < now);
-        // DynamoDB recovers: the next call writes both.
-        chaos.heal("touch_session");
-        chaos.heal("add_app");
-        let answer = introspect(&chaos, &c, &activity, introspection(&signed.token, Some("codex")), now).await.unwrap();
-        assert!(answer.apps.unwrap().contains(&AppId::parse("codex").unwrap()));
-        let stored = store.get(&user, signed.session_id).unwrap();
-        assert!(stored.apps.contains(&AppId::parse("codex").unwrap()));
-        assert_eq!(stored.last_active_at, now, "the failed touch was retried");
-    }
-
-    #[tokio::test]
-    async fn an_added_app_is_cached_so_the_write_is_not_repeated() {
-        let store = MemoryStore::new();
-        let signed = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
-        let c = cache(10, Duration::from_secs(60)).await;
-        let activity = ActivityTracker::new(Duration::from_secs(300));
-        let now = crate::service::now_ms();
-        introspect(&store, &c, &activity, introspection(&signed.token, Some("codex")), now).await.unwrap();
-        let hash = SessionToken::parse(&signed.token).unwrap().hash();
-        let entry = c.l1_get(hash.as_str(), now).expect("the entry stays cached after the app is added");
-        assert!(entry.apps.contains(&AppId::parse("codex").unwrap()), "and knows the app");
-        let writes = store.writes();
-        for _ in 0..3 {
-            let answer = introspect(&store, &c, &activity, introspection(&signed.token, Some("codex")), now).await;
-            assert!(answer.unwrap().apps.unwrap().contains(&AppId::parse("codex").unwrap()));
-        }
-        assert_eq!(store.writes(), writes, "no second write");
     }
 
     #[tokio::test]

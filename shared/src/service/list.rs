@@ -1,0 +1,99 @@
+//! Listing sessions: one Query per page, the current session first.
+
+use serde::Serialize;
+
+use super::auth::{authorize, Subject};
+use super::views::SessionView;
+use super::{bad, parse_limit};
+use crate::cursor::{self, Listing, Position};
+use crate::domain::SessionId;
+use crate::error::ServiceError;
+use crate::model::Session;
+use crate::store::SessionStore;
+use crate::token::SessionToken;
+
+/// A listing's query parameters, as they came.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub include_cli: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionListing {
+    pub sessions: Vec<SessionView>,
+    pub next_cursor: Option<String>,
+}
+
+fn parse_bool(name: &str, raw: Option<&str>) -> Result<bool, ServiceError> {
+    match raw {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(bad(format!("{name} must be true or false"))),
+    }
+}
+
+/// Active first-party sessions of the subject: for self-service the current session first, then
+/// newest first. One Query per page; for self-service it runs alongside the token check (nothing
+/// is returned unless the token is valid).
+#[tracing::instrument(skip_all, fields(user_id = %token.user_id(), subject = ?subject))]
+pub async fn list_sessions<S: SessionStore>(
+    store: &S,
+    token: &SessionToken,
+    subject: &Subject,
+    query: &ListQuery,
+    now_ms: i64,
+) -> Result<SessionListing, ServiceError> {
+    let limit = parse_limit(query.limit.as_deref())?;
+    let include_cli = parse_bool("include_cli", query.include_cli.as_deref())?;
+    let owner = match subject {
+        Subject::Own => token.user_id().clone(),
+        Subject::Member(u) => u.clone(),
+    };
+    let position = query
+        .cursor
+        .as_deref()
+        .map(|c| cursor::decode(c, &owner, Listing::Sessions))
+        .transpose()
+        .map_err(|e| bad(e.0))?;
+    // Self-service shows the current session in the first page's first slot.
+    let own = *subject == Subject::Own;
+    let first_page_with_current = own && position.is_none();
+    let query_limit = if first_page_with_current { limit - 1 } else { limit };
+    let after = match position {
+        Some(Position::After(id)) => Some(SessionId::from_ulid(id)),
+        _ => None,
+    };
+    let page = async {
+        if query_limit == 0 {
+            return Ok(None);
+        }
+        store.query_sessions(&owner, after, query_limit).await.map(Some).map_err(ServiceError::from)
+    };
+    let (auth, page) = if own {
+        tokio::try_join!(authorize(store, token, subject, None, now_ms), page)?
+    } else {
+        let auth = authorize(store, token, subject, None, now_ms).await?;
+        (auth, page.await?)
+    };
+
+    let current = own.then_some(&auth.principal.session);
+    let watermark = auth.watermark();
+    let listed = |s: &Session| s.client.is_listed(include_cli) && s.is_active_at(now_ms, watermark.as_ref());
+    let mut sessions = Vec::with_capacity(limit as usize);
+    if let Some(current) = current.filter(|c| first_page_with_current && listed(c)) {
+        sessions.push(SessionView::new(current, true));
+    }
+    let next_cursor = match page {
+        None => Some(cursor::encode(&owner, Listing::Sessions, Position::Top)),
+        Some(p) => {
+            let not_current = |s: &&Session| current.is_none_or(|c| c.session_id != s.session_id);
+            sessions.extend(
+                p.sessions.iter().filter(not_current).filter(|s| listed(s)).map(|s| SessionView::new(s, false)),
+            );
+            p.last_evaluated.map(|id| cursor::encode(&owner, Listing::Sessions, Position::After(id.ulid())))
+        }
+    };
+    Ok(SessionListing { sessions, next_cursor })
+}

@@ -1,0 +1,75 @@
+//! The operations, over any `SessionStore`. Handlers parse HTTP, call these, and render the result.
+//!
+//! Every operation acts on a *subject*: the caller's own account (self-service, refused for
+//! SSO-linked accounts) or a member of the caller's workspace (admins only; anyone else gets 404
+//! for a user outside their workspace and 403 inside it).
+//!
+//! One module per operation: `auth` (who is calling, on whose sessions), `sign_in` (with the
+//! session cap), `list`, `revoke` (one, all, the sweep, expiry), `trust`, `events`, `users`,
+//! `introspect` (RFC 7662 for products, with its bookkeeping), and `views` (what they answer).
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::error::ServiceError;
+
+mod auth;
+mod events;
+mod introspect;
+mod list;
+mod revoke;
+mod sign_in;
+mod trust;
+mod users;
+mod views;
+
+pub use auth::{authenticate, Caller, Principal, Subject};
+pub use events::{list_events, EventListing};
+pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
+pub use list::{list_sessions, ListQuery, SessionListing};
+pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_watermark, RevokeScope, RevokedCount};
+pub use sign_in::{create_session, NewSession};
+pub use trust::{set_trusted, SessionPatch};
+pub use users::{put_user, UserProfileInput, UserProfileView};
+pub use views::{ActorView, CreatedSession, EventSessionView, EventView, SessionView};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+pub const MAX_APPS: usize = 16;
+pub const MAX_USER_AGENT_LEN: usize = 1024;
+pub const MAX_NOTE_LEN: usize = 200;
+/// How many per-session revokes a watermark sweep runs at once.
+const SWEEP_CONCURRENCY: usize = 16;
+/// Concurrent revoke-alls race on the watermark; each loser combines its own with the winner's.
+const WATERMARK_RETRIES: u32 = 5;
+
+pub fn now_ms() -> i64 {
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Epoch milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn bad(detail: impl Into<String>) -> ServiceError {
+    ServiceError::BadRequest(detail.into())
+}
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ServiceError {
+    ServiceError::Internal(Box::new(e))
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<u32, ServiceError> {
+    match raw {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(bad(format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"))),
+        },
+    }
+}

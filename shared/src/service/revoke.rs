@@ -1,0 +1,218 @@
+//! Revocation: one session, all of them (or all others) through the watermark, the fan-out's sweep
+//! of a watermark, and the record of a TTL expiry.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::auth::{audit_event, authorize, refuse_own_through_admin, Authorized, Caller, Subject};
+use super::{bad, MAX_NOTE_LEN, SWEEP_CONCURRENCY, WATERMARK_RETRIES};
+use crate::config::Policy;
+use crate::domain::{SessionId, UserId};
+use crate::error::ServiceError;
+use crate::model::{Actor, AuditEvent, AuditScope, Revocation, RevokeReason, SessionStatus, Watermark};
+use crate::store::{Audited, ReadSet, RevokeOutcome, SessionStore, StoreError};
+
+/// Revokes one session of the subject (never the caller's current one), with its audit event in
+/// the same transaction.
+#[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
+pub async fn revoke_session<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    caller: &Caller,
+    subject: &Subject,
+    target: &str,
+    now_ms: i64,
+) -> Result<(), ServiceError> {
+    let parsed = SessionId::parse(target);
+    let auth = authorize(store, &caller.token, subject, parsed.as_ref().ok().copied(), now_ms).await?;
+    let target = parsed.map_err(|e| bad(e.0))?;
+    refuse_own_through_admin(&auth)?;
+    if !auth.admin && target == auth.principal.session.session_id {
+        return Err(ServiceError::CurrentSession);
+    }
+    let Some(session) = auth.session(target) else { return Err(ServiceError::NotFound) };
+    if session.status == SessionStatus::Revoked || auth.watermark().is_some_and(|w| w.covers(session)) {
+        return Ok(()); // a repeat (revoked, or covered by a revoke-all): nothing to write
+    }
+    if session.is_expired_at(now_ms) {
+        return Err(ServiceError::NotFound);
+    }
+    let reason = if auth.admin { RevokeReason::AdminRevoke } else { RevokeReason::UserLogout };
+    let revocation = auth.revocation(caller, reason, now_ms);
+    let mut event = audit_event(policy, &auth.target, &revocation, AuditScope::Sessions)?;
+    event.session_ids = vec![target];
+    event.device_labels = vec![session.device.label.clone()];
+    event.count = 1;
+    let audited = Audited { event: &event, signed_in_at: session.signed_in_at };
+    match store.revoke_session(&auth.target, target, &revocation, policy.tombstone_secs, Some(audited)).await? {
+        RevokeOutcome::Revoked => {
+            tracing::info!(target_session = %target, reason = ?reason, "session revoked");
+            Ok(())
+        }
+        RevokeOutcome::AlreadyRevoked => Ok(()),
+        RevokeOutcome::NotFound => Err(ServiceError::NotFound),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeScope {
+    All,
+    Others,
+}
+
+impl RevokeScope {
+    pub fn parse(raw: Option<&str>) -> Result<Self, ServiceError> {
+        match raw {
+            None | Some("all") => Ok(Self::All),
+            Some("others") => Ok(Self::Others),
+            Some(_) => Err(bad("scope must be `all` or `others`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RevokedCount {
+    pub revoked: u64,
+}
+
+/// An admin's free-text reason, checked: at most 200 printable characters.
+pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
+    if raw.chars().count() > MAX_NOTE_LEN || raw.chars().any(char::is_control) {
+        return Err(bad(format!("reason must be at most {MAX_NOTE_LEN} printable characters")));
+    }
+    Ok(Some(raw.to_owned()))
+}
+
+/// Revokes all the subject's sessions (or, self-service, all but the current one): counts what
+/// it newly covers, then writes the watermark and one audit event (with the count) in one
+/// transaction. The per-session soft revokes follow from the watermark's stream record
+/// (`sweep_watermark`), so each session still gets its own MODIFY for the fan-out.
+///
+/// The watermark only ever grows in what it covers: the one written is the union of the one in
+/// force and this request's (`Watermark::union`), swapped in only if the one in force is still
+/// the one read, so two revoke-alls at once each keep what the other revoked. When nothing active
+/// is newly covered (a repeat), nothing is written and the answer is `{"revoked": 0}`.
+#[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
+pub async fn revoke_all<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    caller: &Caller,
+    subject: &Subject,
+    scope: RevokeScope,
+    note: Option<String>,
+    now_ms: i64,
+) -> Result<RevokedCount, ServiceError> {
+    let auth = authorize(store, &caller.token, subject, None, now_ms).await?;
+    refuse_own_through_admin(&auth)?;
+    let (keep, reason, audit_scope) = match (auth.admin, scope) {
+        (true, RevokeScope::All) => (None, RevokeReason::AdminOffboard, AuditScope::All),
+        (true, RevokeScope::Others) => return Err(bad("scope=others is for your own sessions")),
+        (false, RevokeScope::All) => (None, RevokeReason::UserLogoutAll, AuditScope::All),
+        (false, RevokeScope::Others) => {
+            (Some(auth.principal.session.session_id), RevokeReason::UserLogoutOthers, AuditScope::Others)
+        }
+    };
+    let revocation = auth.revocation(caller, reason, now_ms);
+    let wanted = Watermark { before_ms: now_ms, keep };
+    let mut event = audit_event(policy, &auth.target, &revocation, audit_scope)?;
+    event.note = note;
+    let mut current = auth.watermark();
+    for _ in 0..WATERMARK_RETRIES {
+        let new = match current {
+            None => wanted,
+            Some(cur) => {
+                let signed_in = kept_signed_in_at(store, &auth, cur.later(wanted).keep).await?;
+                cur.union(wanted, signed_in)
+            }
+        };
+        let revoked = if Some(new) == current {
+            0
+        } else {
+            store.count_newly_covered(&auth.target, new, current, now_ms).await?
+        };
+        if revoked == 0 {
+            tracing::info!(scope = ?scope, "revoke-all covers nothing new; nothing written");
+            return Ok(RevokedCount { revoked: 0 });
+        }
+        event.count = revoked;
+        match store.swap_watermark(&auth.target, current, new, &revocation, &event).await? {
+            Ok(()) => {
+                tracing::info!(revoked, scope = ?scope, watermark = new.before_ms, "revoke-all watermark written");
+                return Ok(RevokedCount { revoked });
+            }
+            Err(in_force) => current = in_force,
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+/// The sign-in time of a watermark's kept session: the caller's own from what was read, any
+/// other (only after a race or a skewed clock) read from the store; `None` if it is gone.
+async fn kept_signed_in_at<S: SessionStore>(
+    store: &S,
+    auth: &Authorized,
+    keep: Option<SessionId>,
+) -> Result<Option<i64>, ServiceError> {
+    let Some(keep) = keep else { return Ok(None) };
+    let own = &auth.principal.session;
+    if own.session_id == keep && own.user_id == auth.target {
+        return Ok(Some(own.signed_in_at));
+    }
+    let read = store.read(&ReadSet { sessions: vec![(auth.target.clone(), keep)], ..Default::default() }).await?;
+    Ok(read.sessions.get(&(auth.target.clone(), keep)).map(|s| s.signed_in_at))
+}
+
+/// Soft-revokes every still-active session a watermark covers, so each gets its tombstone and its
+/// own stream record. Idempotent: a session revoked already is left as it is. The revoke-all's
+/// own audit event covers these; no more are written. Run by the stream consumer on the
+/// watermark's MODIFY record.
+#[tracing::instrument(skip_all, fields(user_id = %user, watermark = watermark.before_ms))]
+pub async fn sweep_watermark<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    user: &UserId,
+    watermark: Watermark,
+    revocation: &Revocation,
+) -> Result<u64, StoreError> {
+    let states = store.session_states(user).await?;
+    let targets = states
+        .into_iter()
+        .filter(|st| st.active && watermark.covers_at(st.signed_in_at, st.session_id))
+        .map(|st| st.session_id);
+    let revoked = stream::iter(targets)
+        .map(|id| store.revoke_session(user, id, revocation, policy.tombstone_secs, None))
+        .buffer_unordered(SWEEP_CONCURRENCY)
+        .try_fold(0u64, |n, outcome| async move { Ok(n + u64::from(outcome == RevokeOutcome::Revoked)) })
+        .await?;
+    tracing::info!(revoked, "watermark swept");
+    Ok(revoked)
+}
+
+/// Records that TTL removed a still-active session: an audit event by the system, reason
+/// `expired`. Its id is derived from the session, so a redelivered record writes nothing new.
+pub async fn record_expiry<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    user: &UserId,
+    session: SessionId,
+    device_label: &str,
+    expired_at_ms: i64,
+) -> Result<(), StoreError> {
+    let event = AuditEvent {
+        event_id: ulid::Ulid::from_parts(u64::try_from(expired_at_ms).unwrap_or(0), session.ulid().random()),
+        actor: Actor::System,
+        actor_id: "system".into(),
+        target_user: user.clone(),
+        scope: AuditScope::Sessions,
+        session_ids: vec![session],
+        device_labels: vec![device_label.to_owned()],
+        count: 1,
+        reason: RevokeReason::Expired,
+        source_ip: None,
+        note: None,
+        at: expired_at_ms,
+        expires_at: expired_at_ms / 1000 + policy.audit_ttl_secs,
+    };
+    store.put_audit(&event).await
+}
