@@ -1,0 +1,142 @@
+//! Update and condition expressions: the soft revoke, the watermark swap and its guard.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, Update};
+
+use crate::domain::{SessionId, UserId};
+use crate::model::{AuditEvent, Revocation, Session, SessionStatus, Watermark};
+use crate::store::{RevokeOutcome, StoreError};
+
+use super::codec::*;
+use super::error::*;
+use super::*;
+
+/// An audit event as a transactional Put that never overwrites one.
+pub(super) fn audit_put(table: &str, event: &AuditEvent) -> Result<Put, StoreError> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(audit_item(event)?))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .map_err(build_error)
+}
+/// The soft revoke as an update: expression, names and values (shared by the plain UpdateItem
+/// and its transactional form).
+pub(super) struct RevokeUpdate {
+    pub(super) key: Item,
+    pub(super) names: HashMap<String, String>,
+    pub(super) values: HashMap<String, AttributeValue>,
+}
+
+pub(super) const REVOKE_SET: &str =
+    "SET #status = :revoked, RevokedAt = :at, RevokedBy = :by, RevokeReason = :reason, ExpiresAt = :tombstone";
+/// The condition of every write to a session but its creation: it exists, is active and has not
+/// expired (revoke, trust, last activity, apps).
+pub(super) const ACTIVE_UNEXPIRED: &str = "attribute_exists(PK) AND #status = :active AND ExpiresAt > :now";
+
+impl RevokeUpdate {
+    pub(super) fn new(
+        user: &UserId,
+        session: SessionId,
+        revocation: &Revocation,
+        tombstone_secs: i64,
+    ) -> Result<Self, StoreError> {
+        let now_s = revocation.at_ms.div_euclid(1000);
+        let values = HashMap::from([
+            (":revoked".to_owned(), attr(SessionStatus::Revoked)?),
+            (":active".to_owned(), attr(SessionStatus::Active)?),
+            (":at".to_owned(), n(revocation.at_ms)),
+            (":by".to_owned(), s(revocation.by())),
+            (":reason".to_owned(), attr(revocation.reason)?),
+            (":tombstone".to_owned(), n(now_s + tombstone_secs)),
+            (":now".to_owned(), n(now_s)),
+        ]);
+        Ok(Self {
+            key: session_key(user, session),
+            names: HashMap::from([("#status".to_owned(), "Status".to_owned())]),
+            values,
+        })
+    }
+
+    /// What a failed condition means, given the item as it was.
+    pub(super) fn outcome_of_failure(old: Option<Item>) -> Result<RevokeOutcome, StoreError> {
+        match old {
+            None => Ok(RevokeOutcome::NotFound),
+            Some(item) => {
+                let old: Session = from_item(item)?;
+                Ok(if old.status == SessionStatus::Revoked {
+                    RevokeOutcome::AlreadyRevoked
+                } else {
+                    RevokeOutcome::NotFound
+                })
+            }
+        }
+    }
+}
+
+/// The watermark swap as an update on the profile: `new` in place of `expected`, and only if the
+/// watermark in force is still `expected` (compare-and-set).
+pub(super) fn watermark_swap(
+    table: &str,
+    user: &UserId,
+    expected: Option<Watermark>,
+    new: Watermark,
+    revocation: &Revocation,
+) -> Result<Update, StoreError> {
+    let keep_clause = if new.keep.is_some() { ", RevokeKeep = :keep" } else { " REMOVE RevokeKeep" };
+    let mut values = HashMap::from([
+        (":type".to_owned(), s(TYPE_PROFILE)),
+        (":before".to_owned(), n(new.before_ms)),
+        (":at".to_owned(), n(revocation.at_ms)),
+        (":by".to_owned(), s(revocation.by())),
+        (":reason".to_owned(), attr(revocation.reason)?),
+    ]);
+    if let Some(keep) = new.keep {
+        values.insert(":keep".into(), s(keep.to_string()));
+    }
+    let condition = match expected {
+        None => "attribute_not_exists(RevokedBefore)".to_owned(),
+        Some(current) => {
+            values.insert(":cur_before".into(), n(current.before_ms));
+            match current.keep {
+                Some(keep) => {
+                    values.insert(":cur_keep".into(), s(keep.to_string()));
+                    "RevokedBefore = :cur_before AND RevokeKeep = :cur_keep".to_owned()
+                }
+                None => "RevokedBefore = :cur_before AND attribute_not_exists(RevokeKeep)".to_owned(),
+            }
+        }
+    };
+    Update::builder()
+        .table_name(table)
+        .set_key(Some(profile_key(user)))
+        .update_expression(format!(
+            "SET #type = :type, RevokedBefore = :before, WatermarkAt = :at, WatermarkBy = :by, WatermarkReason = :reason{keep_clause}"
+        ))
+        .condition_expression(condition)
+        .expression_attribute_names("#type", "Type")
+        .set_expression_attribute_values(Some(values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(build_error)
+}
+
+/// The guard of a revocation on its own: the user's watermark (if any) does not cover the session.
+pub(super) fn not_covered_by_watermark(
+    table: &str,
+    user: &UserId,
+    session: SessionId,
+    signed_in_at: i64,
+) -> Result<ConditionCheck, StoreError> {
+    ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(profile_key(user)))
+        .condition_expression(
+            "attribute_not_exists(RevokedBefore) OR RevokedBefore < :signed_in OR RevokeKeep = :session",
+        )
+        .expression_attribute_values(":signed_in", n(signed_in_at))
+        .expression_attribute_values(":session", s(session.to_string()))
+        .build()
+        .map_err(build_error)
+}
