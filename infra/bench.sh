@@ -5,9 +5,9 @@
 #   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export DDB_PORT="${BENCH_DDB_PORT:-$(pick_port)}" REDIS_PORT="$(pick_port)" WATCH_PORT="$(pick_port)"
-RECEIVER_PORT="$(pick_port)"
+source "$HERE/ports.sh"
+export DDB_PORT="${BENCH_DDB_PORT:-$(free_port)}" REDIS_PORT="$(free_port)" WATCH_PORT="$(free_port)"
+RECEIVER_PORT="$(free_port)"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
 cd "$ROOT"

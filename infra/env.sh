@@ -30,11 +30,6 @@ export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL/logs" "$LOCAL/run"
 
-# A free TCP port on 127.0.0.1.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 # wait_until SECONDS WHAT CMD...: polls CMD every 0.2 s until it succeeds, or fails loudly.
 wait_until() {
   local secs=$1 what=$2; shift 2

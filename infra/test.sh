@@ -5,11 +5,11 @@
 # handler, integration and end-to-end tests. Everything it started is stopped on exit.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export DDB_PORT="${TEST_DDB_PORT:-$(pick_port)}"
-export WATCH_PORT="${TEST_WATCH_PORT:-$(pick_port)}"
-export REDIS_PORT="${TEST_REDIS_PORT:-$(pick_port)}"
-RECEIVER_PORT="${TEST_RECEIVER_PORT:-$(pick_port)}"
+source "$HERE/ports.sh"
+export DDB_PORT="${TEST_DDB_PORT:-$(free_port)}"
+export WATCH_PORT="${TEST_WATCH_PORT:-$(free_port)}"
+export REDIS_PORT="${TEST_REDIS_PORT:-$(free_port)}"
+RECEIVER_PORT="${TEST_RECEIVER_PORT:-$(free_port)}"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
 cd "$ROOT"

@@ -178,11 +178,14 @@ mod tests {
     fn a_tampered_secret_does_not_match() {
         let t = SessionToken::generate(&user(), SessionId::new()).unwrap();
         let raw = t.expose();
-        let last = raw.chars().last().unwrap();
-        let flipped = format!("{}{}", &raw[..raw.len() - 1], if last == 'A' { 'Q' } else { 'A' });
-        if let Ok(other) = SessionToken::parse(&flipped) {
-            assert!(!other.hash().matches(&t.hash()));
-        }
+        // Flip the secret's first character (all six of its bits count), keeping it base64url.
+        let at = raw.rfind('.').unwrap() + 1;
+        let first = raw.as_bytes()[at];
+        let flipped = format!("{}{}{}", &raw[..at], if first == b'A' { 'B' } else { 'A' }, &raw[at + 1..]);
+        let other = SessionToken::parse(&flipped).expect("still a well-formed token");
+        assert_eq!(other.session_id(), t.session_id());
+        assert!(!other.hash().matches(&t.hash()), "a different secret must not match");
+        assert!(t.hash().matches(&SessionToken::parse(raw).unwrap().hash()), "the same one does");
     }
 
     #[test]

@@ -242,6 +242,26 @@ pub fn openapi() -> serde_yaml::Value {
     serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses")
 }
 
+/// An operation's documented statuses. `default` (the problem document for anything else) is not
+/// one; any other key must be a status, quoted (`"200"`) or not (`200`, which YAML reads as a
+/// number): nothing is dropped silently.
+pub fn statuses(op: &serde_yaml::Value) -> BTreeSet<u16> {
+    op["responses"]
+        .as_mapping()
+        .expect("responses")
+        .keys()
+        .filter(|k| k.as_str() != Some("default"))
+        .map(|k| {
+            let status = match k {
+                serde_yaml::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                serde_yaml::Value::String(s) => s.parse::<u16>().ok(),
+                _ => None,
+            };
+            status.unwrap_or_else(|| panic!("response key {k:?} is not a status"))
+        })
+        .collect()
+}
+
 /// (METHOD, path) → documented statuses, from `infra/openapi.yaml`.
 pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
     let doc = openapi();
@@ -254,16 +274,7 @@ pub fn openapi_routes() -> HashMap<(String, String), BTreeSet<u16>> {
             if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
                 continue;
             }
-            // Numbered statuses; `default` (the problem document for anything else) is not one.
-            let statuses = op["responses"]
-                .as_mapping()
-                .expect("responses")
-                .keys()
-                .filter_map(|k| k.as_str())
-                .filter(|k| *k != "default")
-                .map(|k| k.parse::<u16>().expect("numeric status"))
-                .collect();
-            routes.insert((method, path.clone()), statuses);
+            routes.insert((method, path.clone()), statuses(op));
         }
     }
     routes
@@ -462,3 +473,20 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg8/bL2AVkj2NPrp4B
 vO/IRYw+K8SPoKvhTQDpXa8lc0KhRANCAASZed04bTb0nTqiWJ8lybHCaDPaE1pN
 2i8U+9A5GvoZ+9zMN4JEFKFVpi+TCo13GJhBKFQxkshFeHE3RgA+2+un
 -----END PRIVATE KEY-----";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn response_keys_quoted_or_not_are_statuses() {
+        let op: serde_yaml::Value =
+            serde_yaml::from_str("responses:\n  \"200\": {}\n  404: {}\n  default: {}\n").unwrap();
+        assert_eq!(super::statuses(&op).into_iter().collect::<Vec<_>>(), vec![200, 404]);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a status")]
+    fn a_key_that_is_no_status_is_refused() {
+        let op: serde_yaml::Value = serde_yaml::from_str("responses:\n  ok: {}\n").unwrap();
+        super::statuses(&op);
+    }
+}

@@ -57,7 +57,9 @@ mod tests {
         let store = MemoryStore::new();
         let policy = Policy::default();
         let cases = [
-            (body(",").replace(",}", "}}"), 400),
+            // A trailing comma, then a stray closing brace.
+            (body(","), 400),
+            (body("").replace("\"}", "\"}}"), 400),
             ("{not json".to_owned(), 400),
             (body(r#","ttl_seconds":"soon""#), 400),
             (body("").replace("\"browser\"", "\"toaster\""), 400),

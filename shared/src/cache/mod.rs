@@ -292,8 +292,9 @@ impl TokenCache {
     }
 }
 
-/// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is one hash
-/// and one lookup, with no allocation beyond the key.
+/// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is one hash and
+/// two lookups (the entry, then the user's watermark heard on the channel), with no allocation
+/// beyond the key.
 pub async fn validate<S: SessionStore>(
     store: &S,
     cache: &TokenCache,

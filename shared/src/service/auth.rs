@@ -73,7 +73,9 @@ fn verify(token: &SessionToken, read: &ReadResult, now_ms: i64) -> Result<Princi
         return Err(ServiceError::InvalidToken);
     };
     let profile = read.profiles.get(user).cloned().unwrap_or_default();
-    // Compare before looking at status, so every refusal costs the same.
+    // Compare before looking at status, so a revoked or expired session is refused in the time a
+    // wrong secret is. (An unknown session is refused sooner, before any hashing: its ids are in
+    // the token, so the timing tells the caller nothing it did not send.)
     let hash_ok = TokenHash::from_stored(session.token_hash.clone()).matches(&token.hash());
     if !hash_ok || !session.is_active_at(now_ms, profile.watermark.as_ref()) {
         return Err(ServiceError::InvalidToken);
