@@ -38,6 +38,28 @@ fn tag(user: &UserId, listing: Listing) -> String {
     hex::encode(&digest[..8])
 }
 
+/// A cursor as a request brings it: checked for shape at the edge, decoded (and bound to the
+/// listing's user) by the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(String);
+
+impl Cursor {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_LEN
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue("cursor is not valid for this listing; start again without it".into()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 pub fn encode(user: &UserId, listing: Listing, position: Position) -> String {
     let at = match position {
         Position::Top => "-".to_owned(),

@@ -14,6 +14,31 @@ fn invalid(msg: impl Into<String>) -> InvalidValue {
     InvalidValue(msg.into())
 }
 
+/// A page size (`limit`): 1 to 100, 20 when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(u32);
+
+impl PageSize {
+    pub const MAX: u32 = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw.parse::<u32>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(invalid(format!("limit must be a whole number from 1 to {}", Self::MAX))),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for PageSize {
+    fn default() -> Self {
+        Self(20)
+    }
+}
+
 /// A user id issued by the identity system: 1–128 characters of `[A-Za-z0-9._@:-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

@@ -149,6 +149,46 @@ pub fn query_param(req: &Request, name: &str) -> Result<Option<String>, ServiceE
     }
 }
 
+/// `limit`: a page size (20 when absent).
+pub fn page_size(req: &Request) -> Result<crate::domain::PageSize, ServiceError> {
+    match query_param(req, "limit")? {
+        None => Ok(crate::domain::PageSize::default()),
+        Some(raw) => crate::domain::PageSize::parse(&raw).map_err(|e| ServiceError::BadRequest(e.0)),
+    }
+}
+
+/// `cursor`, checked for shape (the service binds it to the listing).
+pub fn cursor(req: &Request) -> Result<Option<crate::cursor::Cursor>, ServiceError> {
+    query_param(req, "cursor")?
+        .map(|raw| crate::cursor::Cursor::parse(&raw).map_err(|e| ServiceError::BadRequest(e.0)))
+        .transpose()
+}
+
+/// A `true`/`false` query flag, false when absent.
+pub fn flag(req: &Request, name: &str) -> Result<bool, ServiceError> {
+    match query_param(req, name)?.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ServiceError::BadRequest(format!("{name} must be true or false"))),
+    }
+}
+
+/// The session id in the path (`{id}`): absent is 404, malformed 400.
+pub fn session_id(req: &Request) -> Result<crate::domain::SessionId, ServiceError> {
+    let raw = path_param(req, "id").ok_or(ServiceError::NotFound)?;
+    crate::domain::SessionId::parse(&raw).map_err(|e| ServiceError::BadRequest(e.0))
+}
+
+/// `scope`: `all` (the default) or `others`.
+pub fn revoke_scope(req: &Request) -> Result<crate::service::RevokeScope, ServiceError> {
+    crate::service::RevokeScope::parse(query_param(req, "scope")?.as_deref())
+}
+
+/// `reason`: an admin's note for the audit trail, checked.
+pub fn note(req: &Request) -> Result<Option<String>, ServiceError> {
+    crate::service::parse_note(query_param(req, "reason")?.as_deref())
+}
+
 /// A path parameter filled in by the router (`{id}`).
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
     req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)

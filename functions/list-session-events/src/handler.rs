@@ -11,11 +11,10 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::GET, "GET")?;
     let token = http::bearer(req)?;
-    let subject = http::subject(req)?;
-    let limit = http::query_param(req, "limit")?;
-    let cursor = http::query_param(req, "cursor")?;
-    let events =
-        service::list_events(store, &token, &subject, limit.as_deref(), cursor.as_deref(), service::now_ms()).await?;
+    let now = service::now_ms();
+    let parsed = (|| Ok((http::subject(req)?, http::page_size(req)?, http::cursor(req)?)))();
+    let (subject, limit, cursor) = service::after_token(store, &token, parsed, now).await?;
+    let events = service::list_events(store, &token, &subject, limit, cursor.as_ref(), now).await?;
     Ok(http::json(200, &events))
 }
 
@@ -39,9 +38,7 @@ mod tests {
             source_ip: Some("192.0.2.1".into()),
         };
         let own = service::Subject::Own;
-        service::revoke_session(&store, &policy, &caller, &own, &phone.session_id.to_string(), service::now_ms())
-            .await
-            .unwrap();
+        service::revoke_session(&store, &policy, &caller, &own, phone.session_id, service::now_ms()).await.unwrap();
         service::revoke_all(&store, &policy, &caller, &own, service::RevokeScope::Others, None, service::now_ms() + 1)
             .await
             .unwrap();

@@ -12,22 +12,27 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::GET, "GET")?;
     let token = http::bearer(req)?;
-    let subject = http::subject(req)?;
-    let query = ListQuery {
-        limit: http::query_param(req, "limit")?,
-        cursor: http::query_param(req, "cursor")?,
-        include_cli: http::query_param(req, "include_cli")?,
-    };
-    let listing = service::list_sessions(store, &token, &subject, &query, service::now_ms()).await?;
+    let now = service::now_ms();
+    let parsed = (|| {
+        let query = ListQuery {
+            limit: http::page_size(req)?,
+            cursor: http::cursor(req)?,
+            include_cli: http::flag(req, "include_cli")?,
+        };
+        Ok((http::subject(req)?, query))
+    })();
+    let (subject, query) = service::after_token(store, &token, parsed, now).await?;
+    let listing = service::list_sessions(store, &token, &subject, &query, now).await?;
     Ok(http::json(200, &listing))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use active_sessions::domain::ClientKind;
+    use active_sessions::domain::{ClientKind, SessionId, UserId};
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::{parts, request, sign_in, with_query};
+    use active_sessions::token::SessionToken;
 
     #[tokio::test]
     async fn lists_current_first_then_newest() {
@@ -118,6 +123,23 @@ mod tests {
         let bobs_cursor = page["next_cursor"].as_str().unwrap().to_owned();
         let req = with_query(request("GET", "/v1/sessions", Some(&alice.token)), &[("cursor", &bobs_cursor)]);
         assert_eq!(parts(&handle(&store, req).await).0, 400);
+    }
+
+    /// 401 before 400: a caller without a valid token learns nothing about its parameters.
+    #[tokio::test]
+    async fn a_bad_token_is_401_whatever_the_parameters() {
+        let store = MemoryStore::new();
+        let alice = sign_in(&store, "alice", ClientKind::Browser).await;
+        let forged = SessionToken::generate(&UserId::parse("alice").unwrap(), SessionId::new()).unwrap();
+        for q in [("limit", "0"), ("cursor", "???"), ("cursor", "QUJD"), ("include_cli", "yes")] {
+            let req = with_query(request("GET", "/v1/sessions", Some(forged.expose())), &[q]);
+            assert_eq!(parts(&handle(&store, req).await).0, 401, "{q:?}");
+            let req = with_query(request("GET", "/v1/sessions", Some(&alice.token)), &[q]);
+            assert_eq!(parts(&handle(&store, req).await).0, 400, "{q:?}");
+        }
+        let req = request("GET", "/v1/admin/users/a%23b/sessions", Some(forged.expose()));
+        let req = active_sessions::testing::with_path(req, &[("user_id", "a#b")]);
+        assert_eq!(parts(&handle(&store, req).await).0, 401, "a malformed user id too");
     }
 
     #[tokio::test]

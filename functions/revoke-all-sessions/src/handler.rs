@@ -1,5 +1,5 @@
 use active_sessions::http::{self, HttpMethod};
-use active_sessions::service::{self, RevokeScope};
+use active_sessions::service;
 use active_sessions::{Policy, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
@@ -16,10 +16,10 @@ async fn revoke_all<S: SessionStore>(
 ) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "DELETE")?;
     let caller = http::caller(req)?;
-    let subject = http::subject(req)?;
-    let scope = RevokeScope::parse(http::query_param(req, "scope")?.as_deref())?;
-    let note = service::parse_note(http::query_param(req, "reason")?.as_deref())?;
-    let revoked = service::revoke_all(store, policy, &caller, &subject, scope, note, service::now_ms()).await?;
+    let now = service::now_ms();
+    let parsed = (|| Ok((http::subject(req)?, http::revoke_scope(req)?, http::note(req)?)))();
+    let (subject, scope, note) = service::after_token(store, &caller.token, parsed, now).await?;
+    let revoked = service::revoke_all(store, policy, &caller, &subject, scope, note, now).await?;
     Ok(http::json(200, &revoked))
 }
 

@@ -10,9 +10,10 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
 async fn revoke<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "DELETE")?;
     let caller = http::caller(req)?;
-    let subject = http::subject(req)?;
-    let target = http::path_param(req, "id").ok_or(ServiceError::NotFound)?;
-    service::revoke_session(store, policy, &caller, &subject, &target, service::now_ms()).await?;
+    let now = service::now_ms();
+    let parsed = (|| Ok((http::subject(req)?, http::session_id(req)?)))();
+    let (subject, target) = service::after_token(store, &caller.token, parsed, now).await?;
+    service::revoke_session(store, policy, &caller, &subject, target, now).await?;
     Ok(http::no_content())
 }
 
@@ -82,6 +83,9 @@ mod tests {
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
         assert_eq!(handle(&store, &policy, delete(&me.token, "not-a-ulid")).await.status(), 400);
         assert_eq!(handle(&store, &policy, delete("garbage", &me.session_id.to_string())).await.status(), 401);
+        // 401 before 400: a malformed id with a token that is not valid.
+        let forged = active_sessions::token::SessionToken::generate(&UserId::parse("alice").unwrap(), SessionId::new());
+        assert_eq!(handle(&store, &policy, delete(forged.unwrap().expose(), "not-a-ulid")).await.status(), 401);
         let no_token = with_path(request("DELETE", "/v1/sessions/x", None), &[("id", "x")]);
         assert_eq!(handle(&store, &policy, no_token).await.status(), 401);
         assert_eq!(store.writes(), 1);

@@ -11,9 +11,10 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 async fn update<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::PATCH, "PATCH")?;
     let token = http::bearer(req)?;
-    let target = http::path_param(req, "id").ok_or(ServiceError::NotFound)?;
-    let patch: SessionPatch = http::json_body(req)?;
-    let view = service::set_trusted(store, &token, &target, patch, service::now_ms()).await?;
+    let now = service::now_ms();
+    let parsed = (|| Ok((http::session_id(req)?, http::json_body::<SessionPatch>(req)?)))();
+    let (target, patch) = service::after_token(store, &token, parsed, now).await?;
+    let view = service::set_trusted(store, &token, target, patch, now).await?;
     Ok(http::json(200, &view))
 }
 

@@ -99,6 +99,24 @@ pub async fn authenticate<S: SessionStore>(
     verify(token, &store.read(&set).await?, now_ms)
 }
 
+/// The inputs a request brought, as parsed at the edge. A bad one is refused only once the token
+/// is known to be good, so every route answers `401` before `400` (and before `404` for a
+/// malformed user id): a caller without a valid token learns nothing about its inputs.
+pub async fn after_token<S: SessionStore, T>(
+    store: &S,
+    token: &SessionToken,
+    parsed: Result<T, ServiceError>,
+    now_ms: i64,
+) -> Result<T, ServiceError> {
+    match parsed {
+        Ok(inputs) => Ok(inputs),
+        Err(refusal) => {
+            authenticate(store, token, now_ms).await?;
+            Err(refusal)
+        }
+    }
+}
+
 /// Authenticates and authorises in as few reads as it takes: one for self-service (the caller's
 /// session and profile, plus `extra` sessions of the caller), two for an admin (then the
 /// membership, the target's profile and `extra` sessions of the target).

@@ -3,9 +3,10 @@
 use serde::Serialize;
 
 use super::auth::{authorize, Subject};
+use super::bad;
 use super::views::EventView;
-use super::{bad, parse_limit};
-use crate::cursor::{self, Listing, Position};
+use crate::cursor::{self, Cursor, Listing, Position};
+use crate::domain::PageSize;
 use crate::error::ServiceError;
 use crate::store::SessionStore;
 use crate::token::SessionToken;
@@ -22,18 +23,20 @@ pub async fn list_events<S: SessionStore>(
     store: &S,
     token: &SessionToken,
     subject: &Subject,
-    limit: Option<&str>,
-    cursor_raw: Option<&str>,
+    limit: PageSize,
+    cursor: Option<&Cursor>,
     now_ms: i64,
 ) -> Result<EventListing, ServiceError> {
-    let limit = parse_limit(limit)?;
     let auth = authorize(store, token, subject, None, now_ms).await?;
-    let after =
-        match cursor_raw.map(|c| cursor::decode(c, &auth.target, Listing::Events)).transpose().map_err(|e| bad(e.0))? {
-            Some(Position::After(id)) => Some(id),
-            Some(Position::Top) | None => None,
-        };
-    let page = store.query_audit(&auth.target, after, limit).await?;
+    let after = match cursor
+        .map(|c| cursor::decode(c.as_str(), &auth.target, Listing::Events))
+        .transpose()
+        .map_err(|e| bad(e.0))?
+    {
+        Some(Position::After(id)) => Some(id),
+        Some(Position::Top) | None => None,
+    };
+    let page = store.query_audit(&auth.target, after, limit.get()).await?;
     Ok(EventListing {
         events: page.events.iter().map(EventView::new).collect(),
         next_cursor: page.last_evaluated.map(|id| cursor::encode(&auth.target, Listing::Events, Position::After(id))),

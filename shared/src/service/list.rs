@@ -2,11 +2,11 @@
 
 use serde::Serialize;
 
-use super::auth::{authorize, Subject};
+use super::auth::{after_token, authorize, Subject};
+use super::bad;
 use super::views::SessionView;
-use super::{bad, parse_limit};
-use crate::cursor::{self, Listing, Position};
-use crate::domain::SessionId;
+use crate::cursor::{self, Cursor, Listing, Position};
+use crate::domain::{PageSize, SessionId};
 use crate::error::ServiceError;
 use crate::model::Session;
 use crate::store::SessionStore;
@@ -15,23 +15,15 @@ use crate::token::SessionToken;
 /// A listing's query parameters, as they came.
 #[derive(Debug, Default, Clone)]
 pub struct ListQuery {
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-    pub include_cli: Option<String>,
+    pub limit: PageSize,
+    pub cursor: Option<Cursor>,
+    pub include_cli: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionListing {
     pub sessions: Vec<SessionView>,
     pub next_cursor: Option<String>,
-}
-
-fn parse_bool(name: &str, raw: Option<&str>) -> Result<bool, ServiceError> {
-    match raw {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(bad(format!("{name} must be true or false"))),
-    }
 }
 
 /// Active first-party sessions of the subject: for self-service the current session first, then
@@ -45,18 +37,13 @@ pub async fn list_sessions<S: SessionStore>(
     query: &ListQuery,
     now_ms: i64,
 ) -> Result<SessionListing, ServiceError> {
-    let limit = parse_limit(query.limit.as_deref())?;
-    let include_cli = parse_bool("include_cli", query.include_cli.as_deref())?;
+    let (limit, include_cli) = (query.limit.get(), query.include_cli);
     let owner = match subject {
         Subject::Own => token.user_id().clone(),
         Subject::Member(u) => u.clone(),
     };
-    let position = query
-        .cursor
-        .as_deref()
-        .map(|c| cursor::decode(c, &owner, Listing::Sessions))
-        .transpose()
-        .map_err(|e| bad(e.0))?;
+    let decoded = query.cursor.as_ref().map(|c| cursor::decode(c.as_str(), &owner, Listing::Sessions)).transpose();
+    let position = after_token(store, token, decoded.map_err(|e| bad(e.0)), now_ms).await?;
     // Self-service shows the current session in the first page's first slot.
     let own = *subject == Subject::Own;
     let first_page_with_current = own && position.is_none();

@@ -23,7 +23,7 @@ mod trust;
 mod users;
 mod views;
 
-pub use auth::{authenticate, Caller, Principal, Subject};
+pub use auth::{after_token, authenticate, Caller, Principal, Subject};
 pub use events::{list_events, EventListing};
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
 pub use list::{list_sessions, ListQuery, SessionListing};
@@ -33,8 +33,6 @@ pub use trust::{set_trusted, SessionPatch};
 pub use users::{put_user, UserProfileInput, UserProfileView};
 pub use views::{ActorView, CreatedSession, EventSessionView, EventView, SessionView};
 
-pub const DEFAULT_PAGE_SIZE: u32 = 20;
-pub const MAX_PAGE_SIZE: u32 = 100;
 pub const MAX_APPS: usize = 16;
 pub const MAX_USER_AGENT_LEN: usize = 1024;
 pub const MAX_NOTE_LEN: usize = 200;
@@ -62,14 +60,4 @@ fn bad(detail: impl Into<String>) -> ServiceError {
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ServiceError {
     ServiceError::Internal(Box::new(e))
-}
-
-fn parse_limit(raw: Option<&str>) -> Result<u32, ServiceError> {
-    match raw {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-            _ => Err(bad(format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"))),
-        },
-    }
 }

@@ -20,12 +20,10 @@ pub async fn revoke_session<S: SessionStore>(
     policy: &Policy,
     caller: &Caller,
     subject: &Subject,
-    target: &str,
+    target: SessionId,
     now_ms: i64,
 ) -> Result<(), ServiceError> {
-    let parsed = SessionId::parse(target);
-    let auth = authorize(store, &caller.token, subject, parsed.as_ref().ok().copied(), now_ms).await?;
-    let target = parsed.map_err(|e| bad(e.0))?;
+    let auth = authorize(store, &caller.token, subject, Some(target), now_ms).await?;
     refuse_own_through_admin(&auth)?;
     if !auth.admin && target == auth.principal.session.session_id {
         return Err(ServiceError::CurrentSession);

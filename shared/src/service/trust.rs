@@ -3,7 +3,6 @@
 use serde::Deserialize;
 
 use super::auth::{authorize, Subject};
-use super::bad;
 use super::views::SessionView;
 use crate::domain::SessionId;
 use crate::error::ServiceError;
@@ -22,13 +21,11 @@ pub struct SessionPatch {
 pub async fn set_trusted<S: SessionStore>(
     store: &S,
     token: &SessionToken,
-    target: &str,
+    target: SessionId,
     patch: SessionPatch,
     now_ms: i64,
 ) -> Result<SessionView, ServiceError> {
-    let parsed = SessionId::parse(target);
     let auth = authorize(store, token, &Subject::Own, None, now_ms).await?;
-    let target = parsed.map_err(|e| bad(e.0))?;
     let watermark = auth.watermark();
     match store.set_trusted(&auth.target, target, patch.trusted, now_ms).await? {
         Some(s) if s.is_active_at(now_ms, watermark.as_ref()) => {

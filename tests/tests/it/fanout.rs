@@ -41,7 +41,7 @@ async fn each_product_is_told_on_its_own_and_never_twice() {
     let me = sign_in(&t.store, "alice", ClientKind::Browser).await;
     let phone = sign_in(&t.store, "alice", ClientKind::MobileApp).await;
     let target = phone.session_id.to_string();
-    service::revoke_session(&t.store, &policy, &caller(&me.token), &Subject::Own, &target, service::now_ms())
+    service::revoke_session(&t.store, &policy, &caller(&me.token), &Subject::Own, phone.session_id, service::now_ms())
         .await
         .unwrap();
     let event = stream_event(&t).await;

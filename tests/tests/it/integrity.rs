@@ -97,11 +97,17 @@ async fn a_revoke_one_after_a_revoke_all_writes_nothing() {
     assert_eq!(s(&item, "Status"), "active", "left to the sweep, which gives it the revoke-all's reason");
     // And the repeat of a revoke-one itself.
     let third = sign_in(&t.store, "alice", ClientKind::DesktopApp).await;
-    let target = third.session_id.to_string();
     for _ in 0..2 {
-        service::revoke_session(&t.store, &policy, &caller(&me.token), &Subject::Own, &target, service::now_ms())
-            .await
-            .unwrap();
+        service::revoke_session(
+            &t.store,
+            &policy,
+            &caller(&me.token),
+            &Subject::Own,
+            third.session_id,
+            service::now_ms(),
+        )
+        .await
+        .unwrap();
     }
     let events = t.items().await.into_iter().filter(|i| s(i, "Type") == "AUDIT").count();
     assert_eq!(events, 2, "the revoke-all's and the one revoke-one's");
@@ -218,7 +224,7 @@ async fn a_stalled_dynamodb_is_a_503_within_the_budget() {
         &Policy::default(),
         &caller(&me.token),
         &Subject::Own,
-        &other.session_id.to_string(),
+        other.session_id,
         service::now_ms(),
     )
     .await;

@@ -21,7 +21,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use active_sessions::domain::{AppId, ClientKind, Role, SessionId, UserId, WorkspaceId};
+use active_sessions::domain::{AppId, ClientKind, PageSize, Role, SessionId, UserId, WorkspaceId};
 use active_sessions::model::{Actor, AuditScope, Revocation, RevokeReason};
 use active_sessions::service::{
     self, Caller, ListQuery, NewSession, RevokeScope, SessionPatch, Subject, UserProfileInput,
@@ -200,8 +200,7 @@ async fn run_op<S: SessionStore>(
         }
         Op::RevokeOne { caller: c, target } => {
             let (Some(c), Some(t)) = (pick(*c), pick(*target)) else { return Ok(Effect::None) };
-            let target = t.id.to_string();
-            service::revoke_session(store, &f.policy, &caller(&c.token), &Subject::Own, &target, now).await?;
+            service::revoke_session(store, &f.policy, &caller(&c.token), &Subject::Own, t.id, now).await?;
             Ok(Effect::One(t.id))
         }
         Op::RevokeAll { caller: c } | Op::RevokeOthers { caller: c } => {
@@ -213,7 +212,7 @@ async fn run_op<S: SessionStore>(
         }
         Op::AdminRevokeOne { target } => {
             let Some(t) = pick(*target) else { return Ok(Effect::None) };
-            service::revoke_session(store, &f.policy, &admin, &member, &t.id.to_string(), now).await?;
+            service::revoke_session(store, &f.policy, &admin, &member, t.id, now).await?;
             Ok(Effect::One(t.id))
         }
         Op::AdminOffboard => {
@@ -224,7 +223,7 @@ async fn run_op<S: SessionStore>(
             let (Some(c), Some(t)) = (pick(*c), pick(*target)) else { return Ok(Effect::None) };
             let token = SessionToken::parse(&c.token).unwrap();
             let patch = SessionPatch { trusted: *trusted };
-            service::set_trusted(store, &token, &t.id.to_string(), patch, now).await?;
+            service::set_trusted(store, &token, t.id, patch, now).await?;
             Ok(Effect::Trusted)
         }
         Op::Sweep => {
@@ -405,7 +404,7 @@ async fn check<S: SessionStore>(store: &Arc<S>, f: &Fixture, index: usize) -> Re
         )));
     }
     // (iii) The admin's listing equals the active set; the member's has the current session first.
-    let query = ListQuery { limit: Some("100".into()), ..Default::default() };
+    let query = ListQuery { limit: PageSize::parse("100").unwrap(), ..Default::default() };
     let subject = Subject::Member(f.member.clone());
     let listed = service::list_sessions(&**store, &f.admin_token, &subject, &query, now)
         .await
