@@ -152,15 +152,15 @@ impl Poller {
             .await
             .map_err(|e| format!("GetRecords: {}", DisplayErrorContext(&e)))?;
         // Each record in the Lambda shape once: the filter and every delivery attempt use it.
-        let mut batch: Vec<Value> = out
-            .records
-            .unwrap_or_default()
+        let records = out.records.unwrap_or_default();
+        // The last record read, filtered out or not: where a failed read resumes.
+        let last = records.last().and_then(|r| r.dynamodb.as_ref()).and_then(|d| d.sequence_number.clone());
+        let mut batch: Vec<Value> = records
             .iter()
             .map(|r| lambda_record(r, &self.arn, &self.region))
             .filter(|r| filter::passes(&self.filters, r))
             .collect();
         let next = out.next_shard_iterator;
-        let last = batch.last().and_then(sequence_of).map(str::to_owned);
         if !batch.is_empty() {
             for attempt in 1..=MAX_ATTEMPTS {
                 match self.invoke(&batch).await {

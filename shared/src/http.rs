@@ -73,8 +73,21 @@ pub fn problem(err: &ServiceError) -> Response<Body> {
     res
 }
 
-/// Turns a handler's result into the response.
-pub fn finish(result: Result<Response<Body>, ServiceError>) -> Response<Body> {
+/// How long an API function's request may run before it answers `503` itself: below the
+/// function's timeout (10 s), so API Gateway never answers with its own bare 503.
+pub const API_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+/// The same for introspection (its function's timeout is 5 s).
+pub const INTROSPECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Runs a handler within `deadline` and turns its result into the response: past the deadline
+/// (DynamoDB slow rather than stalled, call after call), a `503` problem with `Retry-After`.
+pub async fn finish(
+    deadline: std::time::Duration,
+    work: impl std::future::Future<Output = Result<Response<Body>, ServiceError>>,
+) -> Response<Body> {
+    let result = tokio::time::timeout(deadline, work).await.unwrap_or_else(|_| {
+        Err(ServiceError::Unavailable(crate::StoreError::Unavailable("the request ran out of its deadline".into())))
+    });
     result.unwrap_or_else(|err| problem(&err))
 }
 
@@ -216,4 +229,25 @@ pub fn subject(req: &Request) -> Result<crate::service::Subject, ServiceError> {
 /// The caller: the bearer token and the source IP.
 pub fn caller(req: &Request) -> Result<crate::service::Caller, ServiceError> {
     Ok(crate::service::Caller { token: bearer(req)?, source_ip: source_ip(req) })
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_a_503_with_retry_after() {
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            Ok(no_content())
+        };
+        let started = std::time::Instant::now();
+        let res = finish(std::time::Duration::from_millis(50), slow).await;
+        assert!(started.elapsed() < std::time::Duration::from_millis(400));
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
+        let fast = finish(std::time::Duration::from_millis(50), async { Ok(no_content()) }).await;
+        assert_eq!(fast.status(), 204);
+    }
 }

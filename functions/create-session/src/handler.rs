@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, Response};
 
 /// `POST /v1/internal/sessions`: called by the sign-in service (IAM-authorised at the gateway).
 pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
-    http::finish(create(store, policy, &req).await)
+    http::finish(http::API_DEADLINE, create(store, policy, &req)).await
 }
 
 async fn create<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {

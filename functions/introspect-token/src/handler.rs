@@ -12,7 +12,7 @@ pub async fn handle<S: SessionStore>(
     activity: &ActivityTracker,
     req: Request,
 ) -> Response<Body> {
-    http::finish(introspect(store, cache, activity, &req).await)
+    http::finish(http::INTROSPECT_DEADLINE, introspect(store, cache, activity, &req)).await
 }
 
 async fn introspect<S: SessionStore>(

@@ -10,10 +10,9 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let cache = Arc::new(TokenCache::new(&CacheConfig::from_env()?).await?);
-    // A long-running validator: drop L1 entries as soon as the fan-out publishes.
-    if let Err(e) = cache.subscribe().await {
-        tracing::warn!(error = %e, "not subscribed to invalidations; L1 entries expire by the window alone");
-    }
+    // A long-running validator: drop L1 entries as soon as the fan-out publishes. It keeps
+    // (re)subscribing; L1 answers only while the channel is live.
+    cache.subscribe().await?;
     let activity = ActivityTracker::from_env()?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let (store, cache, activity) = (&store, cache.as_ref(), &activity);

@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, Response};
 /// `GET /v1/sessions/events` (your own) and `GET /v1/admin/users/{user_id}/events` (a member's,
 /// for workspace admins): revocations, newest first, `?limit=&cursor=`.
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
-    http::finish(list(store, &req).await)
+    http::finish(http::API_DEADLINE, list(store, &req)).await
 }
 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {

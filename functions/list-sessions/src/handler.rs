@@ -6,7 +6,7 @@ use lambda_http::{Body, Request, Response};
 /// `GET /v1/sessions?limit=&cursor=&include_cli=` and, for workspace admins,
 /// `GET /v1/admin/users/{user_id}/sessions` (same shape, no current session).
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
-    http::finish(list(store, &req).await)
+    http::finish(http::API_DEADLINE, list(store, &req)).await
 }
 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {

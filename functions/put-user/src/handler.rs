@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 /// `PUT /v1/internal/users/{user_id}`: the identity system sets a user's workspace, role and SSO
 /// link (IAM-authorised at the gateway, like session creation).
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
-    http::finish(put(store, &req).await)
+    http::finish(http::API_DEADLINE, put(store, &req)).await
 }
 
 async fn put<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {

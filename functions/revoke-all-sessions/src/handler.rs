@@ -6,7 +6,7 @@ use lambda_http::{Body, Request, Response};
 /// `DELETE /v1/sessions[?scope=all|others]` and, for workspace admins (offboarding),
 /// `DELETE /v1/admin/users/{user_id}/sessions[?reason=...]`.
 pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
-    http::finish(revoke_all(store, policy, &req).await)
+    http::finish(http::API_DEADLINE, revoke_all(store, policy, &req)).await
 }
 
 async fn revoke_all<S: SessionStore>(

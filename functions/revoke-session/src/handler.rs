@@ -4,7 +4,7 @@ use lambda_http::{Body, Request, Response};
 
 /// `DELETE /v1/sessions/{id}` and, for workspace admins, `DELETE /v1/admin/users/{user_id}/sessions/{id}`.
 pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
-    http::finish(revoke(store, policy, &req).await)
+    http::finish(http::API_DEADLINE, revoke(store, policy, &req)).await
 }
 
 async fn revoke<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {

@@ -5,7 +5,7 @@ use lambda_http::{Body, Request, Response};
 
 /// `PATCH /v1/sessions/{id}` with `{"trusted": bool}`: "untrust this device" without logging it out.
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
-    http::finish(update(store, &req).await)
+    http::finish(http::API_DEADLINE, update(store, &req)).await
 }
 
 async fn update<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {

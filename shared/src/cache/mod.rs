@@ -106,6 +106,9 @@ pub struct TokenCache {
     l1: Option<moka::sync::Cache<String, Arc<CachedSession>>>,
     /// Watermarks heard on the channel, so L1 honours a revoke-all before the sweep's records.
     l1_watermarks: moka::sync::Cache<UserId, Watermark>,
+    /// Whether L1 may answer: false while a subscriber is not listening (its entries could miss
+    /// invalidations).
+    l1_live: std::sync::atomic::AtomicBool,
     redis: Option<Redis>,
 }
 
@@ -126,7 +129,13 @@ impl TokenCache {
                 Some(Redis::new(redis::Client::open(url.as_str())?))
             }
         };
-        Ok(Self { window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX), l1, l1_watermarks, redis })
+        Ok(Self {
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+            l1,
+            l1_watermarks,
+            l1_live: std::sync::atomic::AtomicBool::new(true),
+            redis,
+        })
     }
 
     pub fn window_ms(&self) -> i64 {
@@ -134,6 +143,9 @@ impl TokenCache {
     }
 
     pub(crate) fn l1_get(&self, key: &str, now_ms: i64) -> Option<Arc<CachedSession>> {
+        if !self.l1_live.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let entry = self.l1.as_ref()?.get(key)?;
         let watermark = self.l1_watermarks.get(&entry.user_id);
         if entry.trusted_at(now_ms, watermark.as_ref()) {
@@ -241,21 +253,25 @@ impl TokenCache {
     }
 
     /// Subscribes to the invalidation channel and applies every message to L1, for as long as the
-    /// validator runs. For long-running validators; returns once subscribed (the first subscription
-    /// must succeed).
+    /// validator runs. For long-running validators; returns at once.
     ///
-    /// When the connection drops, it reconnects and subscribes again (backing off from 100 ms to
-    /// 5 s). Messages published meanwhile are lost, so L1 is emptied when the connection drops and
-    /// again once it is back: entries are then read again from L2 or DynamoDB.
+    /// L1 answers only while the channel is live: if the first subscription fails, and whenever
+    /// the connection is down, every validation goes on to L2 or DynamoDB. When the
+    /// connection drops it reconnects and subscribes again (backing off from 100 ms to 5 s), and
+    /// empties L1, whose entries may have missed invalidations meanwhile.
     pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
         let Some(redis) = &self.redis else {
             return Ok(tokio::spawn(async {}));
         };
         let client = redis.client.clone();
-        let first = open_subscription(&client).await?;
+        let first = open_subscription(&client).await;
+        if let Err(e) = &first {
+            self.set_l1_live(false);
+            tracing::warn!(error = %e, "invalidation channel down at start; L1 off until it is up");
+        }
         let cache = Arc::clone(self);
         Ok(tokio::spawn(async move {
-            let mut subscription = Some(first);
+            let mut subscription = first.ok();
             let mut backoff = Duration::from_millis(100);
             loop {
                 if let Some(mut pubsub) = subscription.take() {
@@ -267,21 +283,28 @@ impl TokenCache {
                             cache.apply(&inv);
                         }
                     }
+                    cache.set_l1_live(false);
                     cache.clear_l1();
-                    tracing::warn!("invalidation channel lost; L1 emptied, reconnecting");
+                    tracing::warn!("invalidation channel lost; L1 off and emptied, reconnecting");
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 match open_subscription(&client).await {
                     Ok(pubsub) => {
+                        // Entries filled while the channel was down may have missed invalidations.
                         cache.clear_l1();
-                        tracing::info!("invalidation channel subscribed again");
+                        cache.set_l1_live(true);
+                        tracing::info!("invalidation channel subscribed");
                         subscription = Some(pubsub);
                     }
                     Err(e) => tracing::warn!(error = %e, "invalidation channel still down"),
                 }
             }
         }))
+    }
+
+    fn set_l1_live(&self, live: bool) {
+        self.l1_live.store(live, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Empties L1 (watermarks heard stay: they only ever refuse more).
@@ -392,6 +415,31 @@ mod tests {
         c.apply(&Invalidation::User { user, watermark: Watermark { before_ms: now, keep: Some(a.session_id) } });
         assert!(c.l1_contains(&ta.hash(), now));
         assert!(!c.l1_contains(&tb.hash(), now));
+    }
+
+    #[tokio::test]
+    async fn watermarks_heard_out_of_order_never_cover_less() {
+        let store = MemoryStore::new();
+        let a = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let ta = SessionToken::parse(&a.token).unwrap();
+        let c = cache(10, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        validate(&store, &c, &ta, now).await.unwrap();
+        let user = UserId::parse("alice").unwrap();
+        // "Others, keeping a" then an offboard covering a too, heard the other way round.
+        let offboard = Watermark { before_ms: now + 10, keep: None };
+        let others = Watermark { before_ms: now + 5, keep: Some(a.session_id) };
+        c.apply(&Invalidation::User { user: user.clone(), watermark: offboard });
+        c.apply(&Invalidation::User { user: user.clone(), watermark: others });
+        assert!(!c.l1_contains(&ta.hash(), now), "the older message must not bring the kept session back");
+        // Neither covers the other (different kept sessions): L1 keeps neither kept session.
+        let c = cache(10, Duration::from_secs(60)).await;
+        validate(&store, &c, &ta, now).await.unwrap();
+        let keep_b = Watermark { before_ms: now + 20, keep: Some(SessionId::new()) };
+        c.apply(&Invalidation::User { user: user.clone(), watermark: others });
+        assert!(c.l1_contains(&ta.hash(), now), "a is kept by the first");
+        c.apply(&Invalidation::User { user, watermark: keep_b });
+        assert!(!c.l1_contains(&ta.hash(), now), "the second covers a");
     }
 
     #[tokio::test]

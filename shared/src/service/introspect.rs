@@ -12,6 +12,17 @@ use crate::error::ServiceError;
 use crate::store::SessionStore;
 use crate::token::SessionToken;
 
+/// How long introspection's bookkeeping (each write) may hold the answer back.
+const BOOKKEEPING_BUDGET: Duration = Duration::from_millis(300);
+
+async fn within_budget(
+    write: impl std::future::Future<Output = Result<(), crate::StoreError>>,
+) -> Result<(), crate::StoreError> {
+    tokio::time::timeout(BOOKKEEPING_BUDGET, write)
+        .await
+        .unwrap_or_else(|_| Err(crate::StoreError::Unavailable("bookkeeping ran out of its budget".into())))
+}
+
 /// Remembers which sessions this instance marked active recently, so a hot session writes
 /// `LastActiveAt` at most once per interval (`LAST_ACTIVE_INTERVAL_SECONDS`, 300).
 pub struct ActivityTracker {
@@ -104,17 +115,20 @@ pub async fn introspect<S: SessionStore>(
         Err(ServiceError::InvalidToken) => return Ok(Introspection::inactive()),
         Err(other) => return Err(other),
     };
-    // Bookkeeping is best effort: it never changes the answer. A write that fails is retried on a
-    // later call (the claim is released, and a missing app is still missing).
+    // Bookkeeping is best effort: it never changes the answer, and it may hold the answer back
+    // `BOOKKEEPING_BUDGET` at most (a DynamoDB that is slow or stalled would otherwise hold every
+    // cached answer too). A write that fails or runs out of time is retried on a later call (the
+    // claim is released, and a missing app is still missing).
     if activity.claim(entry.session_id) {
         let stale_before = now_ms - activity.interval_ms;
-        if let Err(e) = store.touch_session(&entry.user_id, entry.session_id, now_ms, stale_before).await {
+        let touch = store.touch_session(&entry.user_id, entry.session_id, now_ms, stale_before);
+        if let Err(e) = within_budget(touch).await {
             activity.release(entry.session_id);
             tracing::warn!(error = %e, session_id = %entry.session_id, "last activity not recorded; retried later");
         }
     }
     if let Some(app) = app.filter(|a| !entry.apps.contains(a)) {
-        match store.add_app(&entry.user_id, entry.session_id, &app, now_ms).await {
+        match within_budget(store.add_app(&entry.user_id, entry.session_id, &app, now_ms)).await {
             Ok(()) => {
                 entry.apps.push(app);
                 // Both levels learn the app (the entry keeps its `cached_until_ms`), so the same

@@ -90,7 +90,10 @@ pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
 /// The watermark only ever grows in what it covers: the one written is the union of the one in
 /// force and this request's (`Watermark::union`), swapped in only if the one in force is still
 /// the one read, so two revoke-alls at once each keep what the other revoked. When nothing active
-/// is newly covered (a repeat), nothing is written and the answer is `{"revoked": 0}`.
+/// is newly covered (a repeat), nothing is written and the answer is `{"revoked": 0}`, except for
+/// an admin's offboarding, whose watermark also covers sign-ins still in flight. The count is what
+/// the watermark newly covered when counted: a session revoked on its own meanwhile may be in both
+/// events.
 #[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
 pub async fn revoke_all<S: SessionStore>(
     store: &S,
@@ -129,7 +132,9 @@ pub async fn revoke_all<S: SessionStore>(
         } else {
             store.count_newly_covered(&auth.target, new, current, now_ms).await?
         };
-        if revoked == 0 {
+        // An offboarding is written even when nothing active is left: its watermark also covers
+        // a sign-in still in flight. A user's repeat writes nothing.
+        if revoked == 0 && (!auth.admin || Some(new) == current) {
             tracing::info!(scope = ?scope, "revoke-all covers nothing new; nothing written");
             return Ok(RevokedCount { revoked: 0 });
         }

@@ -10,7 +10,7 @@ use crate::device::Device;
 use crate::domain::{AppId, ClientKind, Location, SessionId, UserId};
 use crate::error::ServiceError;
 use crate::model::{Actor, AuditScope, Revocation, RevokeReason, Session, SessionStatus};
-use crate::store::{Audited, ReadSet, SessionStore};
+use crate::store::{Audited, ReadSet, SessionStore, StoreError};
 use crate::token::SessionToken;
 
 /// The sign-in service's request. Unknown fields are refused.
@@ -77,7 +77,13 @@ pub async fn create_session<S: SessionStore>(
         token_hash: token.hash().as_str().to_owned(),
         expires_at: now_ms / 1000 + ttl,
     };
-    store.create_session(&session).await?;
+    match store.create_session(&session).await {
+        Ok(()) => {}
+        // A retried PutItem whose first attempt had committed (it timed out on the way back):
+        // the session there is this one if it holds this token's hash.
+        Err(StoreError::AlreadyExists) if written_already(store, &session).await? => {}
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(session_id = %session_id, "session created");
     // After the write, so a sign-in that fails evicts nothing. A failed eviction leaves the user
     // above the cap until the next sign-in evicts; the sign-in itself has succeeded.
@@ -91,16 +97,23 @@ pub async fn create_session<S: SessionStore>(
     })
 }
 
+async fn written_already<S: SessionStore>(store: &S, session: &Session) -> Result<bool, ServiceError> {
+    let key = (session.user_id.clone(), session.session_id);
+    let read = store.read(&ReadSet { sessions: vec![key.clone()], ..Default::default() }).await?;
+    Ok(read.sessions.get(&key).is_some_and(|stored| stored.token_hash == session.token_hash))
+}
+
 /// Above `max_sessions` active sessions, revokes the least recently active ones (reason
 /// `session_limit`, by the system) until the cap holds again.
 ///
-/// It runs after the new session `own` is written (so a sign-in that fails evicts nothing), and
-/// ranks the sessions it sees the same way every sign-in does: most recently active first, then
-/// newest. It keeps the first `max_sessions` and evicts the rest, never its own. Concurrent
-/// sign-ins therefore agree on whom to evict and never evict each other's sessions both ways.
-/// The bound: a sign-in does not see sessions written after it read, so after a burst of N sign-ins
-/// at once up to N - 1 sessions above the cap may remain; the next sign-in evicts them. Evicting
-/// twice is harmless: the second revoke finds the session revoked and writes nothing.
+/// It runs after the new session `own` is written (so a sign-in that fails evicts nothing). Its
+/// own session and any signed in after it (concurrent sign-ins, which hold the cap themselves)
+/// are kept; of the others, the most recently active fill the places left and the rest are
+/// evicted. A sign-in never evicts a newer session, so two sign-ins at once never evict each other
+/// and the newest always survives. The bound: a sign-in does not see sessions written after it
+/// read, so after a burst of N sign-ins at once up to N - 1 sessions above the cap may remain; the
+/// next sign-in, on its own, restores the cap exactly. Evicting twice is harmless: the second
+/// revoke finds the session revoked and writes nothing.
 async fn enforce_session_limit<S: SessionStore>(
     store: &S,
     policy: &Policy,
@@ -111,7 +124,7 @@ async fn enforce_session_limit<S: SessionStore>(
     let profile_read = ReadSet { profiles: vec![user.clone()], ..Default::default() };
     let (read, states) = tokio::try_join!(store.read(&profile_read), store.session_states(user))?;
     let watermark = read.profiles.get(user).and_then(|p| p.watermark);
-    let mut active: Vec<_> = states
+    let active: Vec<_> = states
         .into_iter()
         .filter(|st| {
             st.active
@@ -119,9 +132,10 @@ async fn enforce_session_limit<S: SessionStore>(
                 && !watermark.is_some_and(|w| w.covers_at(st.signed_in_at, st.session_id))
         })
         .collect();
-    active.sort_by_key(|st| std::cmp::Reverse((st.last_active_at, st.session_id)));
-    let victims = active.iter().skip(policy.max_sessions as usize).filter(|st| st.session_id != own);
-    for st in victims {
+    let (kept, mut older): (Vec<_>, Vec<_>) = active.into_iter().partition(|st| st.session_id >= own);
+    older.sort_by_key(|st| std::cmp::Reverse((st.last_active_at, st.session_id)));
+    let places = (policy.max_sessions as usize).saturating_sub(kept.len());
+    for st in older.iter().skip(places) {
         let revocation = Revocation {
             at_ms: now_ms,
             actor: Actor::System,

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use active_sessions::domain::SessionId;
 use active_sessions::domain::{ClientKind, Role, UserId, WorkspaceId};
+use active_sessions::model::{Actor, AuditEvent, AuditScope, Revocation, RevokeReason};
 use active_sessions::service::{self, Caller, RevokeScope, Subject, UserProfileInput};
-use active_sessions::store::{ReadSet, SessionState};
+use active_sessions::store::{Audited, ReadSet, SessionState};
 use active_sessions::testing::{parts, request, sign_in, sign_in_with, ChaosStore};
 use active_sessions::token::SessionToken;
+use active_sessions::StoreError;
 use active_sessions::{table, Policy, ServiceError, SessionStore};
 use integration_tests::{s, store_at, OwnServer, TestTable};
 
@@ -56,9 +59,11 @@ async fn log_out_others_racing_an_offboard_never_revives_the_kept_session() {
         let (others_store, admin_store) = (ChaosStore::new(x, round * 2 + 1), ChaosStore::new(y, round * 7 + 3));
         let subject = Subject::Member(UserId::parse(&member).unwrap());
         let (me, admin) = (caller(&a.token), caller(&root.token));
+        // Both orders of the two clocks: the offboard later, then the log-out-others later.
+        let (t_others, t_admin) = if round % 2 == 0 { (now, now + 1) } else { (now + 1, now) };
         let (others, offboard) = tokio::join!(
-            service::revoke_all(&others_store, &policy, &me, &Subject::Own, RevokeScope::Others, None, now),
-            service::revoke_all(&admin_store, &policy, &admin, &subject, RevokeScope::All, None, now + 1),
+            service::revoke_all(&others_store, &policy, &me, &Subject::Own, RevokeScope::Others, None, t_others),
+            service::revoke_all(&admin_store, &policy, &admin, &subject, RevokeScope::All, None, t_admin),
         );
         offboard.expect("the offboarding succeeds");
         assert!(matches!(others, Ok(_) | Err(ServiceError::InvalidToken)), "{others:?}");
@@ -217,22 +222,43 @@ async fn a_stalled_dynamodb_is_a_503_within_the_budget() {
     assert_eq!(res.headers()["retry-after"], "2");
     eprintln!("stalled DynamoDB: GET /v1/sessions answered 503 after {elapsed:?}");
     assert!(elapsed < Duration::from_millis(3500), "503 after {elapsed:?}");
-    // A revoke while stalled: 503 too; after the store comes back, the session is still active.
+    // A revoke-one transaction (session + audit event) sent while stalled: 503 too. Whatever the
+    // paused server does with it once resumed, it is all or nothing.
     let started = Instant::now();
-    let revoke = service::revoke_session(
-        &store,
-        &Policy::default(),
-        &caller(&me.token),
-        &Subject::Own,
-        other.session_id,
-        service::now_ms(),
-    )
-    .await;
-    assert!(matches!(revoke, Err(ServiceError::Unavailable(_))), "{revoke:?}");
+    let revocation = Revocation {
+        at_ms: service::now_ms(),
+        actor: Actor::User,
+        actor_id: "alice".into(),
+        reason: RevokeReason::UserLogout,
+        source_ip: None,
+    };
+    let event = AuditEvent {
+        event_id: SessionId::new().ulid(),
+        actor: Actor::User,
+        actor_id: "alice".into(),
+        target_user: UserId::parse("alice").unwrap(),
+        scope: AuditScope::Sessions,
+        session_ids: vec![other.session_id],
+        device_labels: vec!["phone".into()],
+        count: 1,
+        reason: RevokeReason::UserLogout,
+        source_ip: None,
+        note: None,
+        at: revocation.at_ms,
+        expires_at: revocation.at_ms / 1000 + 3600,
+    };
+    let user = UserId::parse("alice").unwrap();
+    let audited = Audited { event: &event, signed_in_at: service::now_ms() - 60_000 };
+    let revoke = store.revoke_session(&user, other.session_id, &revocation, 60, Some(audited)).await;
+    assert!(matches!(revoke, Err(StoreError::Unavailable(_))), "{revoke:?}");
     assert!(started.elapsed() < Duration::from_millis(3500));
     server.signal("CONT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let token = SessionToken::parse(&other.token).unwrap();
-    assert!(service::authenticate(&store, &token, service::now_ms()).await.is_ok(), "nothing half-written");
+    let still_valid = service::authenticate(&store, &token, service::now_ms()).await.is_ok();
+    let audit = store.query_audit(&user, None, 10).await.unwrap();
+    let written = audit.events.iter().any(|e| e.event_id == event.event_id);
+    assert_eq!(still_valid, !written, "half-written: session valid {still_valid}, audit event written {written}");
 }
 
 /// Defect 5: DynamoDB unreachable (nothing listens on its port) is a `503` at once.

@@ -11,7 +11,8 @@
 //! - (ii) a revocation that changed something writes exactly one audit event, a repeat writes
 //!   none, and no session is in two per-session events;
 //! - (iii) the listing equals the model's active set, with the current session first;
-//! - (iv) the number of active sessions is above the cap by at most the documented bound: after N
+//! - (iv) the number of active sessions is above the cap by at most the documented bound (and the
+//!   newest sign-in of a step is never the one evicted): after N
 //!   sign-ins at once, N - 1 (a sign-in does not see the sessions written after it read), until
 //!   the next sign-in on its own, which restores the cap exactly.
 //!
@@ -63,6 +64,10 @@ enum Op {
         target: usize,
         trusted: bool,
     },
+    /// Introspection marks a session active (last activity now), which reorders evictions.
+    Touch {
+        target: usize,
+    },
     Sweep,
     /// Time passes: 61 s, so sessions signed in with the shortest lifetime (60 s) expire.
     Expire,
@@ -77,7 +82,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => i.clone().prop_map(|caller| Op::RevokeOthers { caller }),
         1 => i.clone().prop_map(|target| Op::AdminRevokeOne { target }),
         1 => Just(Op::AdminOffboard),
-        1 => (i.clone(), i, any::<bool>()).prop_map(|(caller, target, trusted)| Op::Trust { caller, target, trusted }),
+        1 => (i.clone(), i.clone(), any::<bool>()).prop_map(|(caller, target, trusted)| Op::Trust { caller, target, trusted }),
+        2 => i.prop_map(|target| Op::Touch { target }),
         2 => Just(Op::Sweep),
         1 => Just(Op::Expire),
     ]
@@ -117,7 +123,12 @@ enum Effect {
     None,
     Created(ModelSession),
     One(SessionId),
-    Before { at: i64, keep: Option<SessionId> },
+    /// A revoke-all at `at`; an admin's is written even when it covers nothing active.
+    Before {
+        at: i64,
+        keep: Option<SessionId>,
+        admin: bool,
+    },
     Trusted,
 }
 
@@ -208,7 +219,7 @@ async fn run_op<S: SessionStore>(
             let others = matches!(op, Op::RevokeOthers { .. });
             let scope = if others { RevokeScope::Others } else { RevokeScope::All };
             service::revoke_all(store, &f.policy, &caller(&c.token), &Subject::Own, scope, None, now).await?;
-            Ok(Effect::Before { at: now, keep: others.then_some(c.id) })
+            Ok(Effect::Before { at: now, keep: others.then_some(c.id), admin: false })
         }
         Op::AdminRevokeOne { target } => {
             let Some(t) = pick(*target) else { return Ok(Effect::None) };
@@ -217,7 +228,7 @@ async fn run_op<S: SessionStore>(
         }
         Op::AdminOffboard => {
             service::revoke_all(store, &f.policy, &admin, &member, RevokeScope::All, None, now).await?;
-            Ok(Effect::Before { at: now, keep: None })
+            Ok(Effect::Before { at: now, keep: None, admin: true })
         }
         Op::Trust { caller: c, target, trusted } => {
             let (Some(c), Some(t)) = (pick(*c), pick(*target)) else { return Ok(Effect::None) };
@@ -225,6 +236,11 @@ async fn run_op<S: SessionStore>(
             let patch = SessionPatch { trusted: *trusted };
             service::set_trusted(store, &token, t.id, patch, now).await?;
             Ok(Effect::Trusted)
+        }
+        Op::Touch { target } => {
+            let Some(t) = pick(*target) else { return Ok(Effect::None) };
+            store.touch_session(&f.member, t.id, now, now).await?;
+            Ok(Effect::None)
         }
         Op::Sweep => {
             let read = store.read(&ReadSet { profiles: vec![f.member.clone()], ..Default::default() }).await?;
@@ -250,7 +266,8 @@ async fn run_op<S: SessionStore>(
 fn fresh(effect: &Effect, before: &[ModelSession], created: &[ModelSession], now: i64) -> bool {
     match effect {
         Effect::One(id) => before.iter().any(|s| s.id == *id && s.active_at(now)),
-        Effect::Before { at, keep } => before
+        Effect::Before { admin: true, .. } => true,
+        Effect::Before { at, keep, .. } => before
             .iter()
             .filter(|s| s.active_at(now))
             .chain(created.iter().filter(|s| now < s.expires_at_ms))
@@ -309,7 +326,7 @@ async fn run_step<S: SessionStore>(
     for (_, effect) in &effects {
         match effect {
             Effect::One(id) => f.sessions.iter_mut().filter(|s| s.id == *id).for_each(|s| s.covered = true),
-            Effect::Before { at, keep } => {
+            Effect::Before { at, keep, .. } => {
                 for s in f.sessions.iter_mut().filter(|s| s.signed_in_at <= *at && Some(s.id) != *keep) {
                     if new_ids.contains(&s.id) {
                         s.maybe = true;
@@ -355,7 +372,11 @@ async fn run_step<S: SessionStore>(
             }
         }
         if e.reason == RevokeReason::SessionLimit {
-            // Evictions are the store's choice: the model learns them from their events.
+            // Evictions are the store's choice: the model learns them from their events. But the
+            // newest sign-in of the step is never evicted (sign-ins never evict newer sessions).
+            if let Some(newest) = new_ids.iter().max().filter(|n| e.session_ids.contains(n)) {
+                return Err(fail(format!("step {index}: the step's newest sign-in {newest} was evicted")));
+            }
             f.sessions.iter_mut().filter(|s| e.session_ids.contains(&s.id)).for_each(|s| s.covered = true);
         } else {
             revocation_events += 1;
