@@ -1,4 +1,8 @@
-//! Typed configuration, read once at init. A missing required variable fails init.
+//! Typed configuration, read once at init. A missing required variable fails init. Every
+//! environment variable the functions read is read here: the table and policy (`Config`), the
+//! DynamoDB timeouts (`StoreTimeouts`), the token caches (`CacheConfig`), introspection's
+//! bookkeeping (`ActivityTracker`), back-channel logout (`Backchannel`, or the secret's ARN), and
+//! the function's name for metrics.
 
 use std::env;
 
@@ -144,4 +148,64 @@ impl Config {
         }
         Ok(Self { table_name, policy, timeouts: StoreTimeouts::from_env()? })
     }
+}
+
+impl crate::cache::CacheConfig {
+    /// `PROPAGATION_WINDOW_SECONDS` (60, 1-1800), `L1_CAPACITY` (100 000; 0 turns L1 off),
+    /// `REDIS_URL` (unset: no L2).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let window_secs = number("PROPAGATION_WINDOW_SECONDS", i64::try_from(d.window.as_secs()).unwrap_or(60), 1)?;
+        if window_secs > 1800 {
+            return Err(ConfigError::Invalid { name: "PROPAGATION_WINDOW_SECONDS", reason: "expected 1-1800".into() });
+        }
+        let l1_capacity = number("L1_CAPACITY", i64::try_from(d.l1_capacity).unwrap_or(i64::MAX), 0)?;
+        Ok(Self {
+            window: std::time::Duration::from_secs(window_secs.unsigned_abs()),
+            l1_capacity: l1_capacity.unsigned_abs(),
+            redis_url: env::var("REDIS_URL").ok().filter(|v| !v.trim().is_empty()),
+        })
+    }
+}
+
+impl crate::service::ActivityTracker {
+    /// `LAST_ACTIVE_INTERVAL_SECONDS` (300, at least 1).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secs = number("LAST_ACTIVE_INTERVAL_SECONDS", 300, 1)?;
+        Ok(Self::new(std::time::Duration::from_secs(secs.unsigned_abs())))
+    }
+}
+
+impl crate::logout::Backchannel {
+    /// Locally: `BACKCHANNEL_ENDPOINTS` (unset or `[]`: off), then `LOGOUT_ISSUER`,
+    /// `LOGOUT_SIGNING_KEY_PEM` and `LOGOUT_KEY_ID`. Deployed, see `backchannel_secret_arn`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let raw = env::var("BACKCHANNEL_ENDPOINTS").unwrap_or_default();
+        let endpoints: Vec<crate::logout::Endpoint> = if raw.trim().is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
+                name: "BACKCHANNEL_ENDPOINTS",
+                reason: format!("expected [{{\"aud\": ..., \"url\": ...}}]: {e}"),
+            })?
+        };
+        if endpoints.is_empty() {
+            return Ok(Self::disabled());
+        }
+        let issuer = env::var("LOGOUT_ISSUER").map_err(|_| ConfigError::Missing("LOGOUT_ISSUER"))?;
+        let pem = env::var("LOGOUT_SIGNING_KEY_PEM").map_err(|_| ConfigError::Missing("LOGOUT_SIGNING_KEY_PEM"))?;
+        Self::build(endpoints, issuer, &pem, env::var("LOGOUT_KEY_ID").ok(), "LOGOUT_SIGNING_KEY_PEM")
+    }
+}
+
+/// `BACKCHANNEL_SECRET_ARN`: deployed, the Secrets Manager secret holding the back-channel
+/// configuration (it replaces the variables `Backchannel::from_env` reads).
+pub fn backchannel_secret_arn() -> Option<String> {
+    env::var("BACKCHANNEL_SECRET_ARN").ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda; `local` otherwise), read once: metrics carry it.
+pub fn function_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()))
 }

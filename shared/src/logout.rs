@@ -6,7 +6,7 @@
 //!   the fan-out reads it at start) holding JSON
 //!   `{"endpoints": [{"aud": ..., "url": ...}], "issuer": ..., "signing_key_pem": ..., "key_id": ...}`,
 //!   parsed by [`Backchannel::from_secret_json`];
-//! - locally, the environment ([`Backchannel::from_env`]):
+//! - locally, the environment ([`Backchannel::from_env`], in `crate::config`):
 //!   - `BACKCHANNEL_ENDPOINTS`: JSON `[{"aud": "<product client id>", "url": "https://.../logout"}]`;
 //!     unset or `[]` turns back-channel logout off.
 //!   - `LOGOUT_ISSUER`: the `iss` claim.
@@ -106,25 +106,6 @@ impl Backchannel {
         !self.endpoints.is_empty()
     }
 
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let raw = std::env::var("BACKCHANNEL_ENDPOINTS").unwrap_or_default();
-        let endpoints: Vec<Endpoint> = if raw.trim().is_empty() {
-            Vec::new()
-        } else {
-            serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
-                name: "BACKCHANNEL_ENDPOINTS",
-                reason: format!("expected [{{\"aud\": ..., \"url\": ...}}]: {e}"),
-            })?
-        };
-        if endpoints.is_empty() {
-            return Ok(Self::disabled());
-        }
-        let issuer = std::env::var("LOGOUT_ISSUER").map_err(|_| ConfigError::Missing("LOGOUT_ISSUER"))?;
-        let pem =
-            std::env::var("LOGOUT_SIGNING_KEY_PEM").map_err(|_| ConfigError::Missing("LOGOUT_SIGNING_KEY_PEM"))?;
-        Self::build(endpoints, issuer, &pem, std::env::var("LOGOUT_KEY_ID").ok(), "LOGOUT_SIGNING_KEY_PEM")
-    }
-
     /// The secret's JSON (see the module docs). Errors name the field at fault, never its value:
     /// the secret holds a private key.
     pub fn from_secret_json(raw: &str) -> Result<Self, ConfigError> {
@@ -147,7 +128,7 @@ impl Backchannel {
         Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, SECRET)
     }
 
-    fn build(
+    pub(crate) fn build(
         endpoints: Vec<Endpoint>,
         issuer: String,
         pem: &str,

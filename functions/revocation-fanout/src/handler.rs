@@ -161,7 +161,7 @@ async fn tell_products<S: SessionStore>(
 /// The propagation lag as a CloudWatch Embedded Metric Format line (stdout becomes the log), by
 /// function name so that stacks sharing an account (dev, prod) keep their own series.
 fn emit_lag_metric(lag_ms: i64) {
-    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    let function = active_sessions::config::function_name();
     let line = serde_json::json!({
         "_aws": {
             "Timestamp": service::now_ms(),

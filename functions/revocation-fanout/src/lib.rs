@@ -16,7 +16,7 @@ use active_sessions::logout::Backchannel;
 pub async fn load_backchannel(
     timeouts: &active_sessions::config::StoreTimeouts,
 ) -> Result<Backchannel, lambda_runtime::Error> {
-    let Some(arn) = std::env::var("BACKCHANNEL_SECRET_ARN").ok().filter(|v| !v.trim().is_empty()) else {
+    let Some(arn) = active_sessions::config::backchannel_secret_arn() else {
         return Ok(Backchannel::from_env()?);
     };
     let config = timeouts.sdk_loader().load().await;

@@ -78,28 +78,6 @@ impl Default for CacheConfig {
     }
 }
 
-impl CacheConfig {
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        use crate::config::ConfigError;
-        let d = Self::default();
-        let window = match std::env::var("PROPAGATION_WINDOW_SECONDS") {
-            Err(_) => d.window,
-            Ok(v) => Duration::from_secs(v.trim().parse::<u64>().ok().filter(|s| (1..=1800).contains(s)).ok_or(
-                ConfigError::Invalid { name: "PROPAGATION_WINDOW_SECONDS", reason: "expected 1-1800".into() },
-            )?),
-        };
-        let l1_capacity = match std::env::var("L1_CAPACITY") {
-            Err(_) => d.l1_capacity,
-            Ok(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError::Invalid { name: "L1_CAPACITY", reason: "expected a whole number".into() })?,
-        };
-        let redis_url = std::env::var("REDIS_URL").ok().filter(|v| !v.trim().is_empty());
-        Ok(Self { window, l1_capacity, redis_url })
-    }
-}
-
 /// The two cache levels. Cheap to share behind an `Arc`.
 pub struct TokenCache {
     window_ms: i64,

@@ -38,17 +38,6 @@ impl ActivityTracker {
         }
     }
 
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let secs = match std::env::var("LAST_ACTIVE_INTERVAL_SECONDS") {
-            Err(_) => 300,
-            Ok(v) => v.trim().parse::<u64>().ok().filter(|s| *s >= 1).ok_or(crate::config::ConfigError::Invalid {
-                name: "LAST_ACTIVE_INTERVAL_SECONDS",
-                reason: "expected a whole number >= 1".into(),
-            })?,
-        };
-        Ok(Self::new(Duration::from_secs(secs)))
-    }
-
     /// Whether to write now; marks the session as written for one interval.
     fn claim(&self, session: SessionId) -> bool {
         if self.recent.contains_key(&session) {
