@@ -2,7 +2,7 @@
 # Benchmarks (release build) on a local stack of their own: DynamoDB Local, redis-server, the
 # stand-in product, cargo lambda watch and the stream poller. Not part of the test command.
 #   infra/bench.sh                 # all: handlers, validation (criterion), propagation (up, then fan-out down)
-#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout
+#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout | coldstart
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
@@ -20,6 +20,10 @@ trap 'stop_group "${pids[@]}"' EXIT
 pids+=("$(start_dynamodb "$DDB_PORT")")
 if [ "$which" = all ] || [ "$which" = handlers ]; then
   cargo bench -p integration-tests --bench handlers --quiet
+fi
+if [ "$which" = all ] || [ "$which" = coldstart ]; then
+  cargo build --release --workspace --bins --quiet
+  cargo bench -p integration-tests --bench coldstart --quiet
 fi
 if [ "$which" = all ] || [ "$which" = fanout ]; then
   cargo bench -p integration-tests --bench fanout --quiet

@@ -1,0 +1,95 @@
+//! Cold start: the time from exec to the first `GET /2018-06-01/runtime/invocation/next` against a
+//! stand-in Runtime API, for each function's release binary and for a `lambda_http` hello world
+//! built the same way (`hello-lambda`). It prints each median and its ratio to the hello world.
+//!
+//! Run with `infra/bench.sh coldstart` (it builds the release binaries first). `BENCH_RUNS` (30).
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FUNCTIONS: [&str; 9] = [
+    "list-sessions",
+    "revoke-session",
+    "revoke-all-sessions",
+    "update-session",
+    "list-session-events",
+    "create-session",
+    "put-user",
+    "introspect-token",
+    "revocation-fanout",
+];
+
+/// `<target>/release`, where the bench binary's own `deps/` folder is.
+fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the bench's path");
+    exe.parent().and_then(Path::parent).expect("target/release").to_path_buf()
+}
+
+/// One cold start: exec until the runtime asks for its first invocation.
+fn once(bin: &Path) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a stand-in Runtime API");
+    let port = listener.local_addr().unwrap().port();
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "coldstart")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "coldstart")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "coldstart")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("TABLE_NAME", "coldstart")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e} (build the release binaries first: infra/bench.sh coldstart)", bin.display()));
+    let (mut stream, _) = listener.accept().expect("the runtime connects");
+    let mut buf = [0u8; 256];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    let elapsed = started.elapsed();
+    let line = String::from_utf8_lossy(&buf[..n]);
+    assert!(line.contains("/runtime/invocation/next"), "{}: first request was {line:?}", bin.display());
+    let _ = child.kill();
+    let _ = child.wait();
+    elapsed
+}
+
+fn median(bin: &Path, runs: usize) -> Duration {
+    let mut times: Vec<Duration> = (0..runs).map(|_| once(bin)).collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let runs = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let dir = release_dir();
+    // Interleave: one warm-up each, then the medians.
+    let hello = dir.join("hello-lambda");
+    once(&hello);
+    let base = median(&hello, runs);
+    println!("cold start, exec to the first /runtime/invocation/next, median of {runs} (release)");
+    println!("  {:<22} {:>7.1} ms  size {:>5.1} MB", "hello-lambda", base.as_secs_f64() * 1e3, size_mb(&hello));
+    for name in FUNCTIONS {
+        let bin = dir.join(name);
+        once(&bin);
+        let t = median(&bin, runs);
+        println!(
+            "  {name:<22} {:>7.1} ms  size {:>5.1} MB  {:.2}x hello",
+            t.as_secs_f64() * 1e3,
+            size_mb(&bin),
+            t.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+}
+
+fn size_mb(bin: &Path) -> f64 {
+    std::fs::metadata(bin).map(|m| m.len() as f64 / 1e6).unwrap_or(0.0)
+}
