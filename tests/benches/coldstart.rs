@@ -28,13 +28,19 @@ fn release_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/release").to_path_buf()
 }
 
-/// One cold start: exec until the runtime asks for its first invocation.
-fn once(bin: &Path) -> Duration {
+/// One cold start: exec until the runtime asks for its first invocation. With `cert_file`, the
+/// process gets `SSL_CERT_FILE` (only that bundle is read for the native roots, not every file
+/// of the certificates folder as well).
+fn once(bin: &Path, cert_file: Option<&str>) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a stand-in Runtime API");
     let port = listener.local_addr().unwrap().port();
     let started = Instant::now();
-    let mut child = Command::new(bin)
-        .env_clear()
+    let mut command = Command::new(bin);
+    command.env_clear();
+    if let Some(file) = cert_file {
+        command.env("SSL_CERT_FILE", file);
+    }
+    let mut child = command
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
         .env("AWS_LAMBDA_FUNCTION_NAME", "coldstart")
@@ -50,7 +56,9 @@ fn once(bin: &Path) -> Duration {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build the release binaries first: infra/bench.sh coldstart)", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!("{}: {e} (build the release binaries first: infra/bench.sh coldstart)", bin.display())
+        });
     let (mut stream, _) = listener.accept().expect("the runtime connects");
     let mut buf = [0u8; 256];
     let n = stream.read(&mut buf).unwrap_or(0);
@@ -62,8 +70,8 @@ fn once(bin: &Path) -> Duration {
     elapsed
 }
 
-fn median(bin: &Path, runs: usize) -> Duration {
-    let mut times: Vec<Duration> = (0..runs).map(|_| once(bin)).collect();
+fn median(bin: &Path, runs: usize, cert_file: Option<&str>) -> Duration {
+    let mut times: Vec<Duration> = (0..runs).map(|_| once(bin, cert_file)).collect();
     times.sort();
     times[times.len() / 2]
 }
@@ -72,20 +80,25 @@ fn main() {
     let runs = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     let dir = release_dir();
     // Interleave: one warm-up each, then the medians.
+    let bundle = std::env::var("BENCH_CERT_FILE").unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into());
     let hello = dir.join("hello-lambda");
-    once(&hello);
-    let base = median(&hello, runs);
+    once(&hello, None);
+    let base = median(&hello, runs, None);
     println!("cold start, exec to the first /runtime/invocation/next, median of {runs} (release)");
     println!("  {:<22} {:>7.1} ms  size {:>5.1} MB", "hello-lambda", base.as_secs_f64() * 1e3, size_mb(&hello));
+    println!("  {:<22} {:>10} {:>14} {:>8}   with SSL_CERT_FILE={bundle}", "", "", "", "");
     for name in FUNCTIONS {
         let bin = dir.join(name);
-        once(&bin);
-        let t = median(&bin, runs);
+        once(&bin, None);
+        let t = median(&bin, runs, None);
+        let with_file = median(&bin, runs, Some(&bundle));
         println!(
-            "  {name:<22} {:>7.1} ms  size {:>5.1} MB  {:.2}x hello",
+            "  {name:<22} {:>7.1} ms  size {:>5.1} MB  {:.2}x hello   {:>7.1} ms  {:.2}x hello",
             t.as_secs_f64() * 1e3,
             size_mb(&bin),
-            t.as_secs_f64() / base.as_secs_f64()
+            t.as_secs_f64() / base.as_secs_f64(),
+            with_file.as_secs_f64() * 1e3,
+            with_file.as_secs_f64() / base.as_secs_f64()
         );
     }
 }
