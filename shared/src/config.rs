@@ -150,6 +150,7 @@ impl Config {
     }
 }
 
+#[cfg(feature = "cache")]
 impl crate::cache::CacheConfig {
     /// `PROPAGATION_WINDOW_SECONDS` (60, 1-1800), `L1_CAPACITY` (100 000; 0 turns L1 off),
     /// `REDIS_URL` (unset: no L2).
@@ -168,6 +169,7 @@ impl crate::cache::CacheConfig {
     }
 }
 
+#[cfg(feature = "cache")]
 impl crate::service::ActivityTracker {
     /// `LAST_ACTIVE_INTERVAL_SECONDS` (300, at least 1).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -176,6 +178,7 @@ impl crate::service::ActivityTracker {
     }
 }
 
+#[cfg(feature = "backchannel")]
 impl crate::logout::Backchannel {
     /// Locally: `BACKCHANNEL_ENDPOINTS` (unset or `[]`: off), then `LOGOUT_ISSUER`,
     /// `LOGOUT_SIGNING_KEY_PEM` and `LOGOUT_KEY_ID`. Deployed, see `backchannel_secret_arn`.

@@ -6,6 +6,7 @@
 //!   in-memory one; `table`: the table definition.
 //! - `service`: the operations; `http`: the HTTP edge; `error`: errors → problem+json.
 
+#[cfg(feature = "cache")]
 pub mod cache;
 pub mod config;
 pub mod cursor;
@@ -14,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod keys;
+#[cfg(feature = "backchannel")]
 pub mod logout;
 pub mod model;
 pub mod service;

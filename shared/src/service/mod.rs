@@ -15,6 +15,7 @@ use crate::error::ServiceError;
 
 mod auth;
 mod events;
+#[cfg(feature = "cache")]
 mod introspect;
 mod list;
 mod revoke;
@@ -25,6 +26,7 @@ mod views;
 
 pub use auth::{after_token, authenticate, Caller, Principal, Subject};
 pub use events::{list_events, EventListing};
+#[cfg(feature = "cache")]
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
 pub use list::{list_sessions, ListQuery, SessionListing};
 pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_watermark, RevokeScope, RevokedCount};
