@@ -96,10 +96,6 @@ impl<S: SessionStore> ChaosStore<S> {
         Self { inner, rng: std::sync::Mutex::new(seed | 1), failing: Default::default() }
     }
 
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-
     /// Makes every later call of the named store method fail (`"touch_session"`, `"add_app"`, ...).
     pub fn fail(&self, method: &'static str) {
         self.failing.lock().unwrap_or_else(|p| p.into_inner()).insert(method);

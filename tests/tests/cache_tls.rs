@@ -6,7 +6,6 @@
 //! Its own test binary: it points `SSL_CERT_FILE` (read by rustls-native-certs) at the test CA,
 //! which is process-wide.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -70,10 +69,6 @@ fn certificates() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start_tls_redis(dir: &Path, port: u16) -> Server {
     let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let child = Command::new("redis-server")
@@ -99,7 +94,7 @@ async fn invalidations_travel_over_tls() {
     let dir = certificates();
     // Trust the test CA (rustls-native-certs reads SSL_CERT_FILE). Set before any TLS client exists.
     std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem"));
-    let port = free_port();
+    let port = integration_tests::free_port();
     let _server = start_tls_redis(&dir, port);
     let config = CacheConfig { redis_url: Some(format!("rediss://localhost:{port}/")), ..CacheConfig::default() };
 
