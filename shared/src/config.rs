@@ -6,6 +6,8 @@
 
 use std::env;
 
+use crate::domain::{AppId, ClientKind, InvalidValue};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
@@ -14,8 +16,126 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-/// Session policy: lifetimes the services apply.
+/// How long a session of one client kind may live: unused (idle), and at all (absolute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// A session unused this long stops validating (ASVS 7.3.1).
+    pub idle_secs: i64,
+    /// A session this old stops validating, however much it is used (ASVS 7.3.2).
+    pub absolute_secs: i64,
+}
+
+/// The lifetimes per client kind (`<KIND>_IDLE_TIMEOUT_SECONDS`, `<KIND>_MAX_LIFETIME_SECONDS`,
+/// e.g. `BROWSER_IDLE_TIMEOUT_SECONDS`). The defaults and their reasons are in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub browser: Lifetime,
+    pub desktop_app: Lifetime,
+    pub mobile_app: Lifetime,
+    pub cli: Lifetime,
+    pub third_party: Lifetime,
+    pub connected_app: Lifetime,
+}
+
+const DAY: i64 = 86_400;
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        // A browser may be shared or left signed in on a machine someone else uses: two weeks
+        // unused, thirty days at most. Installed apps and the CLI sit on the user's own device
+        // and are used in bursts: thirty days unused, ninety at most.
+        let browser = Lifetime { idle_secs: 14 * DAY, absolute_secs: 30 * DAY };
+        let device = Lifetime { idle_secs: 30 * DAY, absolute_secs: 90 * DAY };
+        Self {
+            browser,
+            desktop_app: device,
+            mobile_app: device,
+            cli: device,
+            third_party: device,
+            connected_app: device,
+        }
+    }
+}
+
+impl Lifetimes {
+    pub fn of(&self, kind: ClientKind) -> Lifetime {
+        match kind {
+            ClientKind::Browser => self.browser,
+            ClientKind::DesktopApp => self.desktop_app,
+            ClientKind::MobileApp => self.mobile_app,
+            ClientKind::Cli => self.cli,
+            ClientKind::ThirdParty => self.third_party,
+            ClientKind::ConnectedApp => self.connected_app,
+        }
+    }
+
+    fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let read = |idle: &'static str, absolute: &'static str, d: Lifetime| -> Result<Lifetime, ConfigError> {
+            let lifetime = Lifetime {
+                idle_secs: number(idle, d.idle_secs, 60)?,
+                absolute_secs: number(absolute, d.absolute_secs, 60)?,
+            };
+            if lifetime.idle_secs > lifetime.absolute_secs {
+                return Err(ConfigError::Invalid { name: idle, reason: format!("must not exceed {absolute}") });
+            }
+            Ok(lifetime)
+        };
+        Ok(Self {
+            browser: read("BROWSER_IDLE_TIMEOUT_SECONDS", "BROWSER_MAX_LIFETIME_SECONDS", d.browser)?,
+            desktop_app: read("DESKTOP_APP_IDLE_TIMEOUT_SECONDS", "DESKTOP_APP_MAX_LIFETIME_SECONDS", d.desktop_app)?,
+            mobile_app: read("MOBILE_APP_IDLE_TIMEOUT_SECONDS", "MOBILE_APP_MAX_LIFETIME_SECONDS", d.mobile_app)?,
+            cli: read("CLI_IDLE_TIMEOUT_SECONDS", "CLI_MAX_LIFETIME_SECONDS", d.cli)?,
+            third_party: read("THIRD_PARTY_IDLE_TIMEOUT_SECONDS", "THIRD_PARTY_MAX_LIFETIME_SECONDS", d.third_party)?,
+            connected_app: read(
+                "CONNECTED_APP_IDLE_TIMEOUT_SECONDS",
+                "CONNECTED_APP_MAX_LIFETIME_SECONDS",
+                d.connected_app,
+            )?,
+        })
+    }
+}
+
+/// The first-party apps a session may name (`FIRST_PARTY_APPS`, comma-separated app ids):
+/// sign-in's `apps` and introspection's `app` must be among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstPartyApps(std::sync::Arc<[AppId]>);
+
+impl Default for FirstPartyApps {
+    fn default() -> Self {
+        Self::parse("chatgpt,codex,api-console").expect("the default apps are valid ids")
+    }
+}
+
+impl FirstPartyApps {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let mut apps =
+            raw.split(',').map(str::trim).filter(|a| !a.is_empty()).map(AppId::parse).collect::<Result<Vec<_>, _>>()?;
+        apps.sort();
+        apps.dedup();
+        if apps.is_empty() {
+            return Err(InvalidValue("at least one app id".into()));
+        }
+        Ok(Self(apps.into()))
+    }
+
+    /// Whether `app` is one of them.
+    pub fn contains(&self, app: &AppId) -> bool {
+        self.0.binary_search(app).is_ok()
+    }
+
+    /// Checks an app id that came from outside: a `400` names the apps it could have been.
+    pub fn check(&self, app: &AppId) -> Result<(), InvalidValue> {
+        if self.contains(app) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.0.iter().map(AppId::as_str).collect();
+        Err(InvalidValue(format!("app {:?} is not a first-party app (one of: {})", app.as_str(), known.join(", "))))
+    }
+}
+
+/// Session policy: lifetimes the services apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Default session lifetime when sign-in doesn't ask for one (`SESSION_TTL_SECONDS`).
     pub session_ttl_secs: i64,
@@ -28,6 +148,16 @@ pub struct Policy {
     /// Active sessions a user may have; one more sign-in evicts the least recently active
     /// (`MAX_SESSIONS_PER_USER`, 100 as on GitLab).
     pub max_sessions: u32,
+    /// Idle timeout and absolute lifetime per client kind.
+    pub lifetimes: Lifetimes,
+    /// Introspection writes a session's last activity at most this often
+    /// (`LAST_ACTIVE_INTERVAL_SECONDS`, 300); the idle check allows for it.
+    pub last_active_interval_secs: i64,
+    /// The apps a session may name.
+    pub apps: FirstPartyApps,
+    /// Whether a member's own history names the admin who signed them out
+    /// (`SHOW_ADMIN_ID_TO_MEMBERS`, false: "an admin of <workspace>"). The admin's IP never shows.
+    pub admin_id_visible_to_members: bool,
 }
 
 impl Default for Policy {
@@ -38,6 +168,10 @@ impl Default for Policy {
             tombstone_secs: 86_400,
             audit_ttl_secs: 400 * 86_400,
             max_sessions: 100,
+            lifetimes: Lifetimes::default(),
+            last_active_interval_secs: 300,
+            apps: FirstPartyApps::default(),
+            admin_id_visible_to_members: false,
         }
     }
 }
@@ -127,6 +261,14 @@ fn number(name: &'static str, default: i64, min: i64) -> Result<i64, ConfigError
     }
 }
 
+fn flag(name: &'static str) -> Result<bool, ConfigError> {
+    match env::var(name).as_deref().map(str::trim) {
+        Err(_) | Ok("" | "false" | "0") => Ok(false),
+        Ok("true" | "1") => Ok(true),
+        Ok(_) => Err(ConfigError::Invalid { name, reason: "expected true or false".into() }),
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let table_name =
@@ -139,6 +281,14 @@ impl Config {
             audit_ttl_secs: number("AUDIT_TTL_SECONDS", d.audit_ttl_secs, 86_400)?,
             max_sessions: u32::try_from(number("MAX_SESSIONS_PER_USER", i64::from(d.max_sessions), 1)?)
                 .map_err(|_| ConfigError::Invalid { name: "MAX_SESSIONS_PER_USER", reason: "too large".into() })?,
+            lifetimes: Lifetimes::from_env()?,
+            last_active_interval_secs: number("LAST_ACTIVE_INTERVAL_SECONDS", d.last_active_interval_secs, 1)?,
+            apps: match env::var("FIRST_PARTY_APPS") {
+                Err(_) => d.apps,
+                Ok(raw) => FirstPartyApps::parse(&raw)
+                    .map_err(|e| ConfigError::Invalid { name: "FIRST_PARTY_APPS", reason: e.0 })?,
+            },
+            admin_id_visible_to_members: flag("SHOW_ADMIN_ID_TO_MEMBERS")?,
         };
         if policy.session_ttl_secs > policy.max_session_ttl_secs {
             return Err(ConfigError::Invalid {
@@ -166,15 +316,6 @@ impl crate::cache::CacheConfig {
             l1_capacity: l1_capacity.unsigned_abs(),
             redis_url: env::var("REDIS_URL").ok().filter(|v| !v.trim().is_empty()),
         })
-    }
-}
-
-#[cfg(feature = "cache")]
-impl crate::service::ActivityTracker {
-    /// `LAST_ACTIVE_INTERVAL_SECONDS` (300, at least 1).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let secs = number("LAST_ACTIVE_INTERVAL_SECONDS", 300, 1)?;
-        Ok(Self::new(std::time::Duration::from_secs(secs.unsigned_abs())))
     }
 }
 

@@ -14,6 +14,33 @@ fn invalid(msg: impl Into<String>) -> InvalidValue {
     InvalidValue(msg.into())
 }
 
+/// Whether a character may mislead a reader of text shown to users, so free text refuses it:
+/// control characters (Cc), bidirectional controls (which reorder what follows: "moc.elgoog"
+/// shown as "google.com"), zero-width characters (which hide text or split look-alikes), and line
+/// and paragraph separators (which fake a new row). Other format characters (Cf) are refused too:
+/// none belongs in a city, a user agent or a reason.
+pub fn is_misleading(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}'                  // Arabic letter mark
+            | '\u{200B}'..='\u{200F}'   // zero-width space, non-joiner, joiner; LRM, RLM
+            | '\u{2028}' | '\u{2029}'   // line and paragraph separators
+            | '\u{202A}'..='\u{202E}'   // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}'   // word joiner, invisible operators
+            | '\u{2066}'..='\u{2069}'   // bidi isolates
+            | '\u{180E}'                // Mongolian vowel separator
+            | '\u{FEFF}'                // zero-width no-break space (BOM)
+            | '\u{00AD}'                // soft hyphen
+            | '\u{FFF9}'..='\u{FFFB}'   // interlinear annotation
+            | '\u{E0001}' | '\u{E0020}'..='\u{E007F}' // tags
+        )
+}
+
+/// Whether free text shown to users is safe to show: nothing `is_misleading`.
+pub fn is_plain_text(s: &str) -> bool {
+    !s.chars().any(is_misleading)
+}
+
 /// A page size (`limit`): 1 to 100, 20 when not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageSize(u32);
@@ -242,12 +269,12 @@ pub struct Location {
 impl Location {
     pub const MAX_FIELD_LEN: usize = 100;
 
-    /// Trims fields, drops empty ones, and refuses over-long or control-character text.
+    /// Trims fields, drops empty ones, and refuses over-long or misleading text (`is_plain_text`).
     pub fn validated(self) -> Result<Option<Self>, InvalidValue> {
         fn clean(field: &str, v: Option<String>) -> Result<Option<String>, InvalidValue> {
             let Some(v) = v else { return Ok(None) };
             let v = v.trim();
-            if v.len() > Location::MAX_FIELD_LEN || v.chars().any(char::is_control) {
+            if v.len() > Location::MAX_FIELD_LEN || !is_plain_text(v) {
                 return Err(invalid(format!("location.{field} must be at most 100 characters of printable text")));
             }
             Ok((!v.is_empty()).then(|| v.to_owned()))
@@ -337,5 +364,28 @@ mod tests {
         assert_eq!(Location::default().validated().unwrap(), None);
         let long = Location { city: Some("x".repeat(101)), ..Default::default() };
         assert!(long.validated().is_err());
+    }
+
+    #[test]
+    fn text_that_misleads_the_reader_is_refused() {
+        // Right-to-left override, isolates, zero-width and separators: each refused in a location.
+        for bad in [
+            "Paris\u{202E}gnp.exe",
+            "Pa\u{200B}ris",
+            "Lyon\u{2028}Signed in: you",
+            "\u{2067}Nice\u{2069}",
+            "\u{FEFF}Oslo",
+            "Ber\u{200D}lin",
+            "Ro\u{2029}me",
+            "A\u{061C}B",
+            "Lil\nle",
+        ] {
+            let loc = Location { city: Some(bad.into()), ..Default::default() };
+            assert!(loc.validated().is_err(), "{bad:?} should be refused");
+        }
+        for good in ["São Paulo", "Zürich", "東京", "القاهرة", "Île-de-France", "Kraków 🙂"] {
+            let loc = Location { city: Some(good.into()), ..Default::default() };
+            assert!(loc.validated().is_ok(), "{good:?} is ordinary text");
+        }
     }
 }

@@ -85,10 +85,14 @@ pub async fn finish(
     deadline: std::time::Duration,
     work: impl std::future::Future<Output = Result<Response<Body>, ServiceError>>,
 ) -> Response<Body> {
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(deadline, work).await.unwrap_or_else(|_| {
         Err(ServiceError::Unavailable(crate::StoreError::Unavailable("the request ran out of its deadline".into())))
     });
-    result.unwrap_or_else(|err| problem(&err))
+    let res = result.unwrap_or_else(|err| problem(&err));
+    // The status and the time only: never a header, a body or the event.
+    tracing::debug!(status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "answered");
+    res
 }
 
 /// Refuses any method but `allowed` with 405 and an `Allow` header.

@@ -135,11 +135,21 @@ impl Backchannel {
         kid: Option<String>,
         source: &'static str,
     ) -> Result<Self, ConfigError> {
+        for ep in &endpoints {
+            check_endpoint_url(&ep.url).map_err(|reason| ConfigError::Invalid {
+                name: source,
+                reason: format!("endpoint {:?}: {reason}", ep.aud),
+            })?;
+        }
         let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
             name: source,
             reason: "expected an EC P-256 private key in PEM".into(),
         })?;
+        // No redirects: a logout token goes to the configured URL or nowhere (a 3xx is a failed
+        // delivery), so an endpoint that answers with a redirect cannot send it elsewhere, nor
+        // downgrade it to plain HTTP. Every delivery is bounded: 1 s to connect, 3 s in all.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(POST_TIMEOUT)
             .build()
@@ -209,6 +219,27 @@ impl Backchannel {
     }
 }
 
+/// An endpoint must be `https`, except on a loopback address (the local stand-in product):
+/// logout tokens name the user and session, and must not cross a network in the clear.
+fn check_endpoint_url(raw: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials do not belong in the URL".into());
+    }
+    let host = url.host_str().ok_or("no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must be https (plain http only to a loopback address)".into()),
+        other => Err(format!("scheme {other} is not https")),
+    }
+}
+
 /// A logout token's `jti`: the same for every delivery of one session's logout to one product, so
 /// a product that receives it twice (a redelivered stream record) can tell. Derived, not random:
 /// a session is revoked once.
@@ -269,6 +300,69 @@ TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
             assert!(err.contains("BACKCHANNEL_SECRET_ARN"), "{err}");
             assert!(!err.contains("SECRET-MATERIAL") && !err.contains("PRIVATE KEY"), "leaks the secret: {err}");
         }
+    }
+
+    fn with_endpoint(url: &str) -> Result<Backchannel, ConfigError> {
+        let ep = Endpoint { aud: "chat-web".into(), url: url.into() };
+        Backchannel::build(vec![ep], "https://sessions.example".into(), TEST_KEY, None, "BACKCHANNEL_ENDPOINTS")
+    }
+
+    /// #10 (4): only https, or plain http to a loopback address. On main any URL was accepted.
+    #[test]
+    fn endpoints_must_be_https_except_on_loopback() {
+        for ok in ["https://chat.example/logout", "http://127.0.0.1:9/logout", "http://[::1]:9/x", "http://localhost/x"]
+        {
+            assert!(with_endpoint(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in [
+            "http://chat.example/logout",
+            "http://10.0.0.5/logout",
+            "ftp://chat.example/logout",
+            "https://user:pass@chat.example/logout",
+            "not a url",
+        ] {
+            let err = with_endpoint(bad).err().unwrap_or_else(|| panic!("{bad} should be refused")).to_string();
+            assert!(err.contains("chat-web"), "{err}");
+        }
+    }
+
+    /// #10 (4): a redirect is not followed; the delivery counts as failed. On main reqwest followed
+    /// up to 10 redirects, so a product endpoint could send logout tokens anywhere.
+    #[tokio::test]
+    async fn a_redirect_is_a_failed_delivery_and_is_not_followed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let elsewhere_port = elsewhere.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut con, _)) = elsewhere.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = con.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let product = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let product_port = product.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut con, _)) = product.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let _ = con.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{elsewhere_port}/steal\r\ncontent-length: 0\r\n\r\n"
+                );
+                let _ = con.write_all(answer.as_bytes()).await;
+            }
+        });
+        let bc = with_endpoint(&format!("http://127.0.0.1:{product_port}/logout")).unwrap();
+        let user = UserId::parse("alice").unwrap();
+        let outcomes = bc.deliver(&user, SessionId::new(), 1_795_000_000_000, &Default::default()).await;
+        assert!(
+            matches!(outcomes[0].1, Err(LogoutError::Refused { status: 307, .. })),
+            "a redirect must fail the delivery: {:?}",
+            outcomes[0].1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
     }
 
     #[test]

@@ -119,8 +119,15 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_reason: Option<RevokeReason>,
     pub token_hash: String,
-    /// Epoch seconds; the table's TTL attribute.
+    /// Epoch seconds; the table's TTL attribute. Never later than the client kind's absolute
+    /// lifetime after sign-in.
     pub expires_at: i64,
+    /// Seconds without recorded activity after which the session stops validating: the client
+    /// kind's idle timeout plus the interval at which introspection records activity (so a
+    /// session in use is never cut), fixed at sign-in. Absent: no idle limit (sessions signed in
+    /// before idle timeouts existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<i64>,
 }
 
 /// "Every session signed in at or before `before_ms` is revoked, except `keep`": written by
@@ -217,7 +224,18 @@ impl Session {
     pub fn is_active_at(&self, now_ms: i64, watermark: Option<&Watermark>) -> bool {
         self.status == SessionStatus::Active
             && !self.is_expired_at(now_ms)
+            && !self.is_idle_at(now_ms)
             && !watermark.is_some_and(|w| w.covers(self))
+    }
+
+    /// When the session times out for want of use, as last recorded (epoch ms).
+    pub fn idle_deadline_ms(&self) -> Option<i64> {
+        self.idle_timeout_secs.map(|secs| self.last_active_at.saturating_add(secs.saturating_mul(1000)))
+    }
+
+    /// Whether the session has gone unused for longer than its idle timeout.
+    pub fn is_idle_at(&self, now_ms: i64) -> bool {
+        self.idle_deadline_ms().is_some_and(|deadline| deadline <= now_ms)
     }
 }
 
@@ -247,6 +265,7 @@ pub(crate) mod tests {
             revoke_reason: None,
             token_hash: "ab".repeat(32),
             expires_at: signed_in_at / 1000 + 3600,
+            idle_timeout_secs: None,
         }
     }
 
@@ -346,6 +365,20 @@ pub(crate) mod tests {
         assert!(!old.is_active_at(now, Some(&wm)));
         let keep = Watermark { before_ms: now, keep: Some(old.session_id) };
         assert!(!keep.covers(&old));
+    }
+
+    #[test]
+    fn an_unused_session_times_out_and_use_keeps_it_alive() {
+        let now = 1_700_000_000_000;
+        let mut s = session("u1", now);
+        s.idle_timeout_secs = Some(600);
+        assert!(s.is_active_at(now + 599_999, None));
+        assert!(!s.is_active_at(now + 600_000, None), "idle at the timeout");
+        s.last_active_at = now + 500_000;
+        assert!(s.is_active_at(now + 1_000_000, None), "recorded use pushes the deadline");
+        assert!(!s.is_active_at(now + 1_100_000, None));
+        s.idle_timeout_secs = None;
+        assert!(s.is_active_at(now + 3_000_000, None), "no idle limit on older sessions");
     }
 
     /// Every (signed-in time, session) pair the union covers is covered by one of the two, and

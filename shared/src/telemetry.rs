@@ -1,6 +1,84 @@
-//! Logging: the Lambda runtime's subscriber, JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`.
+//! Logging: JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`, at the level of `AWS_LAMBDA_LOG_LEVEL` (else
+//! `RUST_LOG`, else INFO), as the Lambda runtime's default subscriber does, with one difference:
+//! other crates never log below INFO, whatever the level.
+//!
+//! At DEBUG and TRACE the Lambda runtime logs every raw invocation and response (the
+//! `authorization` header, introspection's and sign-in's bodies, a new session's token), the
+//! AWS SDK logs request and response bodies (token hashes), and the Redis client logs its
+//! commands (cache keys are token hashes). Tokens and their hashes are never logged, so those
+//! crates' DEBUG and TRACE events are dropped before any writer sees them. Our own code never
+//! logs a token, a hash, a body or a whole event, at any level.
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// The crates of this workspace: the only ones that may log below INFO.
+const OWN_CRATES: [&str; 11] = [
+    "active_sessions",
+    "create_session",
+    "list_sessions",
+    "revoke_session",
+    "revoke_all_sessions",
+    "update_session",
+    "list_session_events",
+    "put_user",
+    "revocation_fanout",
+    "introspect_token",
+    "local_stack",
+];
+
+/// Whether an event or span may be logged: anything at INFO or above, and below INFO only from
+/// this workspace's own crates.
+pub fn allowed(metadata: &Metadata<'_>) -> bool {
+    *metadata.level() <= Level::INFO || {
+        let target = metadata.target();
+        OWN_CRATES
+            .iter()
+            .any(|own| target.strip_prefix(own).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
+    }
+}
 
 /// Call once at the top of `main`.
 pub fn init() {
-    lambda_runtime::tracing::init_default_subscriber();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
+    let level = level.as_deref().unwrap_or("INFO").parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    let env_filter = EnvFilter::builder().with_default_directive(level.into()).from_env_lossy();
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = tracing_subscriber::fmt::layer().with_target(false).without_time();
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    tracing_subscriber::registry().with(env_filter).with(filter_fn(allowed)).with(fmt).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_crates_never_log_below_info() {
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        use tracing::metadata::Kind;
+        struct Cs;
+        impl tracing::Callsite for Cs {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unimplemented!()
+            }
+        }
+        static CS: Cs = Cs;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new("e", target, level, None, None, None, FieldSet::new(&[], Identifier(&CS)), Kind::EVENT)
+        };
+        assert!(!allowed(&meta("lambda_runtime::layers::api_client", Level::TRACE)));
+        assert!(!allowed(&meta("aws_smithy_runtime::client::http", Level::DEBUG)));
+        assert!(!allowed(&meta("redis::cmd", Level::TRACE)));
+        assert!(!allowed(&meta("active_sessions_fake", Level::TRACE)), "a prefix is not the crate");
+        assert!(allowed(&meta("aws_smithy_runtime", Level::WARN)));
+        assert!(allowed(&meta("lambda_runtime", Level::INFO)));
+        assert!(allowed(&meta("active_sessions::cache", Level::TRACE)));
+        assert!(allowed(&meta("introspect_token", Level::DEBUG)));
+    }
 }

@@ -71,6 +71,15 @@ pub fn with_path(req: Request, pairs: &[(&str, &str)]) -> Request {
     req.with_path_parameters(map)
 }
 
+/// The request as API Gateway would deliver it from a client at `ip`.
+pub fn with_source_ip(req: Request, ip: &str) -> Request {
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+    use lambda_http::request::RequestContext;
+    let mut ctx = ApiGatewayV2httpRequestContext::default();
+    ctx.http.source_ip = Some(ip.to_owned());
+    req.with_request_context(RequestContext::ApiGatewayV2(ctx))
+}
+
 /// Status, content type and parsed JSON body (Null when empty).
 pub fn parts(res: &Response<Body>) -> (u16, String, serde_json::Value) {
     let ct = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -88,12 +97,13 @@ pub struct ChaosStore<S> {
     inner: std::sync::Arc<S>,
     rng: std::sync::Mutex<u64>,
     failing: std::sync::Mutex<std::collections::HashSet<&'static str>>,
+    calls: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl<S: SessionStore> ChaosStore<S> {
     /// Wraps a shared store, so that concurrent operations can each have a wrapper of their own.
     pub fn new(inner: std::sync::Arc<S>, seed: u64) -> Self {
-        Self { inner, rng: std::sync::Mutex::new(seed | 1), failing: Default::default() }
+        Self { inner, rng: std::sync::Mutex::new(seed | 1), failing: Default::default(), calls: Default::default() }
     }
 
     /// Makes every later call of the named store method fail (`"touch_session"`, `"add_app"`, ...).
@@ -106,7 +116,13 @@ impl<S: SessionStore> ChaosStore<S> {
         self.failing.lock().unwrap_or_else(|p| p.into_inner()).remove(method);
     }
 
+    /// The store methods called so far, in order.
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     async fn before(&self, method: &'static str) -> Result<(), crate::StoreError> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(method);
         let yields = {
             let mut x = self.rng.lock().unwrap_or_else(|p| p.into_inner());
             // xorshift64: cheap, deterministic for a seed.

@@ -69,6 +69,12 @@ mod tests {
             (body(r#","admin":true"#), 400),
             (body(r#","ttl_seconds":5"#), 400),
             (body(r#","location":{"city":7}"#), 400),
+            // Text that misleads whoever reads it on the sessions page (bidi override, zero-width).
+            (body(r#","location":{"city":"Par\u200bis"}"#), 400),
+            (body(r#","location":{"region":"\u202egnp.exe"}"#), 400),
+            (body("").replace("Mozilla", "Mozilla\\u2028"), 400),
+            // Only the configured first-party apps.
+            (body("").replace("\"codex\"", "\"minecraft\""), 400),
             (format!(r#"{{"user_id":"alice","pad":"{}"}}"#, "x".repeat(17 * 1024)), 413),
             ("".to_owned(), 400),
         ];

@@ -13,11 +13,11 @@ async fn main() -> Result<(), Error> {
     // A long-running validator: drop L1 entries as soon as the fan-out publishes. It keeps
     // (re)subscribing; L1 answers only while the channel is live.
     cache.subscribe().await?;
-    let activity = ActivityTracker::from_env()?;
+    let activity = ActivityTracker::for_policy(&config.policy);
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let (store, cache, activity) = (&store, cache.as_ref(), &activity);
+    let (store, policy, cache, activity) = (&store, &config.policy, cache.as_ref(), &activity);
     run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(introspect_token::handle(store, cache, activity, req).await)
+        Ok::<_, Error>(introspect_token::handle(store, policy, cache, activity, req).await)
     }))
     .await
 }

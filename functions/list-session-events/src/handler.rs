@@ -1,20 +1,20 @@
 use active_sessions::http::{self, HttpMethod};
-use active_sessions::{service, ServiceError, SessionStore};
+use active_sessions::{service, Policy, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `GET /v1/sessions/events` (your own) and `GET /v1/admin/users/{user_id}/events` (a member's,
 /// for workspace admins): revocations, newest first, `?limit=&cursor=`.
-pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
-    http::finish(http::API_DEADLINE, list(store, &req)).await
+pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
+    http::finish(http::API_DEADLINE, list(store, policy, &req)).await
 }
 
-async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn list<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::GET, "GET")?;
     let token = http::bearer(req)?;
     let now = service::now_ms();
     let parsed = (|| Ok((http::subject(req)?, http::page_size(req)?, http::cursor(req)?)))();
     let (subject, limit, cursor) = service::after_token(store, &token, parsed, now).await?;
-    let events = service::list_events(store, &token, &subject, limit, cursor.as_ref(), now).await?;
+    let events = service::list_events(store, policy, &token, &subject, limit, cursor.as_ref(), now).await?;
     Ok(http::json(200, &events))
 }
 
@@ -24,7 +24,6 @@ mod tests {
     use active_sessions::domain::ClientKind;
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::{parts, request, sign_in, with_path, with_query};
-    use active_sessions::Policy;
 
     #[tokio::test]
     async fn shows_my_revocations_newest_first_with_a_summary() {
@@ -43,7 +42,8 @@ mod tests {
             .await
             .unwrap();
 
-        let (status, _, body) = parts(&handle(&store, request("GET", "/v1/sessions/events", Some(&me.token))).await);
+        let (status, _, body) =
+            parts(&handle(&store, &Policy::default(), request("GET", "/v1/sessions/events", Some(&me.token))).await);
         assert_eq!(status, 200);
         let events = body["events"].as_array().unwrap();
         assert_eq!(events.len(), 2);
@@ -55,8 +55,12 @@ mod tests {
         assert_eq!(events[1]["sessions"][0]["id"], phone.session_id.to_string());
 
         let (_, _, page) = parts(
-            &handle(&store, with_query(request("GET", "/v1/sessions/events", Some(&me.token)), &[("limit", "1")]))
-                .await,
+            &handle(
+                &store,
+                &Policy::default(),
+                with_query(request("GET", "/v1/sessions/events", Some(&me.token)), &[("limit", "1")]),
+            )
+            .await,
         );
         assert_eq!(page["events"].as_array().unwrap().len(), 1);
         assert!(page["next_cursor"].is_string());
@@ -68,6 +72,6 @@ mod tests {
         let me = sign_in(&store, "alice", ClientKind::Browser).await;
         sign_in(&store, "bob", ClientKind::Browser).await;
         let req = with_path(request("GET", "/v1/admin/users/bob/events", Some(&me.token)), &[("user_id", "bob")]);
-        assert_eq!(handle(&store, req).await.status(), 404);
+        assert_eq!(handle(&store, &Policy::default(), req).await.status(), 404);
     }
 }

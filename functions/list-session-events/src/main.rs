@@ -6,7 +6,9 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let store = &store;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(list_session_events::handle(store, req).await) }))
-        .await
+    let (store, policy) = (&store, &config.policy);
+    run(service_fn(
+        move |req: Request| async move { Ok::<_, Error>(list_session_events::handle(store, policy, req).await) },
+    ))
+    .await
 }

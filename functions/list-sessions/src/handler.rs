@@ -142,6 +142,26 @@ mod tests {
         assert_eq!(parts(&handle(&store, req).await).0, 401, "a malformed user id too");
     }
 
+    /// #10 (10): a forged token for a known user and session is refused before anything of the
+    /// user's partition is read. On main the listing's Query ran alongside the token check.
+    #[tokio::test]
+    async fn a_forged_token_never_reads_the_partition() {
+        let store = std::sync::Arc::new(MemoryStore::new());
+        let alice = sign_in(&*store, "alice", ClientKind::Browser).await;
+        let known = SessionToken::parse(&alice.token).unwrap();
+        let forged = SessionToken::generate(known.user_id(), known.session_id()).unwrap();
+        for seed in 1..20 {
+            let chaos = active_sessions::testing::ChaosStore::new(std::sync::Arc::clone(&store), seed);
+            let res = handle(&chaos, request("GET", "/v1/sessions", Some(forged.expose()))).await;
+            assert_eq!(res.status(), 401);
+            assert_eq!(chaos.calls(), ["read"], "seed {seed}: only the token's own items are read");
+        }
+        // A good token still lists, with the current session first.
+        let chaos = active_sessions::testing::ChaosStore::new(std::sync::Arc::clone(&store), 1);
+        let (status, _, body) = parts(&handle(&chaos, request("GET", "/v1/sessions", Some(&alice.token))).await);
+        assert_eq!((status, body["sessions"][0]["current"].as_bool()), (200, Some(true)));
+    }
+
     #[tokio::test]
     async fn needs_a_valid_token() {
         let store = MemoryStore::new();

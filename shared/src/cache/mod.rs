@@ -53,7 +53,10 @@ impl CachedSession {
             signed_in_at: p.session.signed_in_at,
             expires_at: p.session.expires_at,
             apps: p.session.apps.clone(),
-            cached_until_ms: (now_ms + window_ms).min(p.session.expires_at.saturating_mul(1000)),
+            // Never past the session's expiry, nor its idle deadline as last recorded.
+            cached_until_ms: (now_ms + window_ms)
+                .min(p.session.expires_at.saturating_mul(1000))
+                .min(p.session.idle_deadline_ms().unwrap_or(i64::MAX)),
         }
     }
 

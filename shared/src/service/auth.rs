@@ -148,6 +148,11 @@ pub(super) async fn authorize<S: SessionStore>(
         }
         Subject::Member(target) => {
             let principal = authenticate(store, token, now_ms).await?;
+            // Every admin route, reads included: an admin's own sessions go through the
+            // self-service routes, which keep the current session and refuse SSO-managed accounts.
+            if *target == me {
+                return Err(ServiceError::Forbidden("Manage your own sessions through /v1/sessions.".into()));
+            }
             // Outside the caller's workspace, every user answers alike: not found.
             let workspace = principal.profile.workspace_id.clone().ok_or(ServiceError::NotFound)?;
             let mut set = ReadSet {
@@ -167,13 +172,6 @@ pub(super) async fn authorize<S: SessionStore>(
             Ok(Authorized { principal, target: target.clone(), target_profile, admin: true, read })
         }
     }
-}
-
-pub(super) fn refuse_own_through_admin(auth: &Authorized) -> Result<(), ServiceError> {
-    if auth.admin && auth.target == auth.principal.user_id {
-        return Err(ServiceError::Forbidden("Manage your own sessions through /v1/sessions.".into()));
-    }
-    Ok(())
 }
 
 pub(super) fn audit_event(

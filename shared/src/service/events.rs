@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use super::auth::{authorize, Subject};
 use super::bad;
-use super::views::EventView;
+use super::views::{EventView, Viewer};
+use crate::config::Policy;
 use crate::cursor::{self, Cursor, Listing, Position};
 use crate::domain::PageSize;
 use crate::error::ServiceError;
@@ -21,6 +22,7 @@ pub struct EventListing {
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id(), subject = ?subject))]
 pub async fn list_events<S: SessionStore>(
     store: &S,
+    policy: &Policy,
     token: &SessionToken,
     subject: &Subject,
     limit: PageSize,
@@ -36,9 +38,19 @@ pub async fn list_events<S: SessionStore>(
         Some(Position::After(id)) => Some(id),
         Some(Position::Top) | None => None,
     };
+    // Admins see the full actor; a member reading their own history sees "an admin of
+    // <workspace>", never the admin's IP address (nor their id, unless the policy shows it).
+    let viewer = if auth.admin {
+        Viewer::Admin
+    } else {
+        Viewer::Member {
+            workspace: auth.target_profile.workspace_id.clone(),
+            admin_ids: policy.admin_id_visible_to_members,
+        }
+    };
     let page = store.query_audit(&auth.target, after, limit.get()).await?;
     Ok(EventListing {
-        events: page.events.iter().map(EventView::new).collect(),
+        events: page.events.iter().map(|e| EventView::new(e, &viewer)).collect(),
         next_cursor: page.last_evaluated.map(|id| cursor::encode(&auth.target, Listing::Events, Position::After(id))),
     })
 }

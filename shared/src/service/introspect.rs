@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{validate, TokenCache};
+use crate::config::Policy;
 use crate::domain::{AppId, SessionId, UserId};
 use crate::error::ServiceError;
 use crate::store::SessionStore;
@@ -31,6 +32,11 @@ pub struct ActivityTracker {
 }
 
 impl ActivityTracker {
+    /// Writes at most once per `policy.last_active_interval_secs`.
+    pub fn for_policy(policy: &Policy) -> Self {
+        Self::new(Duration::from_secs(policy.last_active_interval_secs.unsigned_abs()))
+    }
+
     pub fn new(interval: Duration) -> Self {
         Self {
             interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
@@ -90,6 +96,7 @@ impl Introspection {
 #[tracing::instrument(skip_all)]
 pub async fn introspect<S: SessionStore>(
     store: &S,
+    policy: &Policy,
     cache: &TokenCache,
     activity: &ActivityTracker,
     request: IntrospectionRequest,
@@ -97,7 +104,13 @@ pub async fn introspect<S: SessionStore>(
 ) -> Result<Introspection, ServiceError> {
     let raw =
         request.token.filter(|t| !t.is_empty()).ok_or_else(|| ServiceError::BadRequest("token is required".into()))?;
-    let app = request.app.as_deref().map(AppId::parse).transpose().map_err(|e| ServiceError::BadRequest(e.0))?;
+    // Only a configured first-party app is recorded on a session (and at most `MAX_APPS` of them).
+    let app = request
+        .app
+        .as_deref()
+        .map(|raw| AppId::parse(raw).and_then(|app| policy.apps.check(&app).map(|()| app)))
+        .transpose()
+        .map_err(|e| ServiceError::BadRequest(e.0))?;
     let Ok(token) = SessionToken::parse(&raw) else { return Ok(Introspection::inactive()) };
     let mut entry = match validate(store, cache, &token, now_ms).await {
         Ok(entry) => Arc::unwrap_or_clone(entry),
@@ -116,7 +129,7 @@ pub async fn introspect<S: SessionStore>(
             tracing::warn!(error = %e, session_id = %entry.session_id, "last activity not recorded; retried later");
         }
     }
-    if let Some(app) = app.filter(|a| !entry.apps.contains(a)) {
+    if let Some(app) = app.filter(|a| !entry.apps.contains(a) && entry.apps.len() < super::MAX_APPS) {
         match within_budget(store.add_app(&entry.user_id, entry.session_id, &app, now_ms)).await {
             Ok(()) => {
                 entry.apps.push(app);
@@ -164,7 +177,9 @@ mod tests {
         let activity = ActivityTracker::new(Duration::from_secs(300));
         // Past the last-activity interval, so a touch is due.
         let now = crate::service::now_ms() + 400_000;
-        let answer = introspect(&chaos, &c, &activity, introspection(&signed.token, Some("codex")), now).await;
+        let answer =
+            introspect(&chaos, &Policy::default(), &c, &activity, introspection(&signed.token, Some("codex")), now)
+                .await;
         let answer = answer.expect("a valid token stays valid when bookkeeping fails");
         assert!(answer.active);
         let user = UserId::parse("alice").unwrap();
@@ -174,7 +189,10 @@ mod tests {
         // DynamoDB recovers: the next call writes both.
         chaos.heal("touch_session");
         chaos.heal("add_app");
-        let answer = introspect(&chaos, &c, &activity, introspection(&signed.token, Some("codex")), now).await.unwrap();
+        let answer =
+            introspect(&chaos, &Policy::default(), &c, &activity, introspection(&signed.token, Some("codex")), now)
+                .await
+                .unwrap();
         assert!(answer.apps.unwrap().contains(&AppId::parse("codex").unwrap()));
         let stored = store.get(&user, signed.session_id).unwrap();
         assert!(stored.apps.contains(&AppId::parse("codex").unwrap()));
@@ -188,13 +206,17 @@ mod tests {
         let c = cache(10, Duration::from_secs(60)).await;
         let activity = ActivityTracker::new(Duration::from_secs(300));
         let now = crate::service::now_ms();
-        introspect(&store, &c, &activity, introspection(&signed.token, Some("codex")), now).await.unwrap();
+        introspect(&store, &Policy::default(), &c, &activity, introspection(&signed.token, Some("codex")), now)
+            .await
+            .unwrap();
         let hash = SessionToken::parse(&signed.token).unwrap().hash();
         let entry = c.l1_get(hash.as_str(), now).expect("the entry stays cached after the app is added");
         assert!(entry.apps.contains(&AppId::parse("codex").unwrap()), "and knows the app");
         let writes = store.writes();
         for _ in 0..3 {
-            let answer = introspect(&store, &c, &activity, introspection(&signed.token, Some("codex")), now).await;
+            let answer =
+                introspect(&store, &Policy::default(), &c, &activity, introspection(&signed.token, Some("codex")), now)
+                    .await;
             assert!(answer.unwrap().apps.unwrap().contains(&AppId::parse("codex").unwrap()));
         }
         assert_eq!(store.writes(), writes, "no second write");

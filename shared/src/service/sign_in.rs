@@ -46,7 +46,10 @@ pub async fn create_session<S: SessionStore>(
     if apps.len() > MAX_APPS {
         return Err(bad(format!("apps may list at most {MAX_APPS} apps")));
     }
-    if input.user_agent.len() > MAX_USER_AGENT_LEN || input.user_agent.chars().any(char::is_control) {
+    if let Some(Err(e)) = apps.iter().map(|app| policy.apps.check(app)).find(Result::is_err) {
+        return Err(bad(e.0));
+    }
+    if input.user_agent.len() > MAX_USER_AGENT_LEN || !crate::domain::is_plain_text(&input.user_agent) {
         return Err(bad(format!("user_agent must be at most {MAX_USER_AGENT_LEN} printable characters")));
     }
     let ip: std::net::IpAddr = input.ip.trim().parse().map_err(|_| bad("ip must be an IPv4 or IPv6 address"))?;
@@ -55,6 +58,10 @@ pub async fn create_session<S: SessionStore>(
     if !(60..=policy.max_session_ttl_secs).contains(&ttl) {
         return Err(bad(format!("ttl_seconds must be between 60 and {}", policy.max_session_ttl_secs)));
     }
+    // The client kind's absolute lifetime caps whatever was asked for (ASVS 7.3.2); its idle
+    // timeout, plus the interval at which use is recorded, bounds time unused (ASVS 7.3.1).
+    let lifetime = policy.lifetimes.of(input.client);
+    let ttl = ttl.min(lifetime.absolute_secs);
 
     let session_id = SessionId::generate(now_ms).map_err(internal)?;
     let token = SessionToken::generate(&input.user_id, session_id).map_err(internal)?;
@@ -76,6 +83,7 @@ pub async fn create_session<S: SessionStore>(
         revoke_reason: None,
         token_hash: token.hash().as_str().to_owned(),
         expires_at: now_ms / 1000 + ttl,
+        idle_timeout_secs: Some(lifetime.idle_secs.saturating_add(policy.last_active_interval_secs)),
     };
     match store.create_session(&session).await {
         Ok(()) => {}

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::rfc3339_ms;
 use crate::device::Device;
-use crate::domain::{AppId, ClientKind, Location, SessionId};
+use crate::domain::{AppId, ClientKind, Location, SessionId, WorkspaceId};
 use crate::model::{Actor, AuditEvent, AuditScope, RevokeReason, Session};
 
 #[derive(Debug, Serialize)]
@@ -47,11 +47,26 @@ impl SessionView {
     }
 }
 
+/// Who did it. A member reading their own history sees an admin as `{"type": "admin",
+/// "workspace": ...}`, with the admin's `id` only where the policy shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActorView {
     #[serde(rename = "type")]
     pub kind: Actor,
-    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceId>,
+}
+
+/// Who reads the audit trail, which decides how much of an admin's action they see.
+#[derive(Debug, Clone)]
+pub(super) enum Viewer {
+    /// A workspace admin, on a member's history: everything.
+    Admin,
+    /// The member, on their own history: an admin is "an admin of <workspace>", without the
+    /// admin's IP address, and without their id unless `admin_ids`.
+    Member { workspace: Option<WorkspaceId>, admin_ids: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,11 +91,16 @@ pub struct EventView {
 }
 
 impl EventView {
-    pub(super) fn new(e: &AuditEvent) -> Self {
+    pub(super) fn new(e: &AuditEvent, viewer: &Viewer) -> Self {
+        let (by_hidden_admin, workspace, show_admin_id) = match viewer {
+            Viewer::Admin => (false, None, true),
+            Viewer::Member { workspace, admin_ids } => (e.actor == Actor::Admin, workspace.clone(), *admin_ids),
+        };
+        let of_workspace = workspace.as_ref().filter(|_| by_hidden_admin).map(|w| format!("an admin of {w}"));
         let who = match e.actor {
             Actor::User if e.actor_id == e.target_user.as_str() => "you",
             Actor::User => "another user",
-            Actor::Admin => "an admin",
+            Actor::Admin => of_workspace.as_deref().unwrap_or("an admin"),
             Actor::System => "the system",
         };
         let summary = match (e.scope, e.reason) {
@@ -95,7 +115,11 @@ impl EventView {
         Self {
             id: e.event_id.to_string(),
             at: rfc3339_ms(e.at),
-            actor: ActorView { kind: e.actor, id: e.actor_id.clone() },
+            actor: ActorView {
+                kind: e.actor,
+                id: (!by_hidden_admin || show_admin_id).then(|| e.actor_id.clone()),
+                workspace: if by_hidden_admin { workspace } else { None },
+            },
             reason: e.reason,
             scope: e.scope,
             sessions: e
@@ -105,7 +129,7 @@ impl EventView {
                 .map(|(id, device)| EventSessionView { id: *id, device: device.clone() })
                 .collect(),
             count: e.count,
-            source_ip: e.source_ip.clone(),
+            source_ip: if by_hidden_admin { None } else { e.source_ip.clone() },
             note: e.note.clone(),
             summary,
         }

@@ -265,7 +265,11 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
-            if s.status == SessionStatus::Active && !s.is_expired_at(now_ms) && !s.apps.contains(app) {
+            if s.status == SessionStatus::Active
+                && !s.is_expired_at(now_ms)
+                && !s.apps.contains(app)
+                && s.apps.len() < crate::service::MAX_APPS
+            {
                 s.apps.push(app.clone());
                 inner.writes += 1;
             }

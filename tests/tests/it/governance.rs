@@ -58,7 +58,7 @@ async fn events(t: &TestTable, token: &str, admin_target: Option<&str>) -> (u16,
         None => request("GET", "/v1/sessions/events", Some(token)),
         Some(u) => admin_req("GET", &format!("/v1/admin/users/{u}/events"), token, &[("user_id", u)]),
     };
-    let (status, _, body) = parts(&list_session_events::handle(&t.store, req).await);
+    let (status, _, body) = parts(&list_session_events::handle(&t.store, &policy(), req).await);
     (status, body)
 }
 
@@ -100,7 +100,7 @@ async fn sso_linked_accounts_get_403_on_self_service_and_admins_still_manage_the
         )
         .await,
         revoke_all_sessions::handle(&t.store, &policy(), request("DELETE", "/v1/sessions", Some(&sso.token))).await,
-        list_session_events::handle(&t.store, request("GET", "/v1/sessions/events", Some(&sso.token))).await,
+        list_session_events::handle(&t.store, &policy(), request("GET", "/v1/sessions/events", Some(&sso.token))).await,
     ];
     let mut patch = json_request("PATCH", "/v1/sessions/x", r#"{"trusted":false}"#);
     patch.headers_mut().insert("authorization", format!("Bearer {}", sso.token).parse().unwrap());
@@ -168,6 +168,77 @@ async fn admins_act_only_inside_their_workspace() {
     assert_eq!(list_sessions::handle(&t.store, request("GET", "/v1/sessions", Some(&mel.token))).await.status(), 200);
 }
 
+/// #10 (5): every admin route refuses the admin's own user id, the reads included; on main the
+/// list and the events answered 200.
+#[tokio::test]
+async fn admin_routes_refuse_your_own_user_id_reads_included() {
+    let t = TestTable::new().await;
+    workspaces(&t).await;
+    let ada = sign_in(&t.store, "ada", ClientKind::Browser).await;
+    let phone = sign_in(&t.store, "ada", ClientKind::MobileApp).await;
+    let before = t.items().await.len();
+    let (status, body) = admin_list(&t, &ada.token, "ada").await;
+    assert_eq!(status, 403, "admin list of yourself: {body}");
+    assert!(body.get("sessions").is_none());
+    let (status, body) = events(&t, &ada.token, Some("ada")).await;
+    assert_eq!(status, 403, "admin events of yourself: {body}");
+    assert!(body.get("events").is_none());
+    assert_eq!(admin_revoke(&t, &ada.token, "ada", &phone.session_id.to_string()).await.0, 403);
+    assert_eq!(admin_offboard(&t, &ada.token, "ada", None).await.0, 403);
+    assert_eq!(t.items().await.len(), before, "nothing written");
+    // A member (not an admin) naming themselves gets the same answer.
+    let mel = sign_in(&t.store, "mel", ClientKind::Browser).await;
+    assert_eq!(admin_list(&t, &mel.token, "mel").await.0, 403);
+}
+
+/// #10 (8): a member's own history says "an admin of acme", without the admin's IP address (or
+/// id, unless the policy shows it); the admins see the full actor. On main the member saw both.
+#[tokio::test]
+async fn members_never_see_their_admins_ip_address() {
+    use active_sessions::testing::with_source_ip;
+    let t = TestTable::new().await;
+    workspaces(&t).await;
+    let ada = sign_in(&t.store, "ada", ClientKind::Browser).await;
+    let mel = sign_ins(&t, "mel", 3).await;
+    let path = format!("/v1/admin/users/mel/sessions/{}", mel[1].session_id);
+    let req = with_source_ip(
+        admin_req("DELETE", &path, &ada.token, &[("user_id", "mel"), ("id", &mel[1].session_id.to_string())]),
+        "203.0.113.99",
+    );
+    assert_eq!(revoke_session::handle(&t.store, &policy(), req).await.status(), 204);
+    // The member's own revoke keeps their own IP in their own history.
+    let path = format!("/v1/sessions/{}", mel[2].session_id);
+    let req = with_source_ip(
+        with_path(request("DELETE", &path, Some(&mel[0].token)), &[("id", &mel[2].session_id.to_string())]),
+        "198.51.100.7",
+    );
+    assert_eq!(revoke_session::handle(&t.store, &policy(), req).await.status(), 204);
+
+    let (status, mine) = events(&t, &mel[0].token, None).await;
+    assert_eq!(status, 200, "{mine}");
+    let by_admin = &mine["events"][1];
+    assert_eq!(by_admin["reason"], "admin_revoke", "{mine}");
+    assert!(!mine.to_string().contains("203.0.113.99"), "the admin's IP reached the member: {mine}");
+    assert!(!mine.to_string().contains("\"ada\""), "the admin's id reached the member: {mine}");
+    assert_eq!(by_admin["actor"]["type"], "admin");
+    assert_eq!(by_admin["actor"]["workspace"], "acme");
+    assert_eq!(by_admin["summary"], "Chrome on macOS signed out by an admin of acme");
+    assert_eq!(mine["events"][0]["source_ip"], "198.51.100.7", "your own IP stays in your own history");
+
+    // Where the policy says so, the member sees which admin, but still not the admin's IP.
+    let named = Policy { admin_id_visible_to_members: true, ..policy() };
+    let req = request("GET", "/v1/sessions/events", Some(&mel[0].token));
+    let (_, _, mine) = parts(&list_session_events::handle(&t.store, &named, req).await);
+    assert_eq!(mine["events"][1]["actor"]["id"], "ada");
+    assert!(!mine.to_string().contains("203.0.113.99"));
+
+    // The admin sees the full actor, IP included.
+    let (status, theirs) = events(&t, &ada.token, Some("mel")).await;
+    assert_eq!(status, 200);
+    assert_eq!(theirs["events"][1]["actor"]["id"], "ada");
+    assert_eq!(theirs["events"][1]["source_ip"], "203.0.113.99");
+}
+
 #[tokio::test]
 async fn every_revocation_leaves_exactly_one_audit_event() {
     let t = TestTable::new().await;
@@ -223,7 +294,7 @@ async fn every_revocation_leaves_exactly_one_audit_event() {
     assert_eq!((status, mine["events"].as_array().unwrap().len()), (200, 3));
     let (_, page) = {
         let req = with_query(request("GET", "/v1/sessions/events", Some(&back.token)), &[("limit", "2")]);
-        let (status, _, body) = parts(&list_session_events::handle(&t.store, req).await);
+        let (status, _, body) = parts(&list_session_events::handle(&t.store, &policy(), req).await);
         (status, body)
     };
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
@@ -231,7 +302,7 @@ async fn every_revocation_leaves_exactly_one_audit_event() {
         request("GET", "/v1/sessions/events", Some(&back.token)),
         &[("cursor", page["next_cursor"].as_str().unwrap())],
     );
-    let (_, _, rest) = parts(&list_session_events::handle(&t.store, req).await);
+    let (_, _, rest) = parts(&list_session_events::handle(&t.store, &policy(), req).await);
     assert_eq!(rest["events"].as_array().unwrap().len(), 1);
 }
 

@@ -10,4 +10,5 @@ mod faults;
 mod governance;
 mod integrity;
 mod model;
+mod security;
 mod template;

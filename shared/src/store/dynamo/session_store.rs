@@ -321,8 +321,13 @@ impl SessionStore for DynamoStore {
         app: &crate::domain::AppId,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let values = vec![(":apps", AttributeValue::L(vec![s(app.as_str())])), (":app", s(app.as_str()))];
-        let missing = Some("NOT contains(Apps, :app)");
+        // Never past `MAX_APPS`, whatever the caller checked: the bound holds in the write itself.
+        let values = vec![
+            (":apps", AttributeValue::L(vec![s(app.as_str())])),
+            (":app", s(app.as_str())),
+            (":max_apps", AttributeValue::N(crate::service::MAX_APPS.to_string())),
+        ];
+        let missing = Some("NOT contains(Apps, :app) AND size(Apps) < :max_apps");
         self.update_active_session(user, session, now_ms, "SET Apps = list_append(Apps, :apps)", missing, values)
             .await
             .map(|_| ())
