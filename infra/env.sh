@@ -13,6 +13,10 @@ CFN_LINT_VERSION="1.58.0"
 export DDB_PORT="${DDB_PORT:-8000}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+# The token cache's secret, local only (generated once into .local; deployed, it lives in Secrets
+# Manager, CACHE_SECRET_ARN): the Redis ACL user the functions log in as, its password, and the MAC
+# key that authenticates every L2 entry and invalidation message.
+export REDIS_USERNAME="active-sessions"
 export WATCH_PORT="${WATCH_PORT:-9000}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
@@ -29,6 +33,14 @@ export DYNAMODB_ATTEMPT_TIMEOUT_MS="${DYNAMODB_ATTEMPT_TIMEOUT_MS:-10000}"
 export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL/logs" "$LOCAL/run"
+if [ ! -s "$LOCAL/cache-secret.env" ]; then
+  (umask 077 && printf 'REDIS_PASSWORD=%s\nCACHE_MAC_KEY=%s\n' \
+    "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" "$(head -c 32 /dev/urandom | base64)" \
+    >"$LOCAL/cache-secret.env")
+fi
+set -a
+source "$LOCAL/cache-secret.env"
+set +a
 
 # wait_until SECONDS WHAT CMD...: polls CMD every 0.2 s until it succeeds, or fails loudly.
 wait_until() {
@@ -87,13 +99,17 @@ start_poller() {
   echo "$pid"
 }
 
-# start_redis PORT: redis-server on 127.0.0.1:PORT, nothing persisted. Prints its pid.
+# start_redis PORT: redis-server on 127.0.0.1:PORT, nothing persisted, with ACLs as on ElastiCache:
+# no default user; one user, with a password, on the cache's keys and channel only. Prints its pid.
 start_redis() {
   local port=$1
   (cd "$LOCAL/run" && exec setsid redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+      --user default off --user "$REDIS_USERNAME" on ">$REDIS_PASSWORD" '~as:*' '&active-sessions:*' '+@all' \
       >"$LOCAL/logs/redis-$port.log" 2>&1) &
   local pid=$!
-  wait_until 20 "redis-server on port $port" redis-cli -h 127.0.0.1 -p "$port" ping || { kill "$pid" 2>/dev/null; return 1; }
+  wait_until 20 "redis-server on port $port" \
+    redis-cli -h 127.0.0.1 -p "$port" --user "$REDIS_USERNAME" --pass "$REDIS_PASSWORD" --no-auth-warning ping \
+    || { kill "$pid" 2>/dev/null; return 1; }
   echo "$pid"
 }
 

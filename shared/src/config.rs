@@ -303,7 +303,8 @@ impl Config {
 #[cfg(feature = "cache")]
 impl crate::cache::CacheConfig {
     /// `PROPAGATION_WINDOW_SECONDS` (60, 1-1800), `L1_CAPACITY` (100 000; 0 turns L1 off),
-    /// `REDIS_URL` (unset: no L2).
+    /// `REDIS_URL` (unset: no L2) and, locally, the cache's secret from `REDIS_USERNAME`,
+    /// `REDIS_PASSWORD` and `CACHE_MAC_KEY` (base64, at least 32 bytes; required with `REDIS_URL`).
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         let window_secs = number("PROPAGATION_WINDOW_SECONDS", i64::try_from(d.window.as_secs()).unwrap_or(60), 1)?;
@@ -311,12 +312,68 @@ impl crate::cache::CacheConfig {
             return Err(ConfigError::Invalid { name: "PROPAGATION_WINDOW_SECONDS", reason: "expected 1-1800".into() });
         }
         let l1_capacity = number("L1_CAPACITY", i64::try_from(d.l1_capacity).unwrap_or(i64::MAX), 0)?;
+        let set = |name| env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mac_key = set("CACHE_MAC_KEY")
+            .map(|raw| {
+                crate::cache::MacKey::from_base64(&raw)
+                    .map_err(|e| ConfigError::Invalid { name: "CACHE_MAC_KEY", reason: e.0 })
+            })
+            .transpose()?;
         Ok(Self {
             window: std::time::Duration::from_secs(window_secs.unsigned_abs()),
             l1_capacity: l1_capacity.unsigned_abs(),
-            redis_url: env::var("REDIS_URL").ok().filter(|v| !v.trim().is_empty()),
+            redis_url: set("REDIS_URL"),
+            redis_username: set("REDIS_USERNAME"),
+            redis_password: set("REDIS_PASSWORD"),
+            mac_key,
         })
     }
+
+    /// Deployed, the cache's secret (`CACHE_SECRET_ARN`, JSON `{"username", "password",
+    /// "mac_key"}`) replaces the three variables; read once at start. Locally, `from_env`.
+    pub async fn load(timeouts: &StoreTimeouts) -> Result<Self, ConfigError> {
+        let mut config = Self::from_env()?;
+        let Some(arn) = env::var("CACHE_SECRET_ARN").ok().filter(|v| !v.trim().is_empty()) else {
+            return Ok(config);
+        };
+        #[derive(serde::Deserialize)]
+        struct CacheSecret {
+            #[serde(default)]
+            username: Option<String>,
+            #[serde(default)]
+            password: Option<String>,
+            mac_key: String,
+        }
+        let raw = read_secret(&arn, timeouts).await?;
+        let secret: CacheSecret = serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
+            name: "CACHE_SECRET_ARN",
+            reason: format!("expected {{\"username\", \"password\", \"mac_key\"}} ({:?} error)", e.classify()),
+        })?;
+        config.redis_username = secret.username;
+        config.redis_password = secret.password;
+        config.mac_key = Some(
+            crate::cache::MacKey::from_base64(&secret.mac_key)
+                .map_err(|e| ConfigError::Invalid { name: "CACHE_SECRET_ARN", reason: e.0 })?,
+        );
+        Ok(config)
+    }
+}
+
+/// A Secrets Manager secret's string value, read with the store's timeouts. Errors name the
+/// secret, never its value.
+#[cfg(any(feature = "cache", feature = "backchannel"))]
+pub async fn read_secret(arn: &str, timeouts: &StoreTimeouts) -> Result<String, ConfigError> {
+    let config = timeouts.sdk_loader().load().await;
+    let out =
+        aws_sdk_secretsmanager::Client::new(&config).get_secret_value().secret_id(arn).send().await.map_err(|e| {
+            ConfigError::Invalid {
+                name: "secret",
+                reason: format!("reading {arn} failed: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)),
+            }
+        })?;
+    out.secret_string()
+        .map(str::to_owned)
+        .ok_or_else(|| ConfigError::Invalid { name: "secret", reason: format!("{arn} has no string value") })
 }
 
 #[cfg(feature = "backchannel")]

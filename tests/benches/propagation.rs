@@ -62,11 +62,10 @@ async fn main() {
     let fanout_down = std::env::var("BENCH_FANOUT").is_ok_and(|v| v == "down");
     let base = e2e_base_url();
     let table = TestTable::e2e().await;
-    let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL");
-    let config = CacheConfig { window, redis_url: Some(redis_url.clone()), ..CacheConfig::default() };
+    let config = CacheConfig { window, ..integration_tests::stack_cache() };
     let validator = Arc::new(TokenCache::new(&config).await.expect("cache"));
     validator.subscribe().await.expect("subscribed");
-    let redis = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let redis = integration_tests::stack_redis().await;
     let http = reqwest::Client::new();
 
     println!(

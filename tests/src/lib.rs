@@ -474,6 +474,33 @@ vO/IRYw+K8SPoKvhTQDpXa8lc0KhRANCAASZed04bTb0nTqiWJ8lybHCaDPaE1pN
 2i8U+9A5GvoZ+9zMN4JEFKFVpi+TCo13GJhBKFQxkshFeHE3RgA+2+un
 -----END PRIVATE KEY-----";
 
+/// The local stack's cache settings, as its functions have them (`infra/env.sh`: `REDIS_URL`, the
+/// ACL user and password, the MAC key).
+pub fn stack_cache() -> active_sessions::cache::CacheConfig {
+    let config = active_sessions::cache::CacheConfig::from_env().expect("the cache's settings");
+    assert!(config.redis_url.is_some() && config.mac_key.is_some(), "REDIS_URL and CACHE_MAC_KEY: run infra/test.sh");
+    config
+}
+
+/// A raw connection to the local stack's Redis, logged in as the stack's ACL user (for tests that
+/// look at or tamper with what is stored).
+pub async fn stack_redis() -> redis::aio::MultiplexedConnection {
+    let config = stack_cache();
+    let url = config.redis_url.expect("REDIS_URL");
+    let (user, password) = (config.redis_username.unwrap_or_default(), config.redis_password.unwrap_or_default());
+    let url = url.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
+    redis::Client::open(url).expect("REDIS_URL").get_multiplexed_async_connection().await.expect("the stack's Redis")
+}
+
+/// A cache on a Redis of the test's own (no AUTH), with a MAC key of its own.
+pub fn own_cache(url: &str) -> active_sessions::cache::CacheConfig {
+    active_sessions::cache::CacheConfig {
+        redis_url: Some(url.to_owned()),
+        mac_key: Some(active_sessions::cache::MacKey::from_bytes(&[42; 32]).expect("a 32-byte key")),
+        ..active_sessions::cache::CacheConfig::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -96,7 +96,7 @@ async fn invalidations_travel_over_tls() {
     std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem"));
     let port = integration_tests::free_port();
     let _server = start_tls_redis(&dir, port);
-    let config = CacheConfig { redis_url: Some(format!("rediss://localhost:{port}/")), ..CacheConfig::default() };
+    let config = integration_tests::own_cache(&format!("rediss://localhost:{port}/"));
 
     let store = MemoryStore::default();
     let signed_in = sign_in(&store, "tls-user", ClientKind::Browser).await;

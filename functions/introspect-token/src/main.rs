@@ -9,7 +9,7 @@ use lambda_http::{run, service_fn, Error, Request};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let cache = Arc::new(TokenCache::new(&CacheConfig::from_env()?).await?);
+    let cache = Arc::new(TokenCache::new(&CacheConfig::load(&config.timeouts).await?).await?);
     // A long-running validator: drop L1 entries as soon as the fan-out publishes. It keeps
     // (re)subscribing; L1 answers only while the channel is live.
     cache.subscribe().await?;

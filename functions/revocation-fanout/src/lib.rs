@@ -19,14 +19,6 @@ pub async fn load_backchannel(
     let Some(arn) = active_sessions::config::backchannel_secret_arn() else {
         return Ok(Backchannel::from_env()?);
     };
-    let config = timeouts.sdk_loader().load().await;
-    let out =
-        aws_sdk_secretsmanager::Client::new(&config).get_secret_value().secret_id(&arn).send().await.map_err(|e| {
-            format!(
-                "reading the back-channel secret {arn} failed: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-            )
-        })?;
-    let raw = out.secret_string().ok_or("the back-channel secret has no string value")?;
-    Ok(Backchannel::from_secret_json(raw)?)
+    let raw = active_sessions::config::read_secret(&arn, timeouts).await?;
+    Ok(Backchannel::from_secret_json(&raw)?)
 }

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let policy = config.policy;
-    let cache = TokenCache::new(&CacheConfig::from_env()?).await?;
+    let cache = TokenCache::new(&CacheConfig::load(&config.timeouts).await?).await?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let backchannel = revocation_fanout::load_backchannel(&config.timeouts).await?;
     let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel };

@@ -29,7 +29,7 @@ mod redis_client;
 mod wire;
 
 use redis_client::{open_subscription, Redis};
-pub use wire::{Invalidation, CHANNEL};
+pub use wire::{Invalidation, MacKey, CHANNEL};
 use wire::{TOKEN_KEY, WATERMARK_KEY};
 
 /// What the caches hold for a valid token.
@@ -73,12 +73,32 @@ pub struct CacheConfig {
     pub l1_capacity: u64,
     /// `REDIS_URL`; unset turns L2 off.
     pub redis_url: Option<String>,
+    /// Redis's ACL user and password (ElastiCache RBAC, or `requirepass` with the `default`
+    /// user); none: no AUTH.
+    pub redis_username: Option<String>,
+    pub redis_password: Option<String>,
+    /// Authenticates L2 entries and invalidation messages; required with `redis_url`.
+    pub mac_key: Option<MacKey>,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { window: Duration::from_secs(60), l1_capacity: 100_000, redis_url: None }
+        Self {
+            window: Duration::from_secs(60),
+            l1_capacity: 100_000,
+            redis_url: None,
+            redis_username: None,
+            redis_password: None,
+            mac_key: None,
+        }
     }
+}
+
+/// Logs a value read from Redis that does not carry our MAC: someone who can write to Redis and
+/// does not hold the key tried to plant it (or the key was rotated under a running validator).
+/// The value itself is never logged.
+fn forged(what: &'static str) {
+    tracing::warn!(security_event = "cache_forgery", what, "a Redis value failed its MAC check; refused");
 }
 
 /// The two cache levels. Cheap to share behind an `Arc`.
@@ -94,8 +114,9 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// Builds the caches. Only a malformed `REDIS_URL` fails; an unreachable Redis does not.
-    pub async fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
+    /// Builds the caches. A malformed `REDIS_URL`, or one without a MAC key, fails; an
+    /// unreachable Redis does not.
+    pub async fn new(config: &CacheConfig) -> Result<Self, crate::config::ConfigError> {
         let window = config.window;
         let l1 = (config.l1_capacity > 0)
             .then(|| moka::sync::Cache::builder().max_capacity(config.l1_capacity).time_to_live(window).build());
@@ -103,11 +124,24 @@ impl TokenCache {
         let redis = match &config.redis_url {
             None => None,
             Some(url) => {
+                use redis::IntoConnectionInfo;
+                let invalid = |reason: String| crate::config::ConfigError::Invalid { name: "REDIS_URL", reason };
+                let mac = config.mac_key.clone().ok_or(crate::config::ConfigError::Missing("CACHE_MAC_KEY"))?;
                 // rustls has two crypto providers compiled in here (the SDK's aws-lc-rs, reqwest's
                 // ring) and would panic at the first rediss:// connection without a choice. Err
                 // only means a provider is installed already.
                 let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                Some(Redis::new(redis::Client::open(url.as_str())?))
+                let info = url.as_str().into_connection_info().map_err(|e| invalid(e.to_string()))?;
+                let mut settings = info.redis_settings().clone();
+                if let Some(user) = &config.redis_username {
+                    settings = settings.set_username(user);
+                }
+                if let Some(password) = &config.redis_password {
+                    settings = settings.set_password(password);
+                }
+                let client =
+                    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| invalid(e.to_string()))?;
+                Some(Redis::new(client, mac))
             }
         };
         Ok(Self {
@@ -180,10 +214,20 @@ impl TokenCache {
                 return None;
             }
         };
-        let entry: CachedSession = serde_json::from_str(values.first()?.as_deref()?).ok()?;
-        let watermark = values.get(1).cloned().flatten().and_then(|raw| match Invalidation::decode(&raw) {
-            Some(Invalidation::User { watermark, .. }) => Some(watermark),
-            _ => None,
+        let Some(json) = redis.mac.open(&keys[0], values.first()?.as_deref()?) else {
+            forged("L2 token entry");
+            return None;
+        };
+        let entry: CachedSession = serde_json::from_str(json).ok()?;
+        let watermark = values.get(1).cloned().flatten().and_then(|raw| {
+            let Some(encoded) = redis.mac.open(&keys[1], &raw) else {
+                forged("L2 watermark");
+                return None;
+            };
+            match Invalidation::decode(encoded) {
+                Some(Invalidation::User { watermark, .. }) => Some(watermark),
+                _ => None,
+            }
         });
         (entry.user_id == *user && entry.trusted_at(now_ms, watermark.as_ref())).then_some(entry)
     }
@@ -198,9 +242,11 @@ impl TokenCache {
                 return;
             }
             let Ok(json) = serde_json::to_string(entry) else { return };
+            let redis_key = format!("{TOKEN_KEY}{key}");
+            let sealed = redis.mac.seal(&redis_key, &json);
             let write = async {
                 let mut con = redis.con().await?;
-                redis.bounded(con.pset_ex::<_, _, ()>(format!("{TOKEN_KEY}{key}"), json, ttl_ms)).await
+                redis.bounded(con.pset_ex::<_, _, ()>(redis_key, sealed, ttl_ms)).await
             };
             if let Err(e) = write.await {
                 tracing::warn!(error = %e, "L2 write failed");
@@ -214,7 +260,8 @@ impl TokenCache {
         if let Some(redis) = &self.redis {
             let mut con = redis.con().await?;
             redis.bounded(con.del::<_, ()>(format!("{TOKEN_KEY}{hash}"))).await?;
-            redis.bounded(con.publish::<_, _, i64>(CHANNEL, Invalidation::Token(hash.to_owned()).encode())).await?;
+            let message = redis.mac.seal(CHANNEL, &Invalidation::Token(hash.to_owned()).encode());
+            redis.bounded(con.publish::<_, _, i64>(CHANNEL, message)).await?;
         }
         Ok(())
     }
@@ -227,8 +274,10 @@ impl TokenCache {
         if let Some(redis) = &self.redis {
             let mut con = redis.con().await?;
             let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
-            redis.bounded(con.pset_ex::<_, _, ()>(format!("{WATERMARK_KEY}{user}"), inv.encode(), ttl_ms)).await?;
-            redis.bounded(con.publish::<_, _, i64>(CHANNEL, inv.encode())).await?;
+            let redis_key = format!("{WATERMARK_KEY}{user}");
+            let entry = redis.mac.seal(&redis_key, &inv.encode());
+            redis.bounded(con.pset_ex::<_, _, ()>(redis_key, entry, ttl_ms)).await?;
+            redis.bounded(con.publish::<_, _, i64>(CHANNEL, redis.mac.seal(CHANNEL, &inv.encode()))).await?;
         }
         Ok(())
     }
@@ -244,7 +293,7 @@ impl TokenCache {
         let Some(redis) = &self.redis else {
             return Ok(tokio::spawn(async {}));
         };
-        let client = redis.client.clone();
+        let (client, mac) = (redis.client.clone(), redis.mac.clone());
         let first = open_subscription(&client).await;
         if let Err(e) = &first {
             self.set_l1_live(false);
@@ -260,7 +309,11 @@ impl TokenCache {
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
                         let Ok(raw) = msg.get_payload::<String>() else { continue };
-                        if let Some(inv) = Invalidation::decode(&raw) {
+                        let Some(encoded) = mac.open(CHANNEL, &raw) else {
+                            forged("invalidation message");
+                            continue;
+                        };
+                        if let Some(inv) = Invalidation::decode(encoded) {
                             cache.apply(&inv);
                         }
                     }
@@ -331,7 +384,7 @@ mod tests {
     use crate::store::MemoryStore;
 
     async fn cache(capacity: u64, window: Duration) -> TokenCache {
-        TokenCache::new(&CacheConfig { window, l1_capacity: capacity, redis_url: None }).await.unwrap()
+        TokenCache::new(&CacheConfig { window, l1_capacity: capacity, ..CacheConfig::default() }).await.unwrap()
     }
 
     #[test]

@@ -9,6 +9,8 @@ use super::wire::CHANNEL;
 /// validator starts costs L2 only; every call is bounded by `REDIS_TIMEOUT`.
 pub(super) struct Redis {
     pub(super) client: redis::Client,
+    /// Seals what is written and opens what is read.
+    pub(super) mac: super::MacKey,
     manager: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
     /// After a call fails for want of Redis, calls fail at once until then: a Redis that is down
     /// costs one bounded wait per `REDIS_PAUSE`, not one per validation.
@@ -26,8 +28,8 @@ fn timed_out() -> redis::RedisError {
 }
 
 impl Redis {
-    pub(super) fn new(client: redis::Client) -> Self {
-        Self { client, manager: tokio::sync::OnceCell::new(), paused_until: std::sync::Mutex::new(None) }
+    pub(super) fn new(client: redis::Client, mac: super::MacKey) -> Self {
+        Self { client, mac, manager: tokio::sync::OnceCell::new(), paused_until: std::sync::Mutex::new(None) }
     }
 
     fn paused(&self) -> bool {

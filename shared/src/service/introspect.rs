@@ -159,7 +159,7 @@ mod tests {
     use crate::store::MemoryStore;
 
     async fn cache(capacity: u64, window: Duration) -> TokenCache {
-        TokenCache::new(&CacheConfig { window, l1_capacity: capacity, redis_url: None }).await.unwrap()
+        TokenCache::new(&CacheConfig { window, l1_capacity: capacity, ..CacheConfig::default() }).await.unwrap()
     }
 
     fn introspection(token: &str, app: Option<&str>) -> IntrospectionRequest {

@@ -338,14 +338,13 @@ async fn introspect(api: &Api, token: &str) -> Value {
 
 #[tokio::test]
 async fn a_revoked_token_leaves_every_cache_within_the_window() {
-    use active_sessions::cache::{validate, CacheConfig, TokenCache};
+    use active_sessions::cache::{validate, TokenCache};
     use active_sessions::token::SessionToken;
     use redis::AsyncCommands;
 
     let mut api = Api::new();
     let table = TestTable::e2e().await;
-    let redis_url = std::env::var("REDIS_URL").expect("REDIS_URL: run infra/test.sh");
-    let config = CacheConfig { redis_url: Some(redis_url.clone()), ..CacheConfig::default() };
+    let config = integration_tests::stack_cache();
     // A long-running validator in this process: warm L1, subscribed to invalidations.
     let validator = std::sync::Arc::new(TokenCache::new(&config).await.expect("cache"));
     validator.subscribe().await.expect("subscribed");
@@ -357,7 +356,7 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
     let now = active_sessions::service::now_ms();
     validate(&table.store, &validator, &token, now).await.expect("valid at first");
     assert!(validator.l1_contains(&token.hash(), now), "warm L1");
-    let mut redis = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut redis = integration_tests::stack_redis().await;
     let l2_key = format!("as:tok:{}", token.hash().as_str());
     assert!(redis.get::<_, Option<String>>(&l2_key).await.unwrap().is_some(), "L2 filled");
     let before = introspect(&api, &victim.token).await;

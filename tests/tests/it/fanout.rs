@@ -25,7 +25,7 @@ async fn stream_event(t: &TestTable) -> Event {
 
 fn redis_down() -> CacheConfig {
     // Nothing listens on port 1: every Redis call fails at once.
-    CacheConfig { redis_url: Some("redis://127.0.0.1:1/".into()), ..CacheConfig::default() }
+    integration_tests::own_cache("redis://127.0.0.1:1/")
 }
 
 #[tokio::test]

@@ -15,8 +15,7 @@ use integration_tests::TestTable;
 async fn with_redis_down_validation_answers_from_dynamodb() {
     let t = TestTable::new().await;
     // Nothing listens on port 1: every Redis call fails fast or times out (bounded).
-    let config =
-        CacheConfig { redis_url: Some("redis://127.0.0.1:1/".into()), l1_capacity: 0, ..CacheConfig::default() };
+    let config = CacheConfig { l1_capacity: 0, ..integration_tests::own_cache("redis://127.0.0.1:1/") };
     let cache = TokenCache::new(&config).await.expect("an unreachable Redis does not fail start-up");
     let signed = sign_in(&t.store, "alice", ClientKind::Browser).await;
     let token = SessionToken::parse(&signed.token).unwrap();
@@ -59,7 +58,7 @@ async fn the_l1_subscriber_survives_a_redis_restart() {
 
     let redis = OwnServer::redis(None);
     let port = redis.port;
-    let config = CacheConfig { redis_url: Some(format!("redis://127.0.0.1:{port}/")), ..CacheConfig::default() };
+    let config = integration_tests::own_cache(&format!("redis://127.0.0.1:{port}/"));
     let validator = Arc::new(TokenCache::new(&config).await.unwrap());
     let _subscriber = validator.subscribe().await.expect("subscribed");
     let fanout = TokenCache::new(&config).await.unwrap();

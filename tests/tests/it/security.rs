@@ -302,3 +302,100 @@ async fn no_function_logs_a_token_or_its_hash_at_trace() {
     let created: serde_json::Value = serde_json::from_str(res["body"].as_str().unwrap()).unwrap();
     assert_nothing_secret("create-session", &logs, created["token"].as_str().unwrap());
 }
+
+/// #10 (2): what someone who can reach Redis but lacks the cache's MAC key writes there is
+/// refused: a made-up entry (which on main made introspection answer `active: true` for a
+/// session that never existed), one sealed with another key, a genuine entry copied under another
+/// token's key, and a forged invalidation message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_cache_entries_and_messages_are_refused() {
+    use active_sessions::cache::{validate, CachedSession, MacKey, TokenCache, CHANNEL};
+    use active_sessions::domain::SessionId;
+    use active_sessions::store::MemoryStore;
+    use redis::AsyncCommands;
+    use std::sync::Arc;
+
+    let server = integration_tests::OwnServer::redis(None);
+    let url = format!("redis://127.0.0.1:{}/", server.port);
+    let config = integration_tests::own_cache(&url);
+    let validator = Arc::new(TokenCache::new(&config).await.unwrap());
+    let _subscriber = validator.subscribe().await.unwrap();
+    let mut raw = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let store = MemoryStore::new();
+    let now = service::now_ms();
+
+    // A session that never existed, of a user of the attacker's choosing.
+    let victim = UserId::parse("victim").unwrap();
+    let made_up = SessionToken::generate(&victim, SessionId::new()).unwrap();
+    let entry = CachedSession {
+        user_id: victim.clone(),
+        session_id: made_up.session_id(),
+        signed_in_at: now,
+        expires_at: now / 1000 + 3600,
+        apps: vec![AppId::parse("chatgpt").unwrap()],
+        cached_until_ms: now + 60_000,
+    };
+    let json = serde_json::to_string(&entry).unwrap();
+    let key = format!("as:tok:{}", made_up.hash().as_str());
+    let not_ours = MacKey::from_bytes(&[1; 32]).unwrap().seal(&key, &json);
+    for (what, value) in [("a plain entry", json.clone()), ("an entry sealed with another key", not_ours)] {
+        raw.set::<_, _, ()>(&key, value).await.unwrap();
+        let answer = validate(&store, &validator, &made_up, now).await;
+        assert!(matches!(answer, Err(ServiceError::InvalidToken)), "{what} was trusted: {answer:?}");
+        assert!(!validator.l1_contains(&made_up.hash(), now), "{what} reached L1");
+    }
+
+    // A real session's genuine entry, copied under the key of a token with the same ids and a
+    // secret of the attacker's choosing.
+    let real = active_sessions::testing::sign_in(&store, "victim", ClientKind::Browser).await;
+    let real = SessionToken::parse(&real.token).unwrap();
+    validate(&store, &TokenCache::new(&config).await.unwrap(), &real, now).await.unwrap();
+    let genuine: String = raw.get(format!("as:tok:{}", real.hash().as_str())).await.unwrap();
+    let guessed = SessionToken::generate(real.user_id(), real.session_id()).unwrap();
+    raw.set::<_, _, ()>(format!("as:tok:{}", guessed.hash().as_str()), genuine).await.unwrap();
+    let answer = validate(&store, &validator, &guessed, now).await;
+    assert!(matches!(answer, Err(ServiceError::InvalidToken)), "a copied entry was trusted: {answer:?}");
+
+    // A forged invalidation does nothing; a genuine one still drops the entry from L1.
+    validate(&store, &validator, &real, now).await.unwrap();
+    assert!(validator.l1_contains(&real.hash(), now));
+    let heard: i64 = raw.publish(CHANNEL, format!("t|{}", real.hash().as_str())).await.unwrap();
+    assert_eq!(heard, 1, "the validator is subscribed");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(validator.l1_contains(&real.hash(), now), "a forged invalidation was applied");
+    TokenCache::new(&config).await.unwrap().invalidate_token(real.hash().as_str()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while validator.l1_contains(&real.hash(), service::now_ms()) {
+        assert!(std::time::Instant::now() < deadline, "the genuine invalidation never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// #10 (2): the local stack's Redis, like ElastiCache with RBAC, admits only its ACL user; the
+/// cache logs in with the user and password from the cache's secret.
+#[tokio::test]
+async fn the_cache_logs_in_to_redis_and_strangers_cannot() {
+    use active_sessions::cache::{validate, CacheConfig, TokenCache};
+    use redis::AsyncCommands;
+
+    let config = integration_tests::stack_cache();
+    let store = active_sessions::store::MemoryStore::new();
+    let me = active_sessions::testing::sign_in(&store, "redis-auth", ClientKind::Browser).await;
+    let token = SessionToken::parse(&me.token).unwrap();
+    let key = format!("as:tok:{}", token.hash().as_str());
+    let now = service::now_ms();
+
+    let stranger = CacheConfig { redis_username: None, redis_password: None, ..config.clone() };
+    validate(&store, &TokenCache::new(&stranger).await.unwrap(), &token, now).await.expect("DynamoDB still answers");
+    let mut admin = integration_tests::stack_redis().await;
+    assert!(admin.get::<_, Option<String>>(&key).await.unwrap().is_none(), "written without logging in");
+
+    validate(&store, &TokenCache::new(&config).await.unwrap(), &token, now).await.unwrap();
+    assert!(admin.get::<_, Option<String>>(&key).await.unwrap().is_some(), "the logged-in cache fills L2");
+
+    let url = config.redis_url.unwrap();
+    let mut anonymous = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await;
+    if let Ok(con) = anonymous.as_mut() {
+        assert!(con.get::<_, Option<String>>(&key).await.is_err(), "an anonymous client read the cache");
+    }
+}
