@@ -6,7 +6,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
-export DDB_PORT="${BENCH_DDB_PORT:-$(free_port)}" REDIS_PORT="$(free_port)" WATCH_PORT="$(free_port)"
+export DDB_PORT="${BENCH_DDB_PORT:-$(free_port)}" REDIS_PORT="$(free_port)" WATCH_PORT="$(free_port)" FUNCTIONS_PORT="$(free_port)"
 RECEIVER_PORT="$(free_port)"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
@@ -38,8 +38,9 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
   export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
   export E2E_TABLE="bench-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
   cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
-  pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")
-  poller="$(start_poller "$E2E_TABLE" "$WATCH_PORT")"
+  pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+  pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
+  poller="$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")"
   pids+=("$poller")
   cargo bench -p integration-tests --bench propagation --quiet
   echo

@@ -17,7 +17,8 @@ export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 # Manager, CACHE_SECRET_ARN): the Redis ACL user the functions log in as, its password, and the MAC
 # key that authenticates every L2 entry and invalidation message.
 export REDIS_USERNAME="active-sessions"
-export WATCH_PORT="${WATCH_PORT:-9000}"
+export WATCH_PORT="${WATCH_PORT:-9000}"        # the API (the local gateway)
+export FUNCTIONS_PORT="${FUNCTIONS_PORT:-9001}" # cargo lambda watch, behind it
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -67,14 +68,28 @@ start_dynamodb() {
   echo "$pid"
 }
 
-# start_watch PORT TABLE: cargo lambda watch on 127.0.0.1:PORT serving the workspace's functions on TABLE.
-start_watch() {
+# start_functions PORT TABLE: cargo lambda watch on 127.0.0.1:PORT running the workspace's functions
+# on TABLE (the Lambda emulator; clients go through the gateway, start_gateway). Prints its pid.
+start_functions() {
   local port=$1 table=$2
   (cd "$ROOT" && TABLE_NAME="$table" exec setsid cargo lambda watch -A 127.0.0.1 -P "$port" \
       >"$LOCAL/logs/watch-$port.log" 2>&1) &
   local pid=$!
   # Ready when a routed function answers (401 without a token). The first call starts the function.
   wait_until 300 "cargo lambda watch on port $port" \
+    bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v1/sessions | grep -q 401" \
+    || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
+# start_gateway PORT FUNCTIONS_PORT: the local API Gateway (routes from template.yaml, events as API
+# Gateway builds them) on 127.0.0.1:PORT, invoking the functions of start_functions. Prints its pid.
+start_gateway() {
+  local port=$1 functions_port=$2
+  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin local-gateway -- --port "$port" \
+      --watch-port "$functions_port" --template "$ROOT/template.yaml" >"$LOCAL/logs/gateway-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 120 "local-gateway on port $port" \
     bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v1/sessions | grep -q 401" \
     || { kill -- -"$pid" 2>/dev/null; return 1; }
   echo "$pid"
@@ -88,7 +103,7 @@ stop_group() {
   done
 }
 
-# start_poller TABLE WATCH_PORT: the local event source mapping, table stream → revocation-fanout.
+# start_poller TABLE FUNCTIONS_PORT: the local event source mapping, table stream → revocation-fanout.
 start_poller() {
   local table=$1 port=$2
   (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" --template "$ROOT/template.yaml" \

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The local stack, from nothing: installs what is missing, starts DynamoDB Local (in memory,
 # 127.0.0.1:$DDB_PORT) and redis-server (the token cache, 127.0.0.1:$REDIS_PORT), creates the
-# table, serves the API with `cargo lambda watch` on
-# 127.0.0.1:$WATCH_PORT, polls the table's stream into revocation-fanout (the local event source
+# table, runs the functions with `cargo lambda watch` (127.0.0.1:$FUNCTIONS_PORT) behind the local API
+# Gateway on 127.0.0.1:$WATCH_PORT, polls the table's stream into revocation-fanout (the local event source
 # mapping), loads demo data, and prints curl commands. Ctrl-C stops it all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/infra/setup.sh"
 
 TABLE_NAME="${TABLE_NAME:-active-sessions-local}"
-for port in "$DDB_PORT" "$WATCH_PORT" "$REDIS_PORT"; do
+for port in "$DDB_PORT" "$WATCH_PORT" "$FUNCTIONS_PORT" "$REDIS_PORT"; do
   if curl -s -o /dev/null "http://127.0.0.1:$port" 2>/dev/null; then
-    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT." >&2
+    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT / FUNCTIONS_PORT / REDIS_PORT." >&2
     exit 1
   fi
 done
@@ -35,10 +35,12 @@ export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0
 echo "backchannel-receiver (a stand-in product) on 127.0.0.1:$RECEIVER_PORT: curl http://127.0.0.1:$RECEIVER_PORT/received"
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME")
 
-echo "starting cargo lambda watch on 127.0.0.1:$WATCH_PORT"
-pids+=("$(start_watch "$WATCH_PORT" "$TABLE_NAME")")
+echo "starting cargo lambda watch (the functions) on 127.0.0.1:$FUNCTIONS_PORT"
+pids+=("$(start_functions "$FUNCTIONS_PORT" "$TABLE_NAME")")
+echo "starting the local API Gateway on 127.0.0.1:$WATCH_PORT"
+pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
 echo "starting the stream poller (table stream -> revocation-fanout)"
-pids+=("$(start_poller "$TABLE_NAME" "$WATCH_PORT")")
+pids+=("$(start_poller "$TABLE_NAME" "$FUNCTIONS_PORT")")
 
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME" --demo \
     --base-url "http://127.0.0.1:$WATCH_PORT" --tokens-file "$LOCAL/demo-tokens.json" --receiver-url "http://127.0.0.1:$RECEIVER_PORT")

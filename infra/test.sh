@@ -8,6 +8,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
 export DDB_PORT="${TEST_DDB_PORT:-$(free_port)}"
 export WATCH_PORT="${TEST_WATCH_PORT:-$(free_port)}"
+export FUNCTIONS_PORT="${TEST_FUNCTIONS_PORT:-$(free_port)}"
 export REDIS_PORT="${TEST_REDIS_PORT:-$(free_port)}"
 RECEIVER_PORT="${TEST_RECEIVER_PORT:-$(free_port)}"
 source "$HERE/env.sh"
@@ -40,9 +41,11 @@ export E2E_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT"
 echo "== backchannel-receiver on 127.0.0.1:$RECEIVER_PORT"
 E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
-pids+=("$(start_watch "$WATCH_PORT" "$E2E_TABLE")")
-echo "== cargo lambda watch on 127.0.0.1:$WATCH_PORT"
-pids+=("$(start_poller "$E2E_TABLE" "$WATCH_PORT")")
+pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+echo "== cargo lambda watch on 127.0.0.1:$FUNCTIONS_PORT"
+pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
+echo "== local-gateway (the API) on 127.0.0.1:$WATCH_PORT"
+pids+=("$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")")
 echo "== stream poller on $E2E_TABLE"
 
 echo "== cargo test"

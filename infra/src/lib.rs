@@ -2,7 +2,9 @@
 //! `backchannel-receiver`) and the tests.
 //!
 //! - `stream`: a DynamoDB Streams record in the shape Lambda delivers it.
+//! - `gateway`: the local API Gateway in front of `cargo lambda watch` (`local-gateway`).
 //! - `filter`: the event source mapping's filter criteria, read from `template.yaml`, applied as
 //!   Lambda applies them, so the local fan-out sees exactly the records the deployed one sees.
 pub mod filter;
+pub mod gateway;
 pub mod stream;

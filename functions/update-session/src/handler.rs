@@ -71,4 +71,28 @@ mod tests {
         assert_eq!(foreign.status(), 404);
         assert_eq!(store.writes(), writes, "nothing written");
     }
+
+    /// #10: deployed, API Gateway hands a body that is not UTF-8 to the function base64-encoded;
+    /// the answer is a 400 problem and nothing is written.
+    #[tokio::test]
+    async fn a_base64_body_that_is_not_utf8_is_a_400_problem() {
+        use base64::Engine;
+        let store = MemoryStore::new();
+        let me = sign_in(&store, "alice", ClientKind::Browser).await;
+        let body = base64::engine::general_purpose::STANDARD.encode(b"\xff\xfe{\"trusted\":true}");
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "PATCH /v1/sessions/{id}", "rawPath": "/v1/sessions/x", "rawQueryString": "",
+            "headers": {"content-type": "application/json", "authorization": format!("Bearer {}", me.token)},
+            "pathParameters": {"id": me.session_id.to_string()},
+            "requestContext": {"accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+                "http": {"method": "PATCH", "path": "/v1/sessions/x", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "t"},
+                "requestId": "r", "routeKey": "PATCH /v1/sessions/{id}", "stage": "$default", "time": "", "timeEpoch": 0},
+            "body": body, "isBase64Encoded": true
+        });
+        let req = lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event");
+        let writes = store.writes();
+        let (status, ct, problem) = parts(&handle(&store, req).await);
+        assert_eq!((status, ct.as_str()), (400, "application/problem+json"), "{problem}");
+        assert_eq!(store.writes(), writes);
+    }
 }

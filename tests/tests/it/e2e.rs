@@ -1,5 +1,6 @@
-//! End-to-end: real HTTP through `cargo lambda watch` (API Gateway v2 events from its router) to
-//! the functions, on DynamoDB Local. `infra/test.sh` starts both and sets `E2E_BASE_URL`.
+//! End-to-end: real HTTP through the local API Gateway (`local-gateway`: the template's routes,
+//! payload 2.0 events as API Gateway builds them) and `cargo lambda watch` to the functions, on
+//! DynamoDB Local. `infra/test.sh` starts them and sets `E2E_BASE_URL`.
 
 use std::collections::BTreeSet;
 
@@ -429,4 +430,36 @@ async fn a_product_answering_500_gets_the_logout_again() {
     let statuses: Vec<i64> = deliveries.iter().map(|d| d["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses[0], 500, "{statuses:?}");
     assert!(statuses[1..].contains(&200), "{statuses:?}");
+}
+
+/// #10: whatever the body's bytes, a client gets a 400 problem, never the local stack's
+/// `500 text/plain` (on main, `cargo lambda watch` refused a JSON or form body that is not UTF-8
+/// before any function ran). Through the local gateway the function gets the body base64-encoded,
+/// as from API Gateway.
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_a_400_problem_on_every_route_that_takes_one() {
+    let mut api = Api::new();
+    let me = api.sign_in(&unique_user("bytes"), "browser").await;
+    let bytes: &[u8] = b"\xff\xfe{\"trusted\": \xc3\x28}";
+    let routes = [
+        ("PATCH", format!("/v1/sessions/{}", me.id), "application/json", Some(me.token.as_str())),
+        ("POST", "/v1/internal/sessions".to_owned(), "application/json", None),
+        ("PUT", "/v1/internal/users/bytes-user".to_owned(), "application/json", None),
+        ("POST", "/v1/internal/introspect".to_owned(), "application/x-www-form-urlencoded", None),
+    ];
+    for (method, path, content_type, token) in routes {
+        let mut req = api
+            .http
+            .request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", api.base))
+            .header("content-type", content_type)
+            .body(bytes.to_vec());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("the local API");
+        let status = res.status().as_u16();
+        let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let body = res.text().await.unwrap_or_default();
+        assert_eq!((status, ct.as_str()), (400, "application/problem+json"), "{method} {path}: {body}");
+    }
 }

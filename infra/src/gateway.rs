@@ -1,0 +1,296 @@
+//! The local API Gateway: an HTTP API (payload format 2.0) in front of `cargo lambda watch`, so
+//! that locally a request reaches a function as it does deployed.
+//!
+//! `cargo lambda watch` has an HTTP front of its own, but it answers a body that is not UTF-8
+//! with its own `500 text/plain` before any function runs, where API Gateway hands the function
+//! the body base64-encoded. So the local stack's public port is this gateway instead: it routes
+//! by the template's `HttpApi` events (the deployed routes, nothing else), builds the event as API
+//! Gateway does (lower-case headers, repeated ones joined with commas, the route key, the path
+//! parameters, `isBase64Encoded` for anything that is not UTF-8 text), invokes the function
+//! through the emulator's invoke endpoint, and turns the function's answer back into HTTP. An
+//! unknown route answers `404 {"message":"Not Found"}`, as API Gateway does.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// One route: `METHOD /path/{param}` → the function (its binary's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+    segments: Vec<Segment>,
+}
+
+impl Route {
+    pub fn new(method: &str, path: &str, function: &str) -> Self {
+        let segments = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name.to_owned()),
+                None => Segment::Literal(s.to_owned()),
+            })
+            .collect();
+        Self { method: method.to_uppercase(), path: path.to_owned(), function: function.to_owned(), segments }
+    }
+
+    /// The path parameters (percent-decoded, as API Gateway passes them) if `path` matches.
+    fn matches(&self, path: &str) -> Option<BTreeMap<String, String>> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut params = BTreeMap::new();
+        for (segment, part) in self.segments.iter().zip(parts) {
+            match segment {
+                Segment::Literal(l) if l == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Param(_) if part.is_empty() => return None,
+                Segment::Param(name) => {
+                    params.insert(name.clone(), percent_encoding::percent_decode_str(part).decode_utf8_lossy().into());
+                }
+            }
+        }
+        Some(params)
+    }
+}
+
+/// The routes of every `AWS::Serverless::Function` with `HttpApi` events in the SAM template.
+pub fn routes_from_template(template: &str) -> Result<Vec<Route>, String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let resources = doc["Resources"].as_mapping().ok_or("template.yaml has no Resources")?;
+    let mut routes = Vec::new();
+    for (name, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let Some(binary) = resource["Metadata"]["BuildProperties"]["Binary"].as_str() else { continue };
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else { continue };
+        for event in events.values().filter(|e| e["Type"].as_str() == Some("HttpApi")) {
+            let (Some(path), Some(method)) =
+                (event["Properties"]["Path"].as_str(), event["Properties"]["Method"].as_str())
+            else {
+                return Err(format!("{name:?}: an HttpApi event without Path and Method"));
+            };
+            routes.push(Route::new(method, path, binary));
+        }
+    }
+    if routes.is_empty() {
+        return Err("template.yaml defines no HttpApi routes".into());
+    }
+    Ok(routes)
+}
+
+/// The route a request takes, with its path parameters.
+pub fn route<'r>(routes: &'r [Route], method: &str, path: &str) -> Option<(&'r Route, BTreeMap<String, String>)> {
+    routes.iter().filter(|r| r.method == method).find_map(|r| r.matches(path).map(|p| (r, p)))
+}
+
+/// A request as the gateway received it.
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// (name, value) in the order received; names in any case.
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+    pub source_ip: String,
+}
+
+fn is_text(content_type: Option<&str>) -> bool {
+    let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence.starts_with("text/")
+        || matches!(essence.as_str(), "application/json" | "application/x-www-form-urlencoded" | "application/xml")
+        || essence.ends_with("+json")
+}
+
+/// The payload 2.0 event API Gateway would send for `req` on `route`.
+pub fn event(route: &Route, params: &BTreeMap<String, String>, req: &HttpRequest<'_>, now_ms: i64) -> Value {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &req.headers {
+        headers.entry(name.to_ascii_lowercase()).and_modify(|v| *v = format!("{v},{value}")).or_insert(value.clone());
+    }
+    let mut query: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in form_urlencoded(req.query.unwrap_or("")) {
+        query.entry(name).and_modify(|v| *v = format!("{v},{value}")).or_insert(value);
+    }
+    let text = std::str::from_utf8(req.body).ok().filter(|_| is_text(headers.get("content-type").map(String::as_str)));
+    let (body, base64) = match (req.body.is_empty(), text) {
+        (true, _) => (Value::Null, false),
+        (false, Some(text)) => (Value::String(text.to_owned()), false),
+        (false, None) => (Value::String(STANDARD.encode(req.body)), true),
+    };
+    let route_key = format!("{} {}", route.method, route.path);
+    let mut event = Map::new();
+    event.insert("version".into(), json!("2.0"));
+    event.insert("routeKey".into(), json!(route_key));
+    event.insert("rawPath".into(), json!(req.path));
+    event.insert("rawQueryString".into(), json!(req.query.unwrap_or("")));
+    event.insert("headers".into(), json!(headers));
+    if !query.is_empty() {
+        event.insert("queryStringParameters".into(), json!(query));
+    }
+    if !params.is_empty() {
+        event.insert("pathParameters".into(), json!(params));
+    }
+    event.insert(
+        "requestContext".into(),
+        json!({
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "127.0.0.1",
+            "domainPrefix": "local",
+            "http": {
+                "method": route.method,
+                "path": req.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": req.source_ip,
+                "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
+            },
+            "requestId": format!("local-{now_ms}"),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "",
+            "timeEpoch": now_ms,
+        }),
+    );
+    event.insert("body".into(), body);
+    event.insert("isBase64Encoded".into(), json!(base64));
+    Value::Object(event)
+}
+
+fn form_urlencoded(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(pair), String::new()),
+        })
+        .collect()
+}
+
+/// An HTTP answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// What API Gateway answers itself (unknown route, a function that failed).
+    pub fn gateway(status: u16, message: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: json!({ "message": message }).to_string().into_bytes(),
+        }
+    }
+}
+
+/// The function's payload 2.0 answer as HTTP. An answer that is not one is API Gateway's 500.
+pub fn response(answer: &[u8]) -> HttpResponse {
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(answer) else {
+        return HttpResponse::gateway(500, "Internal Server Error");
+    };
+    let Some(status) = answer.get("statusCode").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()) else {
+        return HttpResponse::gateway(500, "Internal Server Error");
+    };
+    let mut headers = Vec::new();
+    if let Some(Value::Object(h)) = answer.get("headers") {
+        headers.extend(h.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))));
+    }
+    if let Some(Value::Object(h)) = answer.get("multiValueHeaders") {
+        for (k, values) in h {
+            for v in values.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                headers.push((k.clone(), v.to_owned()));
+            }
+        }
+    }
+    let raw = answer.get("body").and_then(Value::as_str).unwrap_or("");
+    let body = if answer.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+        match STANDARD.decode(raw) {
+            Ok(b) => b,
+            Err(_) => return HttpResponse::gateway(500, "Internal Server Error"),
+        }
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    HttpResponse { status, headers, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> Vec<Route> {
+        routes_from_template(
+            &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn routes_come_from_the_template() {
+        let routes = routes();
+        let (r, params) =
+            route(&routes, "DELETE", "/v1/admin/users/a%40b.c/sessions/01M8DX495970Y9M04ZPN25BJFJ").unwrap();
+        assert_eq!(r.function, "revoke-session");
+        assert_eq!(params["user_id"], "a@b.c", "decoded");
+        assert_eq!(params["id"], "01M8DX495970Y9M04ZPN25BJFJ");
+        assert_eq!(route(&routes, "GET", "/v1/sessions").unwrap().0.function, "list-sessions");
+        assert_eq!(route(&routes, "GET", "/v1/sessions/events").unwrap().0.function, "list-session-events");
+        assert!(route(&routes, "POST", "/v1/sessions").is_none(), "no such route");
+        assert!(route(&routes, "GET", "/v1/nope").is_none());
+        assert!(route(&routes, "DELETE", "/v1/sessions/").is_none(), "an empty parameter");
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_text_is_delivered_base64_encoded() {
+        let routes = routes();
+        let (r, params) = route(&routes, "PATCH", "/v1/sessions/x").unwrap();
+        let req = |body: &'static [u8], ct: &str| HttpRequest {
+            method: "PATCH",
+            path: "/v1/sessions/x",
+            query: Some("a=1&a=2&b=x%20y"),
+            headers: vec![
+                ("Content-Type".into(), ct.into()),
+                ("X-Twice".into(), "1".into()),
+                ("x-twice".into(), "2".into()),
+            ],
+            body,
+            source_ip: "127.0.0.1".into(),
+        };
+        let e = event(r, &params, &req(b"\xff\xfe&", "application/json"), 0);
+        assert_eq!(e["isBase64Encoded"], true);
+        assert_eq!(STANDARD.decode(e["body"].as_str().unwrap()).unwrap(), b"\xff\xfe&");
+        assert_eq!(e["headers"]["x-twice"], "1,2");
+        assert_eq!(e["queryStringParameters"]["a"], "1,2");
+        assert_eq!(e["queryStringParameters"]["b"], "x y");
+        assert_eq!(e["pathParameters"]["id"], "x");
+        assert_eq!(e["routeKey"], "PATCH /v1/sessions/{id}");
+        let e = event(r, &params, &req(b"{\"trusted\":true}", "application/json"), 0);
+        assert_eq!((e["isBase64Encoded"].as_bool(), e["body"].as_str()), (Some(false), Some("{\"trusted\":true}")));
+    }
+
+    #[test]
+    fn answers_become_http() {
+        let r = response(br#"{"statusCode":204,"headers":{"x-a":"1"},"body":"","isBase64Encoded":false}"#);
+        assert_eq!((r.status, r.headers[0].clone(), r.body.len()), (204, ("x-a".into(), "1".into()), 0));
+        let r = response(br#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#);
+        assert_eq!(r.body, b"hi");
+        assert_eq!(response(b"not json").status, 500);
+    }
+}
