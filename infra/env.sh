@@ -9,6 +9,9 @@ CARGO_LAMBDA_VERSION="1.9.2"
 # The deploy tools, checked in CI (sam validate --lint, cfn-lint) and used for `sam build`.
 SAM_CLI_VERSION="1.170.0"
 CFN_LINT_VERSION="1.58.0"
+# The contract test (infra/contract.sh), in a venv of its own: its dependencies and SAM's differ.
+SCHEMATHESIS_VERSION="4.32.5"
+ST_VENV="$LOCAL/schemathesis"
 
 export DDB_PORT="${DDB_PORT:-8000}"
 export REDIS_PORT="${REDIS_PORT:-6379}"

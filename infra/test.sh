@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every check and every test, from nothing: installs what is missing, checks formatting, clippy
 # and the SAM template (cfn-lint, sam validate --lint), starts DynamoDB Local, Redis, the stand-in
-# product, `cargo lambda watch` and the stream poller on free loopback ports, and runs the unit,
-# handler, integration and end-to-end tests. Everything it started is stopped on exit.
+# product, `cargo lambda watch` behind the local API Gateway, and the stream poller on free loopback
+# ports, runs the unit, handler, integration and end-to-end tests, then the contract (schemathesis
+# over infra/openapi.yaml). Everything it started is stopped on exit.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
@@ -50,3 +51,8 @@ echo "== stream poller on $E2E_TABLE"
 
 echo "== cargo test"
 E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" E2E_TABLE="$E2E_TABLE" cargo test --workspace --no-fail-fast "$@"
+
+# The contract: every route of infra/openapi.yaml against the same local stack (after the tests,
+# which it would otherwise race for the functions, one request at a time each).
+echo "== schemathesis (infra/contract.sh)"
+ST_BASE_URL="http://127.0.0.1:$WATCH_PORT" bash "$ROOT/infra/contract.sh"

@@ -92,8 +92,14 @@ pub fn routes_from_template(template: &str) -> Result<Vec<Route>, String> {
 }
 
 /// The route a request takes, with its path parameters.
+/// The most specific route: a path with literal segments wins over one with parameters
+/// (`/v1/sessions/events` over `/v1/sessions/{id}`), then the very method over `ANY`.
 pub fn route<'r>(routes: &'r [Route], method: &str, path: &str) -> Option<(&'r Route, BTreeMap<String, String>)> {
-    routes.iter().filter(|r| r.method == method).find_map(|r| r.matches(path).map(|p| (r, p)))
+    routes
+        .iter()
+        .filter(|r| r.method == method || r.method == "ANY")
+        .filter_map(|r| r.matches(path).map(|p| (r, p)))
+        .min_by_key(|(r, p)| (p.len(), r.method == "ANY"))
 }
 
 /// A request as the gateway received it.
@@ -151,7 +157,7 @@ pub fn event(route: &Route, params: &BTreeMap<String, String>, req: &HttpRequest
             "domainName": "127.0.0.1",
             "domainPrefix": "local",
             "http": {
-                "method": route.method,
+                "method": req.method,
                 "path": req.path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": req.source_ip,
@@ -252,8 +258,11 @@ mod tests {
         assert_eq!(params["id"], "01M8DX495970Y9M04ZPN25BJFJ");
         assert_eq!(route(&routes, "GET", "/v1/sessions").unwrap().0.function, "list-sessions");
         assert_eq!(route(&routes, "GET", "/v1/sessions/events").unwrap().0.function, "list-session-events");
-        assert!(route(&routes, "POST", "/v1/sessions").is_none(), "no such route");
+        assert_eq!(route(&routes, "POST", "/v1/sessions").unwrap().0.method, "ANY", "other methods: the path's ANY");
+        assert_eq!(route(&routes, "DELETE", "/v1/sessions").unwrap().0.function, "revoke-all-sessions");
         assert!(route(&routes, "GET", "/v1/nope").is_none());
+        let (r, _) = route(&routes, "PATCH", "/v1/sessions/events").unwrap();
+        assert_eq!((r.method.as_str(), r.function.as_str()), ("ANY", "list-session-events"), "the literal path first");
         assert!(route(&routes, "DELETE", "/v1/sessions/").is_none(), "an empty parameter");
     }
 

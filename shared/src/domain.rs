@@ -17,8 +17,8 @@ fn invalid(msg: impl Into<String>) -> InvalidValue {
 /// Whether a character may mislead a reader of text shown to users, so free text refuses it:
 /// control characters (Cc), bidirectional controls (which reorder what follows: "moc.elgoog"
 /// shown as "google.com"), zero-width characters (which hide text or split look-alikes), and line
-/// and paragraph separators (which fake a new row). Other format characters (Cf) are refused too:
-/// none belongs in a city, a user agent or a reason.
+/// and paragraph separators (which fake a new row), and the other invisible format characters
+/// of the Basic Multilingual Plane. `infra/openapi.yaml` states the same set as a pattern.
 pub fn is_misleading(c: char) -> bool {
     c.is_control()
         || matches!(c,
@@ -32,13 +32,33 @@ pub fn is_misleading(c: char) -> bool {
             | '\u{FEFF}'                // zero-width no-break space (BOM)
             | '\u{00AD}'                // soft hyphen
             | '\u{FFF9}'..='\u{FFFB}'   // interlinear annotation
-            | '\u{E0001}' | '\u{E0020}'..='\u{E007F}' // tags
         )
 }
 
 /// Whether free text shown to users is safe to show: nothing `is_misleading`.
 pub fn is_plain_text(s: &str) -> bool {
     !s.chars().any(is_misleading)
+}
+
+/// Serde helpers for request bodies, so that they accept exactly what `infra/openapi.yaml` says.
+pub mod body {
+    use serde::{Deserialize, Deserializer};
+
+    /// An optional field that, when present, must not be `null` (the contract types it, and does
+    /// not make it nullable): `#[serde(default, deserialize_with = "body::not_null")]`.
+    pub fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+
+    /// An optional JSON Schema `integer`: a number with no fractional part (`60` or `60.0`), never
+    /// `null`.
+    pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        let whole = n.as_i64().or_else(|| {
+            n.as_f64().filter(|f| f.fract() == 0.0 && *f >= i64::MIN as f64 && *f <= i64::MAX as f64).map(|f| f as i64)
+        });
+        whole.map(Some).ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {n}")))
+    }
 }
 
 /// A page size (`limit`): 1 to 100, 20 when not given.
@@ -258,25 +278,27 @@ impl ClientKind {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "body::not_null")]
     pub city: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "body::not_null")]
     pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "body::not_null")]
     pub country: Option<String>,
 }
 
 impl Location {
+    /// Characters (not bytes) per field.
     pub const MAX_FIELD_LEN: usize = 100;
 
     /// Trims fields, drops empty ones, and refuses over-long or misleading text (`is_plain_text`).
     pub fn validated(self) -> Result<Option<Self>, InvalidValue> {
         fn clean(field: &str, v: Option<String>) -> Result<Option<String>, InvalidValue> {
             let Some(v) = v else { return Ok(None) };
-            let v = v.trim();
-            if v.len() > Location::MAX_FIELD_LEN || !is_plain_text(v) {
+            // Checked as sent, then trimmed: what the contract refuses is refused.
+            if v.chars().count() > Location::MAX_FIELD_LEN || !is_plain_text(&v) {
                 return Err(invalid(format!("location.{field} must be at most 100 characters of printable text")));
             }
+            let v = v.trim();
             Ok((!v.is_empty()).then(|| v.to_owned()))
         }
         let loc = Self {
@@ -364,6 +386,8 @@ mod tests {
         assert_eq!(Location::default().validated().unwrap(), None);
         let long = Location { city: Some("x".repeat(101)), ..Default::default() };
         assert!(long.validated().is_err());
+        let wide = Location { city: Some("é".repeat(100)), ..Default::default() };
+        assert!(wide.validated().is_ok(), "100 characters, 200 bytes: within the limit the spec states");
     }
 
     #[test]

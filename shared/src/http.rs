@@ -96,7 +96,13 @@ pub async fn finish(
 }
 
 /// Refuses any method but `allowed` with 405 and an `Allow` header.
+///
+/// `/v1/sessions/events` also matches `/v1/sessions/{id}`; whichever route API Gateway picks for
+/// a method the events route lacks, the answer is that resource's 405 (`Allow: GET`).
 pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Result<(), ServiceError> {
+    if req.uri().path().trim_end_matches('/') == "/v1/sessions/events" && req.method() != Method::GET {
+        return Err(ServiceError::MethodNotAllowed { allow: "GET" });
+    }
     if req.method() == allowed {
         Ok(())
     } else {

@@ -10,7 +10,8 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 }
 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
-    http::require_method(req, HttpMethod::GET, "GET")?;
+    // Both its paths also take DELETE (revoke-all-sessions); any other method is routed here.
+    http::require_method(req, HttpMethod::GET, "GET, DELETE")?;
     let token = http::bearer(req)?;
     let now = service::now_ms();
     let parsed = (|| {

@@ -14,7 +14,7 @@ async fn revoke_all<S: SessionStore>(
     policy: &Policy,
     req: &Request,
 ) -> Result<Response<Body>, ServiceError> {
-    http::require_method(req, HttpMethod::DELETE, "DELETE")?;
+    http::require_method(req, HttpMethod::DELETE, "GET, DELETE")?;
     let caller = http::caller(req)?;
     let now = service::now_ms();
     let parsed = (|| Ok((http::subject(req)?, http::revoke_scope(req)?, http::note(req)?)))();

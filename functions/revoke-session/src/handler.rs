@@ -8,7 +8,10 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
 }
 
 async fn revoke<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
-    http::require_method(req, HttpMethod::DELETE, "DELETE")?;
+    // Your own session's path also takes PATCH (update-session); an admin's, DELETE only (any
+    // other method on it is routed here).
+    let allow = if req.uri().path().starts_with("/v1/admin/") { "DELETE" } else { "DELETE, PATCH" };
+    http::require_method(req, HttpMethod::DELETE, allow)?;
     let caller = http::caller(req)?;
     let now = service::now_ms();
     let parsed = (|| Ok((http::subject(req)?, http::session_id(req)?)))();

@@ -9,7 +9,8 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 }
 
 async fn update<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
-    http::require_method(req, HttpMethod::PATCH, "PATCH")?;
+    // The path also takes DELETE (revoke-session); any other method is routed here.
+    http::require_method(req, HttpMethod::PATCH, "DELETE, PATCH")?;
     let token = http::bearer(req)?;
     let now = service::now_ms();
     let parsed = (|| Ok((http::session_id(req)?, http::json_body::<SessionPatch>(req)?)))();

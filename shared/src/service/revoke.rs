@@ -74,11 +74,13 @@ pub struct RevokedCount {
 
 /// An admin's free-text reason, checked: at most 200 characters of plain text (`is_plain_text`).
 pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
+    let Some(raw) = raw else { return Ok(None) };
+    // Checked as sent, then trimmed: what the contract refuses is refused.
     if raw.chars().count() > MAX_NOTE_LEN || !crate::domain::is_plain_text(raw) {
         return Err(bad(format!("reason must be at most {MAX_NOTE_LEN} printable characters")));
     }
-    Ok(Some(raw.to_owned()))
+    let raw = raw.trim();
+    Ok((!raw.is_empty()).then(|| raw.to_owned()))
 }
 
 /// Revokes all the subject's sessions (or, self-service, all but the current one): counts what

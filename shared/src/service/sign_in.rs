@@ -22,11 +22,11 @@ pub struct NewSession {
     pub client: ClientKind,
     pub user_agent: String,
     pub ip: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::body::not_null")]
     pub location: Option<Location>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::body::not_null")]
     pub trusted: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::body::integer")]
     pub ttl_seconds: Option<i64>,
 }
 
@@ -49,7 +49,7 @@ pub async fn create_session<S: SessionStore>(
     if let Some(Err(e)) = apps.iter().map(|app| policy.apps.check(app)).find(Result::is_err) {
         return Err(bad(e.0));
     }
-    if input.user_agent.len() > MAX_USER_AGENT_LEN || !crate::domain::is_plain_text(&input.user_agent) {
+    if input.user_agent.chars().count() > MAX_USER_AGENT_LEN || !crate::domain::is_plain_text(&input.user_agent) {
         return Err(bad(format!("user_agent must be at most {MAX_USER_AGENT_LEN} printable characters")));
     }
     let ip: std::net::IpAddr = input.ip.trim().parse().map_err(|_| bad("ip must be an IPv4 or IPv6 address"))?;

@@ -11,11 +11,11 @@ use crate::store::{ProfileUpdate, SessionStore};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserProfileInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::body::not_null")]
     pub workspace_id: Option<WorkspaceId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::body::not_null")]
     pub role: Option<Role>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::body::not_null")]
     pub sso_linked: Option<bool>,
 }
 

@@ -63,7 +63,19 @@ fn refs_http_api(v: &Value) -> bool {
 #[test]
 fn template_routes_are_the_router_and_the_openapi_routes() {
     let doc = template();
-    let routes = template_routes(&doc);
+    let all_routes = template_routes(&doc);
+    // `ANY` on a documented path sends every other method to a function of that path, which
+    // answers 405 with the path's `Allow` (API Gateway itself would answer 404). Never on a path
+    // of its own: no catch-all.
+    let (any, routes): (BTreeMap<_, _>, BTreeMap<_, _>) = all_routes.into_iter().partition(|((m, _), _)| m == "ANY");
+    for ((_, path), (function, auth)) in &any {
+        let owners: BTreeSet<&String> = routes.iter().filter(|((_, p), _)| p == path).map(|(_, (f, _))| f).collect();
+        assert!(owners.contains(function), "ANY {path} goes to {function}, which serves none of its methods");
+        let iam = routes.iter().filter(|((_, p), _)| p == path).all(|(_, (_, a))| a == auth);
+        assert!(iam, "ANY {path} must be authorised as the path's other routes are");
+    }
+    let paths: BTreeSet<&String> = routes.keys().map(|(_, p)| p).collect();
+    assert_eq!(any.keys().map(|(_, p)| p).collect::<BTreeSet<_>>(), paths, "every path answers other methods with 405");
     let deployed: BTreeSet<(String, String)> = routes.keys().cloned().collect();
     assert!(!deployed.is_empty());
     assert_eq!(deployed, watch_routes(), "template.yaml routes vs the cargo lambda watch router (Cargo.toml)");
@@ -76,7 +88,7 @@ fn template_routes_are_the_router_and_the_openapi_routes() {
     }
 
     // Internal routes need SigV4 (IAM); every other route has no API Gateway authorizer and
-    // relies on the function's bearer check. No catch-all route exists.
+    // relies on the function's bearer check. No catch-all route exists (`ANY` only as above).
     for ((method, path), (_, auth)) in &routes {
         if path.starts_with("/v1/internal/") {
             assert_eq!(auth.as_deref(), Some("AWS_IAM"), "{method} {path} must require IAM");
