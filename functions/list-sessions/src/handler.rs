@@ -174,6 +174,6 @@ mod tests {
         assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
         let res = handle(&store, request("POST", "/v1/sessions", None)).await;
         assert_eq!(res.status(), 405);
-        assert_eq!(res.headers()["allow"], "GET");
+        assert_eq!(res.headers()["allow"], "GET, DELETE", "the path's methods: DELETE is revoke-all's");
     }
 }
