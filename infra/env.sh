@@ -37,11 +37,13 @@ export DYNAMODB_ATTEMPT_TIMEOUT_MS="${DYNAMODB_ATTEMPT_TIMEOUT_MS:-10000}"
 export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL/logs" "$LOCAL/run"
-if [ ! -s "$LOCAL/cache-secret.env" ]; then
+if ! grep -q '^CACHE_MAC_KEY=.' "$LOCAL/cache-secret.env" 2>/dev/null; then
+  # Written whole, then moved in place, readable by the owner only.
   (umask 077 && printf 'REDIS_PASSWORD=%s\nCACHE_MAC_KEY=%s\n' \
     "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" "$(head -c 32 /dev/urandom | base64)" \
-    >"$LOCAL/cache-secret.env")
+    >"$LOCAL/cache-secret.env.new" && mv "$LOCAL/cache-secret.env.new" "$LOCAL/cache-secret.env")
 fi
+chmod 600 "$LOCAL/cache-secret.env"
 set -a
 source "$LOCAL/cache-secret.env"
 set +a
@@ -90,7 +92,7 @@ start_functions() {
 start_gateway() {
   local port=$1 functions_port=$2
   (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin local-gateway -- --port "$port" \
-      --watch-port "$functions_port" --template "$ROOT/template.yaml" >"$LOCAL/logs/gateway-$port.log" 2>&1) &
+      --functions-port "$functions_port" --template "$ROOT/template.yaml" >"$LOCAL/logs/gateway-$port.log" 2>&1) &
   local pid=$!
   wait_until 120 "local-gateway on port $port" \
     bash -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v1/sessions | grep -q 401" \
@@ -122,11 +124,11 @@ start_poller() {
 start_redis() {
   local port=$1
   (cd "$LOCAL/run" && exec setsid redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-      --user default off --user "$REDIS_USERNAME" on ">$REDIS_PASSWORD" '~as:*' '&active-sessions:*' '+@all' \
+      --user default off --user "$REDIS_USERNAME" on ">$REDIS_PASSWORD" '~as:*' '&active-sessions:*' '+@all' '-@dangerous' \
       >"$LOCAL/logs/redis-$port.log" 2>&1) &
   local pid=$!
   wait_until 20 "redis-server on port $port" \
-    redis-cli -h 127.0.0.1 -p "$port" --user "$REDIS_USERNAME" --pass "$REDIS_PASSWORD" --no-auth-warning ping \
+    env REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$port" --user "$REDIS_USERNAME" ping \
     || { kill "$pid" 2>/dev/null; return 1; }
   echo "$pid"
 }

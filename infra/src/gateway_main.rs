@@ -1,7 +1,7 @@
 //! `local-gateway`: the local stack's API Gateway (see `local_stack::gateway`), on the public
 //! port, in front of `cargo lambda watch`.
 //!
-//! Usage: local-gateway --port PORT --watch-port WATCH_PORT --template template.yaml (binds 127.0.0.1)
+//! Usage: local-gateway --port PORT --functions-port FUNCTIONS_PORT --template template.yaml (binds 127.0.0.1)
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -85,16 +85,16 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: local-gateway --port PORT --watch-port WATCH_PORT --template template.yaml";
+    let usage = "usage: local-gateway --port PORT --functions-port FUNCTIONS_PORT --template template.yaml";
     let port: u16 = arg(&args, "--port").ok_or(usage)?.parse()?;
-    let watch_port: u16 = arg(&args, "--watch-port").ok_or(usage)?.parse()?;
+    let functions_port: u16 = arg(&args, "--functions-port").ok_or(usage)?.parse()?;
     let routes = routes_from_template(&std::fs::read_to_string(arg(&args, "--template").ok_or(usage)?)?)?;
     // The emulator runs one request per function at a time; a first call also builds and starts
     // the function, so allow it a while.
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
-    let gw = Arc::new(Gateway { routes, http, watch: format!("http://127.0.0.1:{watch_port}") });
+    let gw = Arc::new(Gateway { routes, http, watch: format!("http://127.0.0.1:{functions_port}") });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    eprintln!("local-gateway: {} routes on 127.0.0.1:{port}, functions on 127.0.0.1:{watch_port}", gw.routes.len());
+    eprintln!("local-gateway: {} routes on 127.0.0.1:{port}, functions on 127.0.0.1:{functions_port}", gw.routes.len());
     loop {
         let (stream, peer) = listener.accept().await?;
         let gw = Arc::clone(&gw);

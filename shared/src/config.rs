@@ -1,8 +1,8 @@
 //! Typed configuration, read once at init. A missing required variable fails init. Every
 //! environment variable the functions read is read here: the table and policy (`Config`), the
-//! DynamoDB timeouts (`StoreTimeouts`), the token caches (`CacheConfig`), introspection's
-//! bookkeeping (`ActivityTracker`), back-channel logout (`Backchannel`, or the secret's ARN), and
-//! the function's name for metrics.
+//! DynamoDB timeouts (`StoreTimeouts`), the token caches (`CacheConfig`, or the cache secret's
+//! ARN), back-channel logout (`Backchannel`, or its secret's ARN), and the function's name for
+//! metrics.
 
 use std::env;
 
@@ -344,7 +344,7 @@ impl crate::cache::CacheConfig {
             password: Option<String>,
             mac_key: String,
         }
-        let raw = read_secret(&arn, timeouts).await?;
+        let raw = read_secret("CACHE_SECRET_ARN", &arn, timeouts).await?;
         let secret: CacheSecret = serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
             name: "CACHE_SECRET_ARN",
             reason: format!("expected {{\"username\", \"password\", \"mac_key\"}} ({:?} error)", e.classify()),
@@ -359,21 +359,21 @@ impl crate::cache::CacheConfig {
     }
 }
 
-/// A Secrets Manager secret's string value, read with the store's timeouts. Errors name the
-/// secret, never its value.
+/// A Secrets Manager secret's string value (`name`: the variable holding its ARN), read with the
+/// store's timeouts. Errors name the secret, never its value.
 #[cfg(any(feature = "cache", feature = "backchannel"))]
-pub async fn read_secret(arn: &str, timeouts: &StoreTimeouts) -> Result<String, ConfigError> {
+pub async fn read_secret(name: &'static str, arn: &str, timeouts: &StoreTimeouts) -> Result<String, ConfigError> {
     let config = timeouts.sdk_loader().load().await;
     let out =
         aws_sdk_secretsmanager::Client::new(&config).get_secret_value().secret_id(arn).send().await.map_err(|e| {
             ConfigError::Invalid {
-                name: "secret",
+                name,
                 reason: format!("reading {arn} failed: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)),
             }
         })?;
     out.secret_string()
         .map(str::to_owned)
-        .ok_or_else(|| ConfigError::Invalid { name: "secret", reason: format!("{arn} has no string value") })
+        .ok_or_else(|| ConfigError::Invalid { name, reason: format!("{arn} has no string value") })
 }
 
 #[cfg(feature = "backchannel")]

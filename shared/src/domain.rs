@@ -17,18 +17,24 @@ fn invalid(msg: impl Into<String>) -> InvalidValue {
 /// Whether a character may mislead a reader of text shown to users, so free text refuses it:
 /// control characters (Cc), bidirectional controls (which reorder what follows: "moc.elgoog"
 /// shown as "google.com"), zero-width characters (which hide text or split look-alikes), and line
-/// and paragraph separators (which fake a new row), and the other invisible format characters
-/// of the Basic Multilingual Plane. `infra/openapi.yaml` states the same set as a pattern.
+/// and paragraph separators (which fake a new row), and the other invisible characters of the
+/// Basic Multilingual Plane (fillers, joiners, variation selectors). `infra/openapi.yaml` states
+/// the same set as a pattern. Astral invisibles (tag characters) are not refused: an ECMA-262
+/// pattern cannot name them without the `u` flag.
 pub fn is_misleading(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{061C}'                  // Arabic letter mark
+            '\u{034F}'                  // combining grapheme joiner
+            | '\u{061C}'                // Arabic letter mark
+            | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers (blank)
+            | '\u{180B}'..='\u{180F}'   // Mongolian variation selectors and vowel separator
             | '\u{200B}'..='\u{200F}'   // zero-width space, non-joiner, joiner; LRM, RLM
             | '\u{2028}' | '\u{2029}'   // line and paragraph separators
             | '\u{202A}'..='\u{202E}'   // bidi embeddings and overrides
             | '\u{2060}'..='\u{2064}'   // word joiner, invisible operators
             | '\u{2066}'..='\u{2069}'   // bidi isolates
-            | '\u{180E}'                // Mongolian vowel separator
+            | '\u{206A}'..='\u{206F}'   // deprecated format characters
+            | '\u{FE00}'..='\u{FE0F}'   // variation selectors
             | '\u{FEFF}'                // zero-width no-break space (BOM)
             | '\u{00AD}'                // soft hyphen
             | '\u{FFF9}'..='\u{FFFB}'   // interlinear annotation
@@ -399,6 +405,9 @@ mod tests {
             "Lyon\u{2028}Signed in: you",
             "\u{2067}Nice\u{2069}",
             "\u{FEFF}Oslo",
+            "Se\u{3164}oul",
+            "Na\u{FE0F}ples",
+            "A\u{206A}B",
             "Ber\u{200D}lin",
             "Ro\u{2029}me",
             "A\u{061C}B",

@@ -38,6 +38,9 @@ pub enum ServiceError {
     UnsupportedMediaType { expected: &'static str },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
+    /// Not a failure: the early answer to an `OPTIONS` (CORS preflight) request, `204` with `Allow`.
+    #[error("preflight")]
+    Preflight { allow: &'static str },
     #[error("temporarily unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -74,6 +77,7 @@ impl ServiceError {
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType { .. } => 415,
             Self::MethodNotAllowed { .. } => 405,
+            Self::Preflight { .. } => 204,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
@@ -91,6 +95,7 @@ impl ServiceError {
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType { .. } => ("unsupported-media-type", "Unsupported media type"),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
+            Self::Preflight { .. } => ("preflight", "Preflight"),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
@@ -114,7 +119,7 @@ impl ServiceError {
             Self::BadRequest(detail) => detail.clone(),
             Self::PayloadTooLarge { limit } => format!("The request body is larger than {limit} bytes."),
             Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
-            Self::MethodNotAllowed { allow } => format!("This resource allows {allow}."),
+            Self::MethodNotAllowed { allow } | Self::Preflight { allow } => format!("This resource allows {allow}."),
             Self::Unavailable(_) => "The service is busy. Retry after a short wait.".into(),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
         }

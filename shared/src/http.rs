@@ -42,9 +42,15 @@ pub fn no_content() -> Response<Body> {
 
 /// The problem+json response for an error; server-side failures are logged with their cause.
 pub fn problem(err: &ServiceError) -> Response<Body> {
+    if let ServiceError::Preflight { allow } = err {
+        let mut res = no_content();
+        res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        return res;
+    }
     let p = err.problem();
     if p.status >= 500 {
-        let cause = std::error::Error::source(err).map(|s| format!("{s}: {:?}", s.source())).unwrap_or_default();
+        // The cause's own text only: an SDK error's Debug form can carry the raw response.
+        let cause = std::error::Error::source(err).map(|s| s.to_string()).unwrap_or_default();
         tracing::error!(status = p.status, error = %err, cause = %cause, "request failed");
     } else {
         tracing::info!(status = p.status, problem = %p.kind, "request refused");
@@ -95,11 +101,16 @@ pub async fn finish(
     res
 }
 
-/// Refuses any method but `allowed` with 405 and an `Allow` header.
-///
-/// `/v1/sessions/events` also matches `/v1/sessions/{id}`; whichever route API Gateway picks for
-/// a method the events route lacks, the answer is that resource's 405 (`Allow: GET`).
+/// Refuses any method but `allowed` with 405 and an `Allow` header (`allow`: the path's methods,
+/// since API Gateway's `ANY` route sends every other method of the path to one function).
+/// `OPTIONS` is the exception: a CORS preflight that reaches a function (an `ANY` route also
+/// catches it) gets `204` with `Allow`, and API Gateway adds the configured CORS headers.
 pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Result<(), ServiceError> {
+    if req.method() == Method::OPTIONS {
+        return Err(ServiceError::Preflight { allow });
+    }
+    // `/v1/sessions/events` also matches `/v1/sessions/{id}`: whichever route API Gateway picks
+    // for a method the events resource lacks, the answer is that resource's own 405.
     if req.uri().path().trim_end_matches('/') == "/v1/sessions/events" && req.method() != Method::GET {
         return Err(ServiceError::MethodNotAllowed { allow: "GET" });
     }

@@ -240,7 +240,7 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         session: SessionId,
         app: &crate::domain::AppId,
         now_ms: i64,
-    ) -> Result<(), crate::StoreError> {
+    ) -> Result<bool, crate::StoreError> {
         self.before("add_app").await?;
         self.inner.add_app(user, session, app, now_ms).await
     }

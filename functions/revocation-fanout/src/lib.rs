@@ -19,6 +19,6 @@ pub async fn load_backchannel(
     let Some(arn) = active_sessions::config::backchannel_secret_arn() else {
         return Ok(Backchannel::from_env()?);
     };
-    let raw = active_sessions::config::read_secret(&arn, timeouts).await?;
+    let raw = active_sessions::config::read_secret("BACKCHANNEL_SECRET_ARN", &arn, timeouts).await?;
     Ok(Backchannel::from_secret_json(&raw)?)
 }

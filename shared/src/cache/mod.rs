@@ -65,7 +65,7 @@ impl CachedSession {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CacheConfig {
     /// The propagation window: no cached "valid" lives longer (`PROPAGATION_WINDOW_SECONDS`, 60).
     pub window: Duration,
@@ -79,6 +79,20 @@ pub struct CacheConfig {
     pub redis_password: Option<String>,
     /// Authenticates L2 entries and invalidation messages; required with `redis_url`.
     pub mac_key: Option<MacKey>,
+}
+
+/// The password stays out of any log line that prints the configuration.
+impl std::fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheConfig")
+            .field("window", &self.window)
+            .field("l1_capacity", &self.l1_capacity)
+            .field("redis_url", &self.redis_url)
+            .field("redis_username", &self.redis_username)
+            .field("redis_password", &self.redis_password.as_ref().map(|_| "(redacted)"))
+            .field("mac_key", &self.mac_key)
+            .finish()
+    }
 }
 
 impl Default for CacheConfig {

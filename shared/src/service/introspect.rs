@@ -16,9 +16,9 @@ use crate::token::SessionToken;
 /// How long introspection's bookkeeping (each write) may hold the answer back.
 const BOOKKEEPING_BUDGET: Duration = Duration::from_millis(300);
 
-async fn within_budget(
-    write: impl std::future::Future<Output = Result<(), crate::StoreError>>,
-) -> Result<(), crate::StoreError> {
+async fn within_budget<T>(
+    write: impl std::future::Future<Output = Result<T, crate::StoreError>>,
+) -> Result<T, crate::StoreError> {
     tokio::time::timeout(BOOKKEEPING_BUDGET, write)
         .await
         .unwrap_or_else(|_| Err(crate::StoreError::Unavailable("bookkeeping ran out of its budget".into())))
@@ -131,7 +131,9 @@ pub async fn introspect<S: SessionStore>(
     }
     if let Some(app) = app.filter(|a| !entry.apps.contains(a) && entry.apps.len() < super::MAX_APPS) {
         match within_budget(store.add_app(&entry.user_id, entry.session_id, &app, now_ms)).await {
-            Ok(()) => {
+            // Refused (the bound, or the session just ended): the answer stays as read.
+            Ok(false) => {}
+            Ok(true) => {
                 entry.apps.push(app);
                 // Both levels learn the app (the entry keeps its `cached_until_ms`), so the same
                 // write is not repeated on every call for the rest of the window.
@@ -220,5 +222,35 @@ mod tests {
             assert!(answer.unwrap().apps.unwrap().contains(&AppId::parse("codex").unwrap()));
         }
         assert_eq!(store.writes(), writes, "no second write");
+    }
+
+    /// The 16-app bound holds on introspection's path too, and an app the store refused is not
+    /// reported (nor cached) as recorded.
+    #[tokio::test]
+    async fn an_app_past_the_bound_is_neither_recorded_nor_reported() {
+        let names: Vec<String> = (0..=crate::service::MAX_APPS).map(|i| format!("app{i:02}")).collect();
+        let policy =
+            Policy { apps: crate::config::FirstPartyApps::parse(&names.join(",")).unwrap(), ..Policy::default() };
+        let store = MemoryStore::new();
+        let input = crate::service::NewSession {
+            user_id: UserId::parse("alice").unwrap(),
+            apps: names[..crate::service::MAX_APPS].iter().map(|a| AppId::parse(a).unwrap()).collect(),
+            client: ClientKind::Browser,
+            user_agent: "Mozilla/5.0".into(),
+            ip: "198.51.100.1".into(),
+            location: None,
+            trusted: None,
+            ttl_seconds: None,
+        };
+        let now = crate::service::now_ms();
+        let created = crate::service::create_session(&store, &policy, input, now).await.unwrap();
+        let (c, activity) = (cache(10, Duration::from_secs(60)).await, ActivityTracker::new(Duration::from_secs(300)));
+        let last = names[crate::service::MAX_APPS].as_str();
+        let answer = introspect(&store, &policy, &c, &activity, introspection(&created.token, Some(last)), now).await;
+        let apps = answer.unwrap().apps.unwrap();
+        assert_eq!(apps.len(), crate::service::MAX_APPS, "{apps:?}");
+        assert!(!apps.contains(&AppId::parse(last).unwrap()));
+        let stored = store.get(&UserId::parse("alice").unwrap(), created.session_id).unwrap();
+        assert_eq!(stored.apps.len(), crate::service::MAX_APPS);
     }
 }

@@ -262,7 +262,7 @@ impl SessionStore for MemoryStore {
         session: SessionId,
         app: &crate::domain::AppId,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
             if s.status == SessionStatus::Active
@@ -272,9 +272,10 @@ impl SessionStore for MemoryStore {
             {
                 s.apps.push(app.clone());
                 inner.writes += 1;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn logout_delivered(

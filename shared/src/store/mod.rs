@@ -188,14 +188,15 @@ pub trait SessionStore: Send + Sync {
         stale_before_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Adds a first-party app to an active session's `Apps` unless it is there already.
+    /// Adds a first-party app to an active session's `Apps` unless it is there already or the
+    /// session holds `MAX_APPS`. `true` when this call added it.
     fn add_app(
         &self,
         user: &UserId,
         session: SessionId,
         app: &crate::domain::AppId,
         now_ms: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The products (`aud`) a revoked session's back-channel logout has reached, as recorded on its
     /// tombstone by `mark_logout_delivered` (strongly consistent), so a redelivered stream record

@@ -389,4 +389,11 @@ async fn wrong_methods_are_405() {
     assert_eq!((res.status().as_u16(), res.headers()["allow"].to_str().unwrap()), (405, "GET"), "the events resource");
     let res = create_session::handle(&t.store, &policy(), request("GET", "/v1/internal/sessions", None)).await;
     assert_eq!(res.status(), 405);
+    // A CORS preflight an ANY route sends to a function: 204 with the path's methods, so the
+    // browser's real request follows (API Gateway adds the CORS headers it is configured with).
+    let res = list_sessions::handle(&t.store, request("OPTIONS", "/v1/sessions", None)).await;
+    assert_eq!((res.status().as_u16(), res.headers()["allow"].to_str().unwrap()), (204, "GET, DELETE"));
+    let res =
+        revoke_session::handle(&t.store, &policy(), request("OPTIONS", "/v1/admin/users/u/sessions/x", None)).await;
+    assert_eq!((res.status().as_u16(), res.headers()["allow"].to_str().unwrap()), (204, "DELETE"));
 }

@@ -320,7 +320,7 @@ impl SessionStore for DynamoStore {
         session: SessionId,
         app: &crate::domain::AppId,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Never past `MAX_APPS`, whatever the caller checked: the bound holds in the write itself.
         let values = vec![
             (":apps", AttributeValue::L(vec![s(app.as_str())])),
@@ -330,7 +330,7 @@ impl SessionStore for DynamoStore {
         let missing = Some("NOT contains(Apps, :app) AND size(Apps) < :max_apps");
         self.update_active_session(user, session, now_ms, "SET Apps = list_append(Apps, :apps)", missing, values)
             .await
-            .map(|_| ())
+            .map(|written| written.is_some())
     }
 
     async fn logout_delivered(
