@@ -30,6 +30,8 @@ pub enum ServiceError {
     SsoManaged { workspace: Option<String> },
     #[error("the current session can't be revoked from its own row")]
     CurrentSession,
+    #[error("the session is still active")]
+    StillActive,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("payload too large")]
@@ -72,7 +74,7 @@ impl ServiceError {
             Self::MissingToken | Self::InvalidToken => 401,
             Self::NotFound => 404,
             Self::Forbidden(_) | Self::SsoManaged { .. } => 403,
-            Self::CurrentSession => 409,
+            Self::CurrentSession | Self::StillActive => 409,
             Self::BadRequest(_) => 400,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType { .. } => 415,
@@ -91,6 +93,7 @@ impl ServiceError {
             Self::Forbidden(_) => ("forbidden", "Forbidden"),
             Self::SsoManaged { .. } => ("sso-managed", "Sessions are managed by your organisation"),
             Self::CurrentSession => ("current-session", "This is your current session"),
+            Self::StillActive => ("still-active", "The session is still active"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType { .. } => ("unsupported-media-type", "Unsupported media type"),
@@ -116,6 +119,7 @@ impl ServiceError {
             Self::CurrentSession => {
                 "You can't revoke the session you are using. Sign out normally, or log out of all sessions.".into()
             }
+            Self::StillActive => "This session has not been revoked, so it has no revocation receipt.".into(),
             Self::BadRequest(detail) => detail.clone(),
             Self::PayloadTooLarge { limit } => format!("The request body is larger than {limit} bytes."),
             Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),

@@ -59,6 +59,22 @@ pub enum LogoutError {
     Refused { aud: String, status: u16 },
 }
 
+impl LogoutError {
+    /// The failure's class for a receipt: `timeout`, `connect`, `transport`, `http_<status>` or
+    /// `signing`. Never a body or a message from the product.
+    pub fn class(&self) -> String {
+        match self {
+            Self::Sign(_) => "signing".into(),
+            Self::Refused { status, .. } => format!("http_{status}"),
+            Self::Delivery { source, .. } => match source.downcast_ref::<reqwest::Error>() {
+                Some(e) if e.is_timeout() => "timeout".into(),
+                Some(e) if e.is_connect() => "connect".into(),
+                _ => "transport".into(),
+            },
+        }
+    }
+}
+
 /// What the deployed secret holds (`BACKCHANNEL_SECRET_ARN`).
 #[derive(Deserialize)]
 struct BackchannelSecret {

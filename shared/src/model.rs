@@ -128,6 +128,41 @@ pub struct Session {
     /// before idle timeouts existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_secs: Option<i64>,
+    /// Revoked sessions: when the token caches let go of it (epoch ms), as the fan-out records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caches_invalidated_at: Option<i64>,
+    /// Revoked sessions: each product's back-channel logout (`aud` → receipt), as the fan-out
+    /// records them on the tombstone; they live as long as it does.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub receipts: std::collections::BTreeMap<String, ProductReceipt>,
+}
+
+/// Where a product's back-channel logout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not delivered yet (being tried, or retried after a failure).
+    Pending,
+    Delivered,
+    /// Given up on.
+    Failed,
+}
+
+/// One product's receipt for one revoked session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProductReceipt {
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    /// Epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<i64>,
+    /// Epoch ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<i64>,
+    /// The class of the last failure (`timeout`, `connect`, `http_503`, ...), never a body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// "Every session signed in at or before `before_ms` is revoked, except `keep`": written by
@@ -266,6 +301,8 @@ pub(crate) mod tests {
             token_hash: "ab".repeat(32),
             expires_at: signed_in_at / 1000 + 3600,
             idle_timeout_secs: None,
+            caches_invalidated_at: None,
+            receipts: Default::default(),
         }
     }
 

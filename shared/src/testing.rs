@@ -245,23 +245,34 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.add_app(user, session, app, now_ms).await
     }
 
-    async fn logout_delivered(
+    async fn receipts(
         &self,
         user: &UserId,
         session: SessionId,
-    ) -> Result<std::collections::BTreeSet<String>, crate::StoreError> {
-        self.before("logout_delivered").await?;
-        self.inner.logout_delivered(user, session).await
+    ) -> Result<std::collections::BTreeMap<String, crate::model::ProductReceipt>, crate::StoreError> {
+        self.before("receipts").await?;
+        self.inner.receipts(user, session).await
     }
 
-    async fn mark_logout_delivered(
+    async fn record_receipt(
         &self,
         user: &UserId,
         session: SessionId,
         aud: &str,
+        receipt: &crate::model::ProductReceipt,
     ) -> Result<(), crate::StoreError> {
-        self.before("mark_logout_delivered").await?;
-        self.inner.mark_logout_delivered(user, session, aud).await
+        self.before("record_receipt").await?;
+        self.inner.record_receipt(user, session, aud, receipt).await
+    }
+
+    async fn record_caches_invalidated(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        at_ms: i64,
+    ) -> Result<(), crate::StoreError> {
+        self.before("record_caches_invalidated").await?;
+        self.inner.record_caches_invalidated(user, session, at_ms).await
     }
 
     async fn query_audit(

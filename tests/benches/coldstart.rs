@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 10] = [
     "list-sessions",
     "revoke-session",
     "revoke-all-sessions",
@@ -20,6 +20,7 @@ const FUNCTIONS: [&str; 9] = [
     "put-user",
     "introspect-token",
     "revocation-fanout",
+    "get-revocation",
 ];
 
 /// `<target>/release`, where the bench binary's own `deps/` folder is.

@@ -1,8 +1,9 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use active_sessions::cache::TokenCache;
 use active_sessions::domain::{SessionId, UserId};
 use active_sessions::logout::Backchannel;
+use active_sessions::model::{DeliveryStatus, ProductReceipt};
 use active_sessions::service::{self, sweep_watermark};
 use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -108,13 +109,22 @@ async fn process<S: SessionStore>(
             tracing::info!(user_id = %user, revoked, watermark = watermark.before_ms, "revoke-all swept");
         }
         Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
-            if let Err(e) = cache.invalidate_token(&token_hash).await {
-                tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
+            // The receipt's cache time: now once L2 and every validator are told; if Redis could
+            // not be told, when the window ends every cached entry (the latest they can live).
+            let caches_at = match cache.invalidate_token(&token_hash).await {
+                Ok(()) => service::now_ms(),
+                Err(e) => {
+                    tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
+                    revoked_at_ms + cache.window_ms()
+                }
+            };
+            if let Err(e) = store.record_caches_invalidated(&user, session, caches_at).await {
+                tracing::warn!(user_id = %user, session_id = %session, error = %e, "cache receipt not recorded");
             }
-            let told =
-                if f.backchannel.enabled() { store.logout_delivered(&user, session).await? } else { BTreeSet::new() };
+            let receipts =
+                if f.backchannel.enabled() { store.receipts(&user, session).await? } else { BTreeMap::new() };
             drop(slot);
-            tell_products(f, &user, session, &told).await?;
+            tell_products(f, &user, session, &receipts).await?;
             let lag_ms = service::now_ms() - revoked_at_ms;
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
@@ -130,26 +140,43 @@ async fn process<S: SessionStore>(
     Ok(())
 }
 
-/// Tells every product not told yet, each on its own, and records each one told on the tombstone.
+/// Tells every product not told yet, each on its own, and records each attempt's receipt on the
+/// tombstone: `delivered`, or `pending` with the attempt count and the failure's class.
 async fn tell_products<S: SessionStore>(
     f: &Fanout<'_, S>,
     user: &UserId,
     session: SessionId,
-    told: &BTreeSet<String>,
+    receipts: &BTreeMap<String, ProductReceipt>,
 ) -> Result<(), RecordError> {
+    let told: BTreeSet<String> =
+        receipts.iter().filter(|(_, r)| r.status == DeliveryStatus::Delivered).map(|(aud, _)| aud.clone()).collect();
     let mut failed = 0;
-    for (aud, outcome) in f.backchannel.deliver(user, session, service::now_ms(), told).await {
-        match outcome {
-            Ok(()) => {
-                // Not recorded only means a redelivery tells this product again, with the same jti.
-                if let Err(e) = f.store.mark_logout_delivered(user, session, aud).await {
-                    tracing::warn!(user_id = %user, session_id = %session, aud, error = %e, "delivery not recorded");
-                }
-            }
+    for (aud, outcome) in f.backchannel.deliver(user, session, service::now_ms(), &told).await {
+        let now = service::now_ms();
+        let attempts = receipts.get(aud).map_or(0, |r| r.attempts) + 1;
+        let receipt = match &outcome {
+            Ok(()) => ProductReceipt {
+                status: DeliveryStatus::Delivered,
+                attempts,
+                delivered_at: Some(now),
+                last_attempt_at: Some(now),
+                error: None,
+            },
             Err(e) => {
                 failed += 1;
                 tracing::error!(user_id = %user, session_id = %session, aud, error = %e, "back-channel logout failed");
+                ProductReceipt {
+                    status: DeliveryStatus::Pending,
+                    attempts,
+                    delivered_at: None,
+                    last_attempt_at: Some(now),
+                    error: Some(e.class()),
+                }
             }
+        };
+        // Not recorded only means a redelivery tells this product again, with the same jti.
+        if let Err(e) = f.store.record_receipt(user, session, aud, &receipt).await {
+            tracing::warn!(user_id = %user, session_id = %session, aud, error = %e, "receipt not recorded");
         }
     }
     if failed > 0 {

@@ -5,7 +5,8 @@
 //! for a user outside their workspace and 403 inside it).
 //!
 //! One module per operation: `auth` (who is calling, on whose sessions), `sign_in` (with the
-//! session cap), `list`, `revoke` (one, all, the sweep, expiry), `trust`, `events`, `users`,
+//! session cap), `list`, `revoke` (one, all, the sweep, expiry), `revocation` (its receipts),
+//! `trust`, `events`, `users`,
 //! `introspect` (RFC 7662 for products, with its bookkeeping), and `views` (what they answer).
 
 use time::format_description::well_known::Rfc3339;
@@ -18,6 +19,7 @@ mod events;
 #[cfg(feature = "cache")]
 mod introspect;
 mod list;
+mod revocation;
 mod revoke;
 mod sign_in;
 mod trust;
@@ -29,6 +31,7 @@ pub use events::{list_events, EventListing};
 #[cfg(feature = "cache")]
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
 pub use list::{list_sessions, ListQuery, SessionListing};
+pub use revocation::{revocation, ProductReceiptView, RevocationView, RevokedByView};
 pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_watermark, RevokeScope, RevokedCount};
 pub use sign_in::{create_session, NewSession};
 pub use trust::{set_trusted, SessionPatch};

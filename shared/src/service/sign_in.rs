@@ -84,6 +84,8 @@ pub async fn create_session<S: SessionStore>(
         token_hash: token.hash().as_str().to_owned(),
         expires_at: now_ms / 1000 + ttl,
         idle_timeout_secs: Some(lifetime.idle_secs.saturating_add(policy.last_active_interval_secs)),
+        caches_invalidated_at: None,
+        receipts: Default::default(),
     };
     match store.create_session(&session).await {
         Ok(()) => {}

@@ -17,7 +17,6 @@ struct Inner {
     profiles: HashMap<UserId, Profile>,
     memberships: HashMap<(WorkspaceId, UserId), Role>,
     audit: HashMap<UserId, BTreeMap<ulid::Ulid, AuditEvent>>,
-    logout_delivered: HashMap<(UserId, SessionId), std::collections::BTreeSet<String>>,
     writes: usize,
 }
 
@@ -278,21 +277,38 @@ impl SessionStore for MemoryStore {
         Ok(false)
     }
 
-    async fn logout_delivered(
+    async fn receipts(
         &self,
         user: &UserId,
         session: SessionId,
-    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        Ok(self.lock().logout_delivered.get(&(user.clone(), session)).cloned().unwrap_or_default())
+    ) -> Result<std::collections::BTreeMap<String, crate::model::ProductReceipt>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.sessions.get(user).and_then(|m| m.get(&session)).map(|s| s.receipts.clone()).unwrap_or_default())
     }
 
-    async fn mark_logout_delivered(&self, user: &UserId, session: SessionId, aud: &str) -> Result<(), StoreError> {
+    async fn record_receipt(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        aud: &str,
+        receipt: &crate::model::ProductReceipt,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let revoked =
-            inner.sessions.get(user).and_then(|m| m.get(&session)).is_some_and(|s| s.status == SessionStatus::Revoked);
-        if revoked {
-            inner.logout_delivered.entry((user.clone(), session)).or_default().insert(aud.to_owned());
-            inner.writes += 1;
+        if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
+            if s.status == SessionStatus::Revoked {
+                s.receipts.insert(aud.to_owned(), receipt.clone());
+                inner.writes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_caches_invalidated(&self, user: &UserId, session: SessionId, at_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
+            if s.status == SessionStatus::Revoked && s.caches_invalidated_at.is_none() {
+                s.caches_invalidated_at = Some(at_ms);
+            }
         }
         Ok(())
     }

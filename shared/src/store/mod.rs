@@ -198,22 +198,32 @@ pub trait SessionStore: Send + Sync {
         now_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The products (`aud`) a revoked session's back-channel logout has reached, as recorded on its
-    /// tombstone by `mark_logout_delivered` (strongly consistent), so a redelivered stream record
-    /// tells only the others.
-    fn logout_delivered(
+    /// A revoked session's receipts by product (`aud`), as recorded on its tombstone by
+    /// `record_receipt` (strongly consistent), so a redelivered stream record tells only the
+    /// products not told yet and counts attempts on.
+    fn receipts(
         &self,
         user: &UserId,
         session: SessionId,
-    ) -> impl Future<Output = Result<std::collections::BTreeSet<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, crate::model::ProductReceipt>, StoreError>> + Send;
 
-    /// Records on a revoked session's tombstone that `aud` received its logout. A write to a
-    /// revoked session: the stream filter lets it pass to no one.
-    fn mark_logout_delivered(
+    /// Records a product's receipt on a revoked session's tombstone (only there: never on an
+    /// active session, never recreating an item TTL removed). A write to a revoked session: the
+    /// stream filter lets it pass to no one.
+    fn record_receipt(
         &self,
         user: &UserId,
         session: SessionId,
         aud: &str,
+        receipt: &crate::model::ProductReceipt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records when the token caches let go of a revoked session (the first time only).
+    fn record_caches_invalidated(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.

@@ -242,6 +242,16 @@ async fn every_documented_route_and_status_is_served() {
     api.revoke(&me.token, &SessionId::new().to_string()).await;
     api.revoke(&me.token, &me.id).await;
 
+    // GET /v1/sessions/{id}/revocation: 200, 400, 401, 403, 404, 409.
+    let rcpt = "/v1/sessions/{id}/revocation";
+    let rcpt_path = format!("/v1/sessions/{}/revocation", other.id);
+    api.call(Method::GET, rcpt, &rcpt_path, Some(&me.token), None).await;
+    api.call(Method::GET, rcpt, "/v1/sessions/not-an-id/revocation", Some(&me.token), None).await;
+    api.call(Method::GET, rcpt, &rcpt_path, Some("not-a-token"), None).await;
+    api.call(Method::GET, rcpt, &rcpt_path, Some(&sso_s.token), None).await;
+    api.call(Method::GET, rcpt, &format!("/v1/sessions/{}/revocation", SessionId::new()), Some(&me.token), None).await;
+    api.call(Method::GET, rcpt, &format!("/v1/sessions/{}/revocation", me.id), Some(&me.token), None).await;
+
     // GET /v1/sessions/events: 200, 400, 401, 403.
     let ev = "/v1/sessions/events";
     api.call(Method::GET, ev, ev, Some(&me.token), None).await;
@@ -278,6 +288,30 @@ async fn every_documented_route_and_status_is_served() {
     let (status, _, _) = api.call(Method::DELETE, one_r, &third_path, Some(&boss.token), None).await;
     assert_eq!(status, 204);
     assert_eq!(api.list(&third.token, "").await.0, 401, "revoked by the admin");
+
+    let arc = "/v1/admin/users/{user_id}/sessions/{id}/revocation";
+    let arc_path = format!("{third_path}/revocation");
+    api.call(Method::GET, arc, &arc_path, Some(&boss.token), None).await;
+    api.call(Method::GET, arc, &format!("/v1/admin/users/{member}/sessions/bad/revocation"), Some(&boss.token), None)
+        .await;
+    api.call(Method::GET, arc, &arc_path, Some("not-a-token"), None).await;
+    api.call(
+        Method::GET,
+        arc,
+        &format!("/v1/admin/users/{admin}/sessions/{}/revocation", boss.id),
+        Some(&me.token),
+        None,
+    )
+    .await;
+    api.call(Method::GET, arc, &arc_path, Some(&str_s.token), None).await;
+    api.call(
+        Method::GET,
+        arc,
+        &format!("/v1/admin/users/{member}/sessions/{}/revocation", me.id),
+        Some(&boss.token),
+        None,
+    )
+    .await;
 
     api.call(Method::DELETE, list_r, &format!("{member_sessions}?scope=others"), Some(&boss.token), None).await;
     api.call(Method::DELETE, list_r, &member_sessions, Some("not-a-token"), None).await;
@@ -462,4 +496,38 @@ async fn a_body_that_is_not_utf8_is_a_400_problem_on_every_route_that_takes_one(
         let body = res.text().await.unwrap_or_default();
         assert_eq!((status, ct.as_str()), (400, "application/problem+json"), "{method} {path}: {body}");
     }
+}
+
+/// #12: after a revoke, the session's receipt shows the caches let go and the stand-in product
+/// told, then `complete`, through the real stack (gateway, functions, stream poller, fan-out).
+#[tokio::test]
+async fn a_revocation_receipt_completes_once_caches_and_products_let_go() {
+    let mut api = Api::new();
+    let user = unique_user("receipt");
+    let me = api.sign_in(&user, "browser").await;
+    let victim = api.sign_in(&user, "mobile_app").await;
+    let revoked_at = std::time::Instant::now();
+    assert_eq!(api.revoke(&me.token, &victim.id).await.0, 204);
+    let path = format!("/v1/sessions/{}/revocation", victim.id);
+    let route = "/v1/sessions/{id}/revocation";
+    let deadline = revoked_at + std::time::Duration::from_secs(20);
+    let receipt = loop {
+        let (status, body, _) = api.call(Method::GET, route, &path, Some(&me.token), None).await;
+        assert_eq!(status, 200, "{body}");
+        if body["complete"] == true {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never complete: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    eprintln!("receipt complete {:?} after the revoke returned: {receipt}", revoked_at.elapsed());
+    assert_eq!(receipt["reason"], "user_logout");
+    assert!(receipt["caches_invalidated_at"].as_str().unwrap() >= receipt["revoked_at"].as_str().unwrap());
+    let products = receipt["products"].as_array().unwrap();
+    assert_eq!(products.len(), 1, "{receipt}");
+    assert_eq!(
+        (products[0]["product"].as_str(), products[0]["status"].as_str()),
+        (Some("local-product"), Some("delivered"))
+    );
+    assert_eq!(products[0]["attempts"], 1);
 }

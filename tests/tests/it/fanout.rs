@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use active_sessions::cache::{CacheConfig, TokenCache};
-use active_sessions::domain::ClientKind;
+use active_sessions::domain::{ClientKind, UserId};
+use active_sessions::model::DeliveryStatus;
 use active_sessions::service::{self, Caller, RevokeScope, Subject};
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
-use active_sessions::Policy;
+use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::Event;
 use integration_tests::{backchannel, s, StandInProduct, TestTable};
 use revocation_fanout::handler::Fanout;
@@ -26,6 +27,10 @@ async fn stream_event(t: &TestTable) -> Event {
 fn redis_down() -> CacheConfig {
     // Nothing listens on port 1: every Redis call fails at once.
     integration_tests::own_cache("redis://127.0.0.1:1/")
+}
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
 }
 
 #[tokio::test]
@@ -50,8 +55,13 @@ async fn each_product_is_told_on_its_own_and_never_twice() {
     assert_eq!(first.batch_item_failures.len(), 1, "the record fails for the product that failed");
     assert_eq!(fast.received().len(), 1);
     assert_eq!(flaky.received().iter().map(|r| r.status).collect::<Vec<_>>(), vec![500]);
+    // The receipts on the tombstone (#12): the caches, one product delivered, one pending.
+    let receipts = t.store.receipts(&user("alice"), target).await.unwrap();
+    assert_eq!((receipts["chatgpt"].status, receipts["chatgpt"].attempts), (DeliveryStatus::Delivered, 1));
+    assert_eq!((receipts["codex"].status, receipts["codex"].attempts), (DeliveryStatus::Pending, 1));
+    assert_eq!(receipts["codex"].error.as_deref(), Some("http_500"), "the class, never the body");
     let tombstone = t.get("USER#alice", &format!("SESSION#{target}")).await.unwrap();
-    assert!(tombstone["LogoutDelivered"].as_ss().unwrap().contains(&"chatgpt".to_owned()));
+    assert!(tombstone.contains_key("CachesInvalidatedAt"));
 
     // Lambda delivers it again: only the product not told yet is told, with the same jti.
     let second = revocation_fanout::handle(&f, event).await;
@@ -61,6 +71,9 @@ async fn each_product_is_told_on_its_own_and_never_twice() {
     assert_eq!(attempts.iter().map(|r| r.status).collect::<Vec<_>>(), vec![500, 200]);
     assert_eq!(attempts[0].jti, attempts[1].jti, "a redelivery carries the same jti");
     assert_eq!(attempts[0].sid, target.to_string());
+    let receipts = t.store.receipts(&user("alice"), target).await.unwrap();
+    assert_eq!((receipts["codex"].status, receipts["codex"].attempts), (DeliveryStatus::Delivered, 2));
+    assert_eq!(receipts["chatgpt"].attempts, 1, "not tried again");
     // The tombstone writes are revoked → revoked MODIFYs: the template's filter keeps them from
     // the fan-out.
     let filters = local_stack::filter::from_template(&integration_tests::repo_file("template.yaml")).unwrap();
@@ -68,10 +81,13 @@ async fn each_product_is_told_on_its_own_and_never_twice() {
         .lambda_stream_records()
         .await
         .into_iter()
-        .filter(|r| r["dynamodb"]["NewImage"].get("LogoutDelivered").is_some())
+        .filter(|r| {
+            let new = &r["dynamodb"]["NewImage"];
+            new.get("Receipts").is_some() || new.get("CachesInvalidatedAt").is_some()
+        })
         .collect();
-    assert_eq!(marks.len(), 2, "one write per product told");
-    assert!(marks.iter().all(|r| !local_stack::filter::passes(&filters, r)), "a delivery mark would wake the fan-out");
+    assert!(marks.len() >= 4, "a write per receipt: {}", marks.len());
+    assert!(marks.iter().all(|r| !local_stack::filter::passes(&filters, r)), "a receipt write would wake the fan-out");
 }
 
 #[tokio::test]

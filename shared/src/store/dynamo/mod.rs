@@ -36,6 +36,8 @@ pub(super) type Item = HashMap<String, AttributeValue>;
 pub(super) const TYPE_SESSION: &str = "SESSION";
 /// On a tombstone: the products its back-channel logout reached (a string set).
 pub(super) const LOGOUT_DELIVERED: &str = "LogoutDelivered";
+/// A tombstone's receipts: product (`aud`) → its back-channel logout's receipt.
+pub(super) const RECEIPTS: &str = "Receipts";
 pub(super) const TYPE_PROFILE: &str = "PROFILE";
 pub(super) const TYPE_AUDIT: &str = "AUDIT";
 pub(super) const TYPE_MEMBERSHIP: &str = "MEMBERSHIP";

@@ -333,11 +333,11 @@ impl SessionStore for DynamoStore {
             .map(|written| written.is_some())
     }
 
-    async fn logout_delivered(
+    async fn receipts(
         &self,
         user: &UserId,
         session: SessionId,
-    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+    ) -> Result<std::collections::BTreeMap<String, crate::model::ProductReceipt>, StoreError> {
         // A Query on the one key (not GetItem): the fan-out's role reads with Query only.
         let out = self
             .client
@@ -346,28 +346,89 @@ impl SessionStore for DynamoStore {
             .key_condition_expression("PK = :pk AND SK = :sk")
             .expression_attribute_values(":pk", s(keys::user_pk(user)))
             .expression_attribute_values(":sk", s(keys::session_sk(&session)))
-            .projection_expression(LOGOUT_DELIVERED)
+            .projection_expression(format!("{RECEIPTS}, {LOGOUT_DELIVERED}"))
             .consistent_read(true)
             .send()
             .await
             .map_err(send_error)?;
-        Ok(match out.items.and_then(|items| items.into_iter().next()).and_then(|mut i| i.remove(LOGOUT_DELIVERED)) {
-            Some(AttributeValue::Ss(auds)) => auds.into_iter().collect(),
-            _ => Default::default(),
-        })
+        let Some(mut item) = out.items.and_then(|items| items.into_iter().next()) else {
+            return Ok(Default::default());
+        };
+        let mut receipts: std::collections::BTreeMap<String, crate::model::ProductReceipt> = match item.remove(RECEIPTS)
+        {
+            Some(v) => serde_dynamo::from_attribute_value(v).map_err(StoreError::Corrupt)?,
+            None => Default::default(),
+        };
+        // Tombstones written before receipts existed name the products told in a string set.
+        if let Some(AttributeValue::Ss(told)) = item.remove(LOGOUT_DELIVERED) {
+            for aud in told {
+                receipts.entry(aud).or_insert(crate::model::ProductReceipt {
+                    status: crate::model::DeliveryStatus::Delivered,
+                    attempts: 1,
+                    delivered_at: None,
+                    last_attempt_at: None,
+                    error: None,
+                });
+            }
+        }
+        Ok(receipts)
     }
 
-    async fn mark_logout_delivered(&self, user: &UserId, session: SessionId, aud: &str) -> Result<(), StoreError> {
+    async fn record_receipt(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        aud: &str,
+        receipt: &crate::model::ProductReceipt,
+    ) -> Result<(), StoreError> {
+        // Into the tombstone's receipt map; the map is made by the first receipt. Two writes race
+        // only to make it: the loser of that race sets its entry in the winner's map.
+        for attempt in 0..3 {
+            let first = attempt % 2 == 1;
+            let request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(session_key(user, session)))
+                .expression_attribute_names("#status", "Status")
+                .expression_attribute_names("#receipts", RECEIPTS)
+                .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
+            let request = if first {
+                let map = std::collections::BTreeMap::from([(aud.to_owned(), receipt.clone())]);
+                request
+                    .update_expression("SET #receipts = :map")
+                    .condition_expression(
+                        "attribute_exists(PK) AND #status = :revoked AND attribute_not_exists(#receipts)",
+                    )
+                    .expression_attribute_values(":map", attr(map)?)
+            } else {
+                request
+                    .update_expression("SET #receipts.#aud = :receipt")
+                    .condition_expression("attribute_exists(PK) AND #status = :revoked AND attribute_exists(#receipts)")
+                    .expression_attribute_names("#aud", aud)
+                    .expression_attribute_values(":receipt", attr(receipt)?)
+            };
+            match request.send().await {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {}
+                Err(e) => return Err(send_error(e)),
+            }
+        }
+        // Neither form applied three times over: the session is not a tombstone (or is gone).
+        Ok(())
+    }
+
+    async fn record_caches_invalidated(&self, user: &UserId, session: SessionId, at_ms: i64) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(session_key(user, session)))
-            .update_expression(format!("ADD {LOGOUT_DELIVERED} :aud"))
-            // Only on the tombstone: never recreate an item TTL removed.
+            .update_expression("SET CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)")
             .condition_expression("attribute_exists(PK) AND #status = :revoked")
             .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":aud", AttributeValue::Ss(vec![aud.to_owned()]))
+            .expression_attribute_values(":at", AttributeValue::N(at_ms.to_string()))
             .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?)
             .send()
             .await;
