@@ -167,6 +167,11 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.session_states(user).await
     }
 
+    async fn tombstones(&self, user: &UserId) -> Result<Vec<crate::store::Tombstone>, crate::StoreError> {
+        self.before("tombstones").await?;
+        self.inner.tombstones(user).await
+    }
+
     async fn count_newly_covered(
         &self,
         user: &UserId,

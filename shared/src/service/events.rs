@@ -4,11 +4,12 @@ use serde::Serialize;
 
 use super::auth::{authorize, Subject};
 use super::bad;
-use super::views::{EventView, Viewer};
+use super::views::{EventView, ReceiptSummary, Viewer};
 use crate::config::Policy;
 use crate::cursor::{self, Cursor, Listing, Position};
 use crate::domain::PageSize;
 use crate::error::ServiceError;
+use crate::model::{AuditEvent, AuditScope, RevokeReason};
 use crate::store::SessionStore;
 use crate::token::SessionToken;
 
@@ -49,8 +50,25 @@ pub async fn list_events<S: SessionStore>(
         }
     };
     let page = store.query_audit(&auth.target, after, limit.get()).await?;
+    // One more Query for the page's receipts: the tombstones still kept. A per-session event's
+    // are its sessions'; a revoke-all's, those its sweep revoked (stamped with its time).
+    let tombstones = if page.events.iter().any(|e| e.reason != RevokeReason::Expired) {
+        store.tombstones(&auth.target).await?
+    } else {
+        Vec::new()
+    };
+    let receipts = |e: &AuditEvent| -> Option<ReceiptSummary> {
+        match e.scope {
+            AuditScope::Sessions => {
+                ReceiptSummary::of(tombstones.iter().filter(|t| e.session_ids.contains(&t.session_id)))
+            }
+            AuditScope::All | AuditScope::Others => {
+                ReceiptSummary::of(tombstones.iter().filter(|t| t.revoked_at == e.at))
+            }
+        }
+    };
     Ok(EventListing {
-        events: page.events.iter().map(|e| EventView::new(e, &viewer)).collect(),
+        events: page.events.iter().map(|e| EventView::new(e, &viewer, receipts(e))).collect(),
         next_cursor: page.last_evaluated.map(|id| cursor::encode(&auth.target, Listing::Events, Position::After(id))),
     })
 }

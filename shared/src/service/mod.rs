@@ -36,7 +36,7 @@ pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_wa
 pub use sign_in::{create_session, NewSession};
 pub use trust::{set_trusted, SessionPatch};
 pub use users::{put_user, UserProfileInput, UserProfileView};
-pub use views::{ActorView, CreatedSession, EventSessionView, EventView, SessionView};
+pub use views::{ActorView, CreatedSession, EventSessionView, EventView, ReceiptSummary, SessionView};
 
 pub const MAX_APPS: usize = 16;
 pub const MAX_USER_AGENT_LEN: usize = 1024;

@@ -88,10 +88,57 @@ pub struct EventView {
     pub note: Option<String>,
     /// A sentence for the row, e.g. "Chrome on macOS signed out by an admin".
     pub summary: String,
+    /// Where the revocation's receipts stand, over every session it revoked (a revoke-all: every
+    /// session its sweep reached). Null when none is kept: an expiry, or once the tombstones are
+    /// gone (`TOMBSTONE_TTL_SECONDS`).
+    pub receipts: Option<ReceiptSummary>,
+}
+
+/// An event's receipts in numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceiptSummary {
+    /// Sessions with a tombstone.
+    pub sessions: u64,
+    /// Product receipts over those sessions, by status.
+    pub products: u64,
+    pub delivered: u64,
+    pub pending: u64,
+    pub failed: u64,
+    /// When the last cache let go and the last product was told, once all are; else null.
+    pub completed_at: Option<String>,
+}
+
+impl ReceiptSummary {
+    pub(super) fn of<'t>(tombstones: impl IntoIterator<Item = &'t crate::store::Tombstone>) -> Option<Self> {
+        use crate::model::DeliveryStatus;
+        let mut summary = Self { sessions: 0, products: 0, delivered: 0, pending: 0, failed: 0, completed_at: None };
+        let (mut last, mut complete) = (0i64, true);
+        for t in tombstones {
+            summary.sessions += 1;
+            match t.caches_invalidated_at {
+                Some(at) => last = last.max(at),
+                None => complete = false,
+            }
+            for r in t.receipts.values() {
+                summary.products += 1;
+                match r.status {
+                    DeliveryStatus::Delivered => {
+                        summary.delivered += 1;
+                        last = last.max(r.delivered_at.unwrap_or(0));
+                    }
+                    DeliveryStatus::Pending => summary.pending += 1,
+                    DeliveryStatus::Failed => summary.failed += 1,
+                }
+            }
+        }
+        complete &= summary.pending == 0 && summary.failed == 0;
+        summary.completed_at = complete.then(|| rfc3339_ms(last));
+        (summary.sessions > 0).then_some(summary)
+    }
 }
 
 impl EventView {
-    pub(super) fn new(e: &AuditEvent, viewer: &Viewer) -> Self {
+    pub(super) fn new(e: &AuditEvent, viewer: &Viewer, receipts: Option<ReceiptSummary>) -> Self {
         let (by_hidden_admin, workspace, show_admin_id) = match viewer {
             Viewer::Admin => (false, None, true),
             Viewer::Member { workspace, admin_ids } => (e.actor == Actor::Admin, workspace.clone(), *admin_ids),
@@ -132,6 +179,7 @@ impl EventView {
             source_ip: if by_hidden_admin { None } else { e.source_ip.clone() },
             note: e.note.clone(),
             summary,
+            receipts,
         }
     }
 }

@@ -126,6 +126,26 @@ impl SessionStore for MemoryStore {
         Ok(inner.sessions.get(user).map(|m| m.values().map(state).collect()).unwrap_or_default())
     }
 
+    async fn tombstones(&self, user: &UserId) -> Result<Vec<super::Tombstone>, StoreError> {
+        let inner = self.lock();
+        let revoked = |s: &&Session| s.status == SessionStatus::Revoked;
+        Ok(inner
+            .sessions
+            .get(user)
+            .map(|m| {
+                m.values()
+                    .filter(revoked)
+                    .map(|s| super::Tombstone {
+                        session_id: s.session_id,
+                        revoked_at: s.revoked_at.unwrap_or(0),
+                        caches_invalidated_at: s.caches_invalidated_at,
+                        receipts: s.receipts.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     async fn count_newly_covered(
         &self,
         user: &UserId,

@@ -76,6 +76,16 @@ pub struct AuditPage {
     pub last_evaluated: Option<ulid::Ulid>,
 }
 
+/// A revoked session's tombstone, as the audit trail's receipt summaries read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub session_id: SessionId,
+    /// Epoch ms: the revocation's time, which its audit event carries too.
+    pub revoked_at: i64,
+    pub caches_invalidated_at: Option<i64>,
+    pub receipts: std::collections::BTreeMap<String, crate::model::ProductReceipt>,
+}
+
 /// The few attributes sweeps and the session limit need about every session of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
@@ -122,6 +132,10 @@ pub trait SessionStore: Send + Sync {
 
     /// The states of all the user's session items (a projected Query, paginated inside).
     fn session_states(&self, user: &UserId) -> impl Future<Output = Result<Vec<SessionState>, StoreError>> + Send;
+
+    /// The user's revoked sessions still kept as tombstones, with their receipts (a projected,
+    /// filtered Query, paginated inside): what the audit trail's receipt summaries are made of.
+    fn tombstones(&self, user: &UserId) -> impl Future<Output = Result<Vec<Tombstone>, StoreError>> + Send;
 
     /// How many of the user's sessions are active and unexpired at `now_ms`, covered by `new`, and
     /// not covered by `previous` (they were revoked already): what a revoke-all newly revokes.

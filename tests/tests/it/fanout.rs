@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use active_sessions::cache::{CacheConfig, TokenCache};
 use active_sessions::domain::{ClientKind, UserId};
-use active_sessions::model::DeliveryStatus;
+use active_sessions::model::{AuditScope, DeliveryStatus};
 use active_sessions::service::{self, Caller, RevokeScope, Subject};
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
@@ -133,4 +133,42 @@ async fn with_redis_down_the_sweep_runs_and_products_are_told() {
     let mut expected: Vec<String> = others.iter().map(|o| o.session_id.to_string()).collect();
     expected.sort();
     assert_eq!(told, expected);
+}
+
+/// #12: each event in the audit trail carries its receipts in numbers: a revoke-one's over its
+/// session, a revoke-all's over every session its sweep revoked, complete once all let go.
+#[tokio::test]
+async fn events_carry_the_receipts_of_what_they_revoked() {
+    let t = TestTable::new().await;
+    let policy = Policy::default();
+    let product = StandInProduct::start(Duration::ZERO, 0).await;
+    let bc = backchannel(&[("chatgpt", &product.url)]);
+    let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
+    let f = Fanout { store: &t.store, policy: &policy, cache: &cache, backchannel: &bc };
+    let me = sign_in(&t.store, "alice", ClientKind::Browser).await;
+    let one = sign_in(&t.store, "alice", ClientKind::MobileApp).await;
+    sign_in(&t.store, "alice", ClientKind::DesktopApp).await;
+    sign_in(&t.store, "alice", ClientKind::Browser).await;
+    let now = service::now_ms();
+    service::revoke_session(&t.store, &policy, &caller(&me.token), &Subject::Own, one.session_id, now).await.unwrap();
+    service::revoke_all(&t.store, &policy, &caller(&me.token), &Subject::Own, RevokeScope::Others, None, now + 1)
+        .await
+        .unwrap();
+    let token = SessionToken::parse(&me.token).unwrap();
+    let list =
+        || service::list_events(&t.store, &policy, &token, &Subject::Own, Default::default(), None, service::now_ms());
+    // Before the fan-out: no receipts kept yet for the revoke-all (not swept), none told for the one.
+    let before = list().await.unwrap();
+    let one_before = before.events[1].receipts.clone().expect("the revoked session's tombstone");
+    assert_eq!((one_before.sessions, one_before.products, one_before.completed_at.clone()), (1, 0, None));
+    // The fan-out: the revoke's record and the watermark's (the sweep), then the sweep's records.
+    assert!(revocation_fanout::handle(&f, stream_event(&t).await).await.batch_item_failures.is_empty());
+    assert!(revocation_fanout::handle(&f, stream_event(&t).await).await.batch_item_failures.is_empty());
+    let after = list().await.unwrap();
+    let all = after.events[0].receipts.clone().expect("the revoke-all's receipts");
+    assert_eq!((after.events[0].scope, all.sessions, all.products, all.delivered), (AuditScope::Others, 2, 2, 2));
+    assert!(all.completed_at.is_some(), "{all:?}");
+    let one_after = after.events[1].receipts.clone().unwrap();
+    assert_eq!((one_after.sessions, one_after.delivered, one_after.pending), (1, 1, 0));
+    assert!(one_after.completed_at.is_some());
 }

@@ -333,6 +333,56 @@ impl SessionStore for DynamoStore {
             .map(|written| written.is_some())
     }
 
+    async fn tombstones(&self, user: &UserId) -> Result<Vec<crate::store::Tombstone>, StoreError> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct TombstoneItem {
+            #[serde(rename = "SK")]
+            sk: String,
+            #[serde(default)]
+            revoked_at: Option<i64>,
+            #[serde(default)]
+            caches_invalidated_at: Option<i64>,
+            #[serde(default)]
+            receipts: std::collections::BTreeMap<String, crate::model::ProductReceipt>,
+        }
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .filter_expression("#status = :revoked")
+                .expression_attribute_names("#status", "Status")
+                .expression_attribute_values(":pk", s(keys::user_pk(user)))
+                .expression_attribute_values(":prefix", s(keys::SESSION_PREFIX))
+                .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?)
+                .projection_expression(format!("SK, RevokedAt, CachesInvalidatedAt, {RECEIPTS}"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(send_error)?;
+            for item in page.items.unwrap_or_default() {
+                let t: TombstoneItem = from_item(item)?;
+                if let Some(session_id) = keys::session_id_from_sk(&t.sk) {
+                    out.push(crate::store::Tombstone {
+                        session_id,
+                        revoked_at: t.revoked_at.unwrap_or(0),
+                        caches_invalidated_at: t.caches_invalidated_at,
+                        receipts: t.receipts,
+                    });
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
+
     async fn receipts(
         &self,
         user: &UserId,
