@@ -218,6 +218,7 @@ impl StoreTimeouts {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeout_config)
             .retry_config(retry_config)
+            .http_client(aws_https_client())
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -241,6 +242,31 @@ impl StoreTimeouts {
         }
         Ok(timeouts)
     }
+}
+
+/// The roots AWS service endpoints chain to (Amazon Trust Services: Amazon Root CA 1-4, and the
+/// Starfield Services root that cross-signs them), compiled in from `shared/certs/`.
+pub const AWS_ROOTS: [&[u8]; 5] = [
+    include_bytes!("../certs/Amazon_Root_CA_1.pem"),
+    include_bytes!("../certs/Amazon_Root_CA_2.pem"),
+    include_bytes!("../certs/Amazon_Root_CA_3.pem"),
+    include_bytes!("../certs/Amazon_Root_CA_4.pem"),
+    include_bytes!("../certs/Starfield_Services_Root_Certificate_Authority_-_G2.pem"),
+];
+
+/// The AWS SDK's HTTPS client (rustls, aws-lc) trusting `AWS_ROOTS` only. The SDK's default
+/// trusts the system's roots, which it loads at start: on Lambda's image that is reading and
+/// parsing well over a hundred certificate files, most of a function's cold start. The SDK only
+/// ever talks to AWS endpoints, whose certificates chain to these roots.
+pub fn aws_https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust =
+        AWS_ROOTS.iter().fold(TrustStore::empty().with_native_roots(false), |t, pem| t.with_pem_certificate(*pem));
+    let context = TlsContext::builder().with_trust_store(trust).build().expect("a TLS context of PEM roots");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
 }
 
 #[derive(Debug, Clone)]
@@ -409,4 +435,22 @@ pub fn backchannel_secret_arn() -> Option<String> {
 pub fn function_name() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn the_aws_roots_are_certificates_and_the_client_builds() {
+        for pem in AWS_ROOTS {
+            let text = std::str::from_utf8(pem).unwrap();
+            let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+            assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text:.40}");
+            let der = base64::engine::general_purpose::STANDARD.decode(body).expect("base64");
+            assert!(der.len() > 300 && der[0] == 0x30, "a DER SEQUENCE");
+        }
+        let _client = aws_https_client();
+    }
 }

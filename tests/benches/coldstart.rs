@@ -1,6 +1,8 @@
 //! Cold start: the time from exec to the first `GET /2018-06-01/runtime/invocation/next` against a
 //! stand-in Runtime API, for each function's release binary and for a `lambda_http` hello world
-//! built the same way (`hello-lambda`). It prints each median and its ratio to the hello world.
+//! built the same way (`hello-lambda`). It prints each median and its ratio to the hello world,
+//! and again with `SSL_CERT_FILE` set: a control, since the SDK's client now trusts compiled-in
+//! AWS roots and reads no certificate file either way.
 //!
 //! Run with `infra/bench.sh coldstart` (it builds the release binaries first). `BENCH_RUNS` (30).
 
