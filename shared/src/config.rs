@@ -215,10 +215,14 @@ impl StoreTimeouts {
             .with_max_attempts(self.max_attempts)
             .with_initial_backoff(std::time::Duration::from_millis(25))
             .with_max_backoff(std::time::Duration::from_millis(400));
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeout_config)
-            .retry_config(retry_config)
-            .http_client(aws_https_client())
+            .retry_config(retry_config);
+        if system_roots_wanted() {
+            loader
+        } else {
+            loader.http_client(aws_https_client())
+        }
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -253,6 +257,16 @@ pub const AWS_ROOTS: [&[u8]; 5] = [
     include_bytes!("../certs/Amazon_Root_CA_4.pem"),
     include_bytes!("../certs/Starfield_Services_Root_Certificate_Authority_-_G2.pem"),
 ];
+
+/// Whether the SDK keeps its default client: the system's roots, and the proxy settings of the
+/// environment. `AWS_TLS_SYSTEM_ROOTS=true` asks for it (a partition whose endpoints chain to
+/// other roots, a TLS-inspecting egress, a root AWS adds after this build), and so does any
+/// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, which the compiled-in client would ignore.
+fn system_roots_wanted() -> bool {
+    let set = |name: &str| env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    env::var("AWS_TLS_SYSTEM_ROOTS").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        || ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].into_iter().any(set)
+}
 
 /// The AWS SDK's HTTPS client (rustls, aws-lc) trusting `AWS_ROOTS` only. The SDK's default
 /// trusts the system's roots, which it loads at start: on Lambda's image that is reading and
@@ -444,13 +458,16 @@ mod tests {
 
     #[test]
     fn the_aws_roots_are_certificates_and_the_client_builds() {
+        // rustls parses them only when the first connection is made: parse them here, as it will.
+        let mut store = rustls::RootCertStore::empty();
         for pem in AWS_ROOTS {
             let text = std::str::from_utf8(pem).unwrap();
             let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
             assert!(text.starts_with("-----BEGIN CERTIFICATE-----"), "{text:.40}");
             let der = base64::engine::general_purpose::STANDARD.decode(body).expect("base64");
-            assert!(der.len() > 300 && der[0] == 0x30, "a DER SEQUENCE");
+            store.add(rustls::pki_types::CertificateDer::from(der)).expect("a root rustls accepts");
         }
+        assert_eq!(store.len(), AWS_ROOTS.len());
         let _client = aws_https_client();
     }
 }

@@ -151,7 +151,14 @@ impl Backchannel {
         kid: Option<String>,
         source: &'static str,
     ) -> Result<Self, ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
         for ep in &endpoints {
+            if ep.aud.trim().is_empty() || ep.aud.len() > 255 || !seen.insert(ep.aud.as_str()) {
+                return Err(ConfigError::Invalid {
+                    name: source,
+                    reason: "each endpoint needs its own non-empty aud (at most 255 bytes)".into(),
+                });
+            }
             check_endpoint_url(&ep.url).map_err(|reason| ConfigError::Invalid {
                 name: source,
                 reason: format!("endpoint {:?}: {reason}", ep.aud),

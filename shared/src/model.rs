@@ -148,6 +148,13 @@ pub enum DeliveryStatus {
     Failed,
 }
 
+impl ProductReceipt {
+    /// `pending`, not tried yet.
+    pub fn not_tried() -> Self {
+        Self { status: DeliveryStatus::Pending, attempts: 0, delivered_at: None, last_attempt_at: None, error: None }
+    }
+}
+
 /// One product's receipt for one revoked session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -275,9 +275,10 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         user: &UserId,
         session: SessionId,
         at_ms: i64,
+        products: &[String],
     ) -> Result<(), crate::StoreError> {
         self.before("record_caches_invalidated").await?;
-        self.inner.record_caches_invalidated(user, session, at_ms).await
+        self.inner.record_caches_invalidated(user, session, at_ms, products).await
     }
 
     async fn query_audit(

@@ -49,7 +49,16 @@ mod tests {
         assert!(body["caches_invalidated_at"].is_null());
         // The fan-out's receipts: caches, one product delivered, one pending.
         let user = UserId::parse("alice").unwrap();
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms()).await.unwrap();
+        // The caches let go; the products are on record before any is told: not complete.
+        let products = ["chat-web".to_owned(), "codex".to_owned()];
+        store.record_caches_invalidated(&user, other.session_id, service::now_ms(), &products).await.unwrap();
+        let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
+        assert_eq!(body["complete"], false, "{body}");
+        assert_eq!(body["products"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            (body["products"][0]["status"].as_str(), body["products"][0]["attempts"].as_u64()),
+            (Some("pending"), Some(0))
+        );
         let delivered = ProductReceipt {
             status: DeliveryStatus::Delivered,
             attempts: 1,
@@ -87,6 +96,21 @@ mod tests {
             Ok(_) => 204,
             Err(e) => e.status(),
         }
+    }
+
+    /// With Redis down the caches' time is the window's end, still ahead: not complete before it.
+    #[tokio::test]
+    async fn not_complete_before_the_caches_time() {
+        let store = MemoryStore::new();
+        let me = sign_in(&store, "alice", ClientKind::Browser).await;
+        let other = sign_in(&store, "alice", ClientKind::MobileApp).await;
+        let id = other.session_id.to_string();
+        let revoke = with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(&me.token)), &[("id", &id)]);
+        assert_eq!(service_revoke(&store, revoke).await, 204);
+        let user = UserId::parse("alice").unwrap();
+        store.record_caches_invalidated(&user, other.session_id, service::now_ms() + 60_000, &[]).await.unwrap();
+        let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
+        assert_eq!(body["complete"], false, "{body}");
     }
 
     #[tokio::test]

@@ -118,7 +118,8 @@ async fn process<S: SessionStore>(
                     revoked_at_ms + cache.window_ms()
                 }
             };
-            if let Err(e) = store.record_caches_invalidated(&user, session, caches_at).await {
+            let products: Vec<String> = f.backchannel.endpoints().iter().map(|e| e.aud.clone()).collect();
+            if let Err(e) = store.record_caches_invalidated(&user, session, caches_at, &products).await {
                 tracing::warn!(user_id = %user, session_id = %session, error = %e, "cache receipt not recorded");
             }
             let receipts =

@@ -60,10 +60,10 @@ pub async fn list_events<S: SessionStore>(
     let receipts = |e: &AuditEvent| -> Option<ReceiptSummary> {
         match e.scope {
             AuditScope::Sessions => {
-                ReceiptSummary::of(tombstones.iter().filter(|t| e.session_ids.contains(&t.session_id)))
+                ReceiptSummary::of(tombstones.iter().filter(|t| e.session_ids.contains(&t.session_id)), now_ms)
             }
             AuditScope::All | AuditScope::Others => {
-                ReceiptSummary::of(tombstones.iter().filter(|t| t.revoked_at == e.at))
+                ReceiptSummary::of(tombstones.iter().filter(|t| t.revoked_at == e.at), now_ms)
             }
         }
     };

@@ -89,7 +89,8 @@ pub async fn revocation<S: SessionStore>(
                     last_attempt_at: r.last_attempt_at.map(rfc3339_ms),
                 })
                 .collect();
-            let complete = session.caches_invalidated_at.is_some()
+            // The caches' time may lie ahead (Redis could not be told: the window's end).
+            let complete = session.caches_invalidated_at.is_some_and(|at| at <= now_ms)
                 && products.iter().all(|p| p.status == DeliveryStatus::Delivered);
             RevocationView {
                 session_id: id,

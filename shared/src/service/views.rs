@@ -109,7 +109,10 @@ pub struct ReceiptSummary {
 }
 
 impl ReceiptSummary {
-    pub(super) fn of<'t>(tombstones: impl IntoIterator<Item = &'t crate::store::Tombstone>) -> Option<Self> {
+    pub(super) fn of<'t>(
+        tombstones: impl IntoIterator<Item = &'t crate::store::Tombstone>,
+        now_ms: i64,
+    ) -> Option<Self> {
         use crate::model::DeliveryStatus;
         let mut summary = Self { sessions: 0, products: 0, delivered: 0, pending: 0, failed: 0, completed_at: None };
         let (mut last, mut complete) = (0i64, true);
@@ -131,7 +134,7 @@ impl ReceiptSummary {
                 }
             }
         }
-        complete &= summary.pending == 0 && summary.failed == 0;
+        complete &= summary.pending == 0 && summary.failed == 0 && last <= now_ms;
         summary.completed_at = complete.then(|| rfc3339_ms(last));
         (summary.sessions > 0).then_some(summary)
     }

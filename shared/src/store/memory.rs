@@ -323,11 +323,21 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn record_caches_invalidated(&self, user: &UserId, session: SessionId, at_ms: i64) -> Result<(), StoreError> {
+    async fn record_caches_invalidated(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        at_ms: i64,
+        products: &[String],
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
-            if s.status == SessionStatus::Revoked && s.caches_invalidated_at.is_none() {
-                s.caches_invalidated_at = Some(at_ms);
+            if s.status == SessionStatus::Revoked {
+                s.caches_invalidated_at.get_or_insert(at_ms);
+                if s.receipts.is_empty() {
+                    s.receipts =
+                        products.iter().map(|p| (p.clone(), crate::model::ProductReceipt::not_tried())).collect();
+                }
             }
         }
         Ok(())

@@ -232,12 +232,15 @@ pub trait SessionStore: Send + Sync {
         receipt: &crate::model::ProductReceipt,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Records when the token caches let go of a revoked session (the first time only).
+    /// Records when the token caches let go of a revoked session (the first time only) and, in
+    /// the same write, a `pending` receipt with no attempt for each of `products` if the
+    /// tombstone has no receipts yet: from then on, the products still to tell are on record.
     fn record_caches_invalidated(
         &self,
         user: &UserId,
         session: SessionId,
         at_ms: i64,
+        products: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.

@@ -469,19 +469,36 @@ impl SessionStore for DynamoStore {
         Ok(())
     }
 
-    async fn record_caches_invalidated(&self, user: &UserId, session: SessionId, at_ms: i64) -> Result<(), StoreError> {
-        let result = self
+    async fn record_caches_invalidated(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        at_ms: i64,
+        products: &[String],
+    ) -> Result<(), StoreError> {
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(session_key(user, session)))
-            .update_expression("SET CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)")
             .condition_expression("attribute_exists(PK) AND #status = :revoked")
             .expression_attribute_names("#status", "Status")
             .expression_attribute_values(":at", AttributeValue::N(at_ms.to_string()))
-            .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?)
-            .send()
-            .await;
+            .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
+        request = if products.is_empty() {
+            request.update_expression("SET CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)")
+        } else {
+            let pending: std::collections::BTreeMap<&String, crate::model::ProductReceipt> =
+                products.iter().map(|p| (p, crate::model::ProductReceipt::not_tried())).collect();
+            request
+                .update_expression(
+                    "SET CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at), \
+                     #receipts = if_not_exists(#receipts, :pending)",
+                )
+                .expression_attribute_names("#receipts", RECEIPTS)
+                .expression_attribute_values(":pending", attr(pending)?)
+        };
+        let result = request.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e))
