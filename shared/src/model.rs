@@ -91,6 +91,10 @@ pub struct AuditEvent {
     pub at: i64,
     /// Epoch seconds; the table's TTL attribute (audit events outlive sessions).
     pub expires_at: i64,
+    /// An admin's workspace when they acted: a member's history names it even after the member
+    /// moved on ("an admin of acme").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_workspace: Option<crate::domain::WorkspaceId>,
 }
 
 /// A session as stored (without its keys).
@@ -367,6 +371,7 @@ pub(crate) mod tests {
             note: None,
             at: 1_700_000_000_000,
             expires_at: 1_700_000_000 + 400 * 86_400,
+            actor_workspace: None,
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&e).unwrap();
         assert_eq!(item["Reason"], AttributeValue::S("admin_revoke".into()));

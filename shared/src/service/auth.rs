@@ -54,6 +54,11 @@ impl Authorized {
         self.target_profile.watermark
     }
 
+    /// The acting admin's workspace, for the audit event; `None` for self-service.
+    pub(super) fn admin_workspace(&self) -> Option<crate::domain::WorkspaceId> {
+        self.admin.then(|| self.principal.profile.workspace_id.clone()).flatten()
+    }
+
     pub(super) fn revocation(&self, caller: &Caller, reason: RevokeReason, at_ms: i64) -> Revocation {
         Revocation {
             at_ms,
@@ -195,5 +200,6 @@ pub(super) fn audit_event(
         note: None,
         at: revocation.at_ms,
         expires_at: revocation.at_ms / 1000 + policy.audit_ttl_secs,
+        actor_workspace: None,
     })
 }

@@ -37,6 +37,7 @@ pub async fn revoke_session<S: SessionStore>(
     let reason = if auth.admin { RevokeReason::AdminRevoke } else { RevokeReason::UserLogout };
     let revocation = auth.revocation(caller, reason, now_ms);
     let mut event = audit_event(policy, &auth.target, &revocation, AuditScope::Sessions)?;
+    event.actor_workspace = auth.admin_workspace();
     event.session_ids = vec![target];
     event.device_labels = vec![session.device.label.clone()];
     event.count = 1;
@@ -117,6 +118,7 @@ pub async fn revoke_all<S: SessionStore>(
     let revocation = auth.revocation(caller, reason, now_ms);
     let wanted = Watermark { before_ms: now_ms, keep };
     let mut event = audit_event(policy, &auth.target, &revocation, audit_scope)?;
+    event.actor_workspace = auth.admin_workspace();
     event.note = note;
     let mut current = auth.watermark();
     for _ in 0..WATERMARK_RETRIES {
@@ -216,6 +218,7 @@ pub async fn record_expiry<S: SessionStore>(
         note: None,
         at: expired_at_ms,
         expires_at: expired_at_ms / 1000 + policy.audit_ttl_secs,
+        actor_workspace: None,
     };
     store.put_audit(&event).await
 }

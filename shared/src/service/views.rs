@@ -144,7 +144,10 @@ impl EventView {
     pub(super) fn new(e: &AuditEvent, viewer: &Viewer, receipts: Option<ReceiptSummary>) -> Self {
         let (by_hidden_admin, workspace, show_admin_id) = match viewer {
             Viewer::Admin => (false, None, true),
-            Viewer::Member { workspace, admin_ids } => (e.actor == Actor::Admin, workspace.clone(), *admin_ids),
+            // The admin's workspace when they acted; events from before it was kept, the member's.
+            Viewer::Member { workspace, admin_ids } => {
+                (e.actor == Actor::Admin, e.actor_workspace.clone().or_else(|| workspace.clone()), *admin_ids)
+            }
         };
         let of_workspace = workspace.as_ref().filter(|_| by_hidden_admin).map(|w| format!("an admin of {w}"));
         let who = match e.actor {

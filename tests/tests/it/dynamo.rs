@@ -64,6 +64,7 @@ fn audit(target: &UserId, r: &Revocation) -> AuditEvent {
         note: None,
         at: r.at_ms,
         expires_at: r.at_ms / 1000 + 86_400,
+        actor_workspace: None,
     }
 }
 

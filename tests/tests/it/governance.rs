@@ -237,6 +237,12 @@ async fn members_never_see_their_admins_ip_address() {
     assert_eq!(status, 200);
     assert_eq!(theirs["events"][1]["actor"]["id"], "ada");
     assert_eq!(theirs["events"][1]["source_ip"], "203.0.113.99");
+
+    // The member moves to another workspace: the event still names the admin's, as it was.
+    assert_eq!(put_user(&t, "mel", r#"{"workspace_id":"globex"}"#).await, 200);
+    let (_, mine) = events(&t, &mel[0].token, None).await;
+    assert_eq!(mine["events"][1]["actor"]["workspace"], "acme", "{mine}");
+    assert_eq!(mine["events"][1]["summary"], "Chrome on macOS signed out by an admin of acme");
 }
 
 #[tokio::test]
