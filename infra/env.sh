@@ -139,13 +139,11 @@ logout_key() {
   local key="$LOCAL/logout-signing-key.pem"
   if [ ! -s "$key" ]; then
     openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$key"
-    openssl ec -in "$key" -pubout -out "$LOCAL/logout-public-key.pem" 2>/dev/null
   fi
   export LOGOUT_ISSUER="http://127.0.0.1"
   export LOGOUT_KEY_ID="local-1"
   LOGOUT_SIGNING_KEY_PEM="$(cat "$key")"
   export LOGOUT_SIGNING_KEY_PEM
-  export LOGOUT_PUBLIC_KEY_FILE="$LOCAL/logout-public-key.pem"
 }
 
 # start_receiver PORT: the stand-in product endpoint; sets BACKCHANNEL_ENDPOINTS for what starts next.

@@ -435,7 +435,26 @@ impl crate::logout::Backchannel {
         }
         let issuer = env::var("LOGOUT_ISSUER").map_err(|_| ConfigError::Missing("LOGOUT_ISSUER"))?;
         let pem = env::var("LOGOUT_SIGNING_KEY_PEM").map_err(|_| ConfigError::Missing("LOGOUT_SIGNING_KEY_PEM"))?;
-        Self::build(endpoints, issuer, &pem, env::var("LOGOUT_KEY_ID").ok(), "LOGOUT_SIGNING_KEY_PEM")
+        let next = match (env::var("LOGOUT_NEXT_SIGNING_KEY_PEM").ok(), env::var("LOGOUT_NEXT_KEY_ID").ok()) {
+            (Some(pem), Some(kid)) => Some(crate::logout::NextKey { pem, kid }),
+            (None, None) => None,
+            _ => return Err(ConfigError::Missing("LOGOUT_NEXT_SIGNING_KEY_PEM and LOGOUT_NEXT_KEY_ID")),
+        };
+        Self::build(endpoints, issuer, &pem, env::var("LOGOUT_KEY_ID").ok(), next, "LOGOUT_SIGNING_KEY_PEM")
+    }
+}
+
+#[cfg(feature = "backchannel")]
+impl crate::logout::Backchannel {
+    /// Deployed, from the Secrets Manager secret whose ARN is `BACKCHANNEL_SECRET_ARN` (read once,
+    /// at start); locally, from the environment (`from_env`). Nothing of the secret's value is
+    /// ever logged or put in an error.
+    pub async fn load(timeouts: &StoreTimeouts) -> Result<Self, ConfigError> {
+        let Some(arn) = backchannel_secret_arn() else {
+            return Self::from_env();
+        };
+        let raw = read_secret("BACKCHANNEL_SECRET_ARN", &arn, timeouts).await?;
+        Self::from_secret_json(&raw)
     }
 }
 

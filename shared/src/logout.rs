@@ -86,6 +86,17 @@ struct BackchannelSecret {
     signing_key_pem: String,
     #[serde(default)]
     key_id: Option<String>,
+    /// The key products should be ready for: published in the JWKS, not signed with yet.
+    #[serde(default)]
+    next_signing_key_pem: Option<String>,
+    #[serde(default)]
+    next_key_id: Option<String>,
+}
+
+/// The signing key products should be ready for before it becomes the current one.
+pub struct NextKey {
+    pub pem: String,
+    pub kid: String,
 }
 
 /// How configuration errors name the secret.
@@ -95,6 +106,9 @@ pub struct Backchannel {
     issuer: String,
     key: Option<EncodingKey>,
     kid: Option<String>,
+    /// The verification keys products fetch (`GET /.well-known/jwks.json`): the current one, then
+    /// the next one if any.
+    jwks: jsonwebtoken::jwk::JwkSet,
     endpoints: Vec<Endpoint>,
     /// One gate per endpoint, in the same order.
     gates: Vec<tokio::sync::Semaphore>,
@@ -111,6 +125,7 @@ impl Backchannel {
             issuer: String::new(),
             key: None,
             kid: None,
+            jwks: jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
             endpoints: Vec::new(),
             gates: Vec::new(),
             http: reqwest::Client::new(),
@@ -141,7 +156,12 @@ impl Backchannel {
         if secret.issuer.trim().is_empty() {
             return Err(invalid("issuer is empty".into()));
         }
-        Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, SECRET)
+        let next = match (secret.next_signing_key_pem, secret.next_key_id) {
+            (Some(pem), Some(kid)) => Some(NextKey { pem, kid }),
+            (None, None) => None,
+            _ => return Err(invalid("next_signing_key_pem and next_key_id go together".into())),
+        };
+        Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, next, SECRET)
     }
 
     pub(crate) fn build(
@@ -149,6 +169,7 @@ impl Backchannel {
         issuer: String,
         pem: &str,
         kid: Option<String>,
+        next: Option<NextKey>,
         source: &'static str,
     ) -> Result<Self, ConfigError> {
         let mut seen = std::collections::BTreeSet::new();
@@ -164,10 +185,20 @@ impl Backchannel {
                 reason: format!("endpoint {:?}: {reason}", ep.aud),
             })?;
         }
-        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
-            name: source,
-            reason: "expected an EC P-256 private key in PEM".into(),
-        })?;
+        let bad_key =
+            || ConfigError::Invalid { name: source, reason: "expected an EC P-256 private key in PEM".into() };
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| bad_key())?;
+        if next.as_ref().is_some_and(|n| kid.is_none() || kid.as_deref() == Some(n.kid.as_str())) {
+            return Err(ConfigError::Invalid {
+                name: source,
+                reason: "with a next key, both keys need a key id, and different ones".into(),
+            });
+        }
+        let mut jwks = jsonwebtoken::jwk::JwkSet { keys: vec![public_jwk(&key, kid.as_deref()).ok_or_else(bad_key)?] };
+        if let Some(next) = &next {
+            let next_key = EncodingKey::from_ec_pem(next.pem.as_bytes()).map_err(|_| bad_key())?;
+            jwks.keys.push(public_jwk(&next_key, Some(&next.kid)).ok_or_else(bad_key)?);
+        }
         // No redirects: a logout token goes to the configured URL or nowhere (a 3xx is a failed
         // delivery), so an endpoint that answers with a redirect cannot send it elsewhere, nor
         // downgrade it to plain HTTP. Every delivery is bounded: 1 s to connect, 3 s in all.
@@ -177,7 +208,12 @@ impl Backchannel {
             .timeout(POST_TIMEOUT)
             .build()
             .map_err(|e| ConfigError::Invalid { name: source, reason: format!("HTTP client: {e}") })?;
-        Ok(Self { issuer, key: Some(key), kid, gates: gates(endpoints.len()), endpoints, http })
+        Ok(Self { issuer, key: Some(key), kid, jwks, gates: gates(endpoints.len()), endpoints, http })
+    }
+
+    /// The JWK Set products verify logout tokens with: public keys only.
+    pub fn jwks(&self) -> &jsonwebtoken::jwk::JwkSet {
+        &self.jwks
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {
@@ -240,6 +276,15 @@ impl Backchannel {
         );
         futures::future::join_all(sends).await
     }
+}
+
+/// The public half of a signing key as a JWK (`kty` EC, `crv` P-256, `x`, `y`, `alg` ES256, `use`
+/// sig, `kid`): never the private scalar.
+fn public_jwk(key: &EncodingKey, kid: Option<&str>) -> Option<jsonwebtoken::jwk::Jwk> {
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, Algorithm::ES256).ok()?;
+    jwk.common.key_id = kid.map(str::to_owned);
+    jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+    Some(jwk)
 }
 
 /// An endpoint must be `https`, except on a loopback address (the local stand-in product):
@@ -327,7 +372,49 @@ TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
 
     fn with_endpoint(url: &str) -> Result<Backchannel, ConfigError> {
         let ep = Endpoint { aud: "chat-web".into(), url: url.into() };
-        Backchannel::build(vec![ep], "https://sessions.example".into(), TEST_KEY, None, "BACKCHANNEL_ENDPOINTS")
+        Backchannel::build(vec![ep], "https://sessions.example".into(), TEST_KEY, None, None, "BACKCHANNEL_ENDPOINTS")
+    }
+
+    /// #12 (4): the JWKS carries the current key and the next one, public halves only; a token is
+    /// signed with the current one and verifies with the JWKS entry its `kid` names.
+    #[test]
+    fn the_jwks_publishes_current_and_next_keys_and_tokens_verify_with_it() {
+        const NEXT_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgNEv0X9hFvGEUgAF8
+VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
+3uaYPdPlJ/mJvBEbR8hkaVZqwK4ZXxlwieLyHKfzcCqxYi0diCTPazwK
+-----END PRIVATE KEY-----";
+        let ep = Endpoint { aud: "chat-web".into(), url: "https://chat.example/logout".into() };
+        let next = NextKey { pem: NEXT_KEY.into(), kid: "k2".into() };
+        let bc = Backchannel::build(
+            vec![ep],
+            "https://sessions.example".into(),
+            TEST_KEY,
+            Some("k1".into()),
+            Some(next),
+            "T",
+        )
+        .unwrap();
+        let jwks = bc.jwks();
+        let kids: Vec<_> = jwks.keys.iter().map(|k| k.common.key_id.clone().unwrap()).collect();
+        assert_eq!(kids, ["k1", "k2"]);
+        let json = serde_json::to_value(jwks).unwrap();
+        assert_eq!((json["keys"][0]["kty"].as_str(), json["keys"][0]["crv"].as_str()), (Some("EC"), Some("P-256")));
+        assert!(json["keys"][0].get("d").is_none(), "never the private scalar: {json}");
+        let jwt = bc.token("chat-web", &UserId::parse("alice").unwrap(), SessionId::new(), 1_795_000_000_000).unwrap();
+        let kid = jsonwebtoken::decode_header(&jwt).unwrap().kid.unwrap();
+        assert_eq!(kid, "k1", "signed with the current key");
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&["chat-web"]);
+        v.validate_exp = false;
+        let key = DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+        assert!(jsonwebtoken::decode::<LogoutClaims>(&jwt, &key, &v).is_ok());
+        let other = DecodingKey::from_jwk(jwks.find("k2").unwrap()).unwrap();
+        assert!(jsonwebtoken::decode::<LogoutClaims>(&jwt, &other, &v).is_err(), "the next key did not sign it");
+        // A next key needs both keys to have distinct ids.
+        let ep = Endpoint { aud: "a".into(), url: "https://a.example/l".into() };
+        let same = NextKey { pem: NEXT_KEY.into(), kid: "k1".into() };
+        assert!(Backchannel::build(vec![ep], "i".into(), TEST_KEY, Some("k1".into()), Some(same), "T").is_err());
     }
 
     /// #10 (4): only https, or plain http to a loopback address. On main any URL was accepted.
@@ -394,6 +481,7 @@ TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
             issuer: "https://sessions.example".into(),
             key: Some(EncodingKey::from_ec_pem(TEST_KEY.as_bytes()).unwrap()),
             kid: Some("k1".into()),
+            jwks: jsonwebtoken::jwk::JwkSet { keys: vec![] },
             endpoints: vec![],
             gates: vec![],
             http: reqwest::Client::new(),

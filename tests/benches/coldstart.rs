@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 10] = [
+const FUNCTIONS: [&str; 11] = [
     "list-sessions",
     "revoke-session",
     "revoke-all-sessions",
@@ -23,6 +23,7 @@ const FUNCTIONS: [&str; 10] = [
     "introspect-token",
     "revocation-fanout",
     "get-revocation",
+    "get-jwks",
 ];
 
 /// `<target>/release`, where the bench binary's own `deps/` folder is.

@@ -10,15 +10,10 @@ pub use handler::handle;
 
 use active_sessions::logout::Backchannel;
 
-/// The back-channel logout configuration: deployed, from the Secrets Manager secret whose ARN is
-/// `BACKCHANNEL_SECRET_ARN` (read once, at start); locally, from the environment. Nothing of
-/// the secret's value is ever logged or put in an error.
+/// The back-channel logout configuration (`Backchannel::load`: the secret deployed, the
+/// environment locally).
 pub async fn load_backchannel(
     timeouts: &active_sessions::config::StoreTimeouts,
 ) -> Result<Backchannel, lambda_runtime::Error> {
-    let Some(arn) = active_sessions::config::backchannel_secret_arn() else {
-        return Ok(Backchannel::from_env()?);
-    };
-    let raw = active_sessions::config::read_secret("BACKCHANNEL_SECRET_ARN", &arn, timeouts).await?;
-    Ok(Backchannel::from_secret_json(&raw)?)
+    Ok(Backchannel::load(timeouts).await?)
 }

@@ -318,6 +318,11 @@ async fn every_documented_route_and_status_is_served() {
     api.call(Method::DELETE, list_r, &format!("/v1/admin/users/{admin}/sessions"), Some(&me.token), None).await;
     api.call(Method::DELETE, list_r, &member_sessions, Some(&str_s.token), None).await;
 
+    // GET /.well-known/jwks.json: 200.
+    let jw = "/.well-known/jwks.json";
+    let (status, keys, _) = api.call(Method::GET, jw, jw, None, None).await;
+    assert_eq!((status, keys["keys"][0]["crv"].as_str()), (200, Some("P-256")), "{keys}");
+
     // POST /v1/internal/introspect: 200, 400, 415.
     let intro = "/v1/internal/introspect";
     raw(
@@ -419,7 +424,7 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
 
     // The product endpoint got a logout token for the session, and it verifies.
     let deliveries = wait_for_logouts(&victim.id, 1).await;
-    let claims = verify_logout(deliveries[0]["token"].as_str().unwrap());
+    let claims = verify_logout(deliveries[0]["token"].as_str().unwrap(), &jwks().await);
     assert_eq!((claims.sub.as_str(), claims.aud.as_str()), (user.as_str(), "local-product"));
     assert!(claims.events.get(active_sessions::logout::EVENT).is_some());
 }
@@ -428,10 +433,13 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
 async fn wait_for_logouts(sid: &str, n: usize) -> Vec<Value> {
     let url = format!("{}/received", std::env::var("E2E_RECEIVER_URL").expect("E2E_RECEIVER_URL: run infra/test.sh"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let keys = jwks().await;
     loop {
         let all: Vec<Value> = reqwest::get(&url).await.expect("receiver").json().await.expect("JSON");
-        let mine: Vec<Value> =
-            all.into_iter().filter(|d| d["token"].as_str().map(verify_logout).is_some_and(|c| c.sid == sid)).collect();
+        let mine: Vec<Value> = all
+            .into_iter()
+            .filter(|d| d["token"].as_str().map(|t| verify_logout(t, &keys)).is_some_and(|c| c.sid == sid))
+            .collect();
         if mine.len() >= n {
             return mine;
         }
@@ -440,16 +448,29 @@ async fn wait_for_logouts(sid: &str, n: usize) -> Vec<Value> {
     }
 }
 
-fn verify_logout(jwt: &str) -> active_sessions::logout::LogoutClaims {
+/// The logout verification keys, as a product fetches them: `GET /.well-known/jwks.json`.
+async fn jwks() -> jsonwebtoken::jwk::JwkSet {
+    let res = reqwest::get(format!("{}/.well-known/jwks.json", e2e_base_url())).await.expect("the JWKS route");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/jwk-set+json");
+    res.json().await.expect("a JWK Set")
+}
+
+/// Verifies a logout token as a product must (README): the key its `kid` names in the JWKS,
+/// `typ`, `iss`, `aud`, `exp`, `iat`, `sub`, and the event.
+fn verify_logout(jwt: &str, jwks: &jsonwebtoken::jwk::JwkSet) -> active_sessions::logout::LogoutClaims {
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-    let pem = std::fs::read(std::env::var("LOGOUT_PUBLIC_KEY_FILE").expect("LOGOUT_PUBLIC_KEY_FILE")).unwrap();
     let header = decode_header(jwt).expect("JWT header");
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwk = jwks.find(header.kid.as_deref().expect("a kid")).expect("the kid is in the JWKS");
     let mut v = Validation::new(Algorithm::ES256);
     v.set_audience(&["local-product"]);
     v.set_issuer(&["http://127.0.0.1"]);
     v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    decode(jwt, &DecodingKey::from_ec_pem(&pem).unwrap(), &v).expect("the logout token verifies").claims
+    let claims: active_sessions::logout::LogoutClaims =
+        decode(jwt, &DecodingKey::from_jwk(jwk).unwrap(), &v).expect("the logout token verifies").claims;
+    assert!(claims.events.get(active_sessions::logout::EVENT).is_some(), "the back-channel logout event");
+    claims
 }
 
 #[tokio::test]

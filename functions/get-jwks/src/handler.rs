@@ -1,0 +1,43 @@
+use active_sessions::http::{self, HttpMethod};
+use active_sessions::logout::Backchannel;
+use lambda_http::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use lambda_http::{Body, Request, Response};
+
+/// How long products and caches may keep the key set. A rotation publishes the next key at
+/// least this long before it signs anything.
+pub const MAX_AGE_SECS: u32 = 3600;
+
+/// The JWK Set as served: public keys only (`kty`, `crv`, `x`, `y`, `alg`, `use`, `kid`).
+pub fn body(backchannel: &Backchannel) -> String {
+    serde_json::to_string(backchannel.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.into())
+}
+
+/// `GET /.well-known/jwks.json`: no token needed; cacheable.
+pub fn handle(jwks: &str, req: &Request) -> Response<Body> {
+    if let Err(e) = http::require_method(req, HttpMethod::GET, "GET") {
+        return http::problem(&e);
+    }
+    let mut res = Response::new(Body::Text(jwks.to_owned()));
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={MAX_AGE_SECS}")) {
+        res.headers_mut().insert(CACHE_CONTROL, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use active_sessions::testing::request;
+
+    #[test]
+    fn serves_the_keys_and_refuses_other_methods() {
+        let jwks = r#"{"keys":[{"kty":"EC"}]}"#;
+        let res = handle(jwks, &request("GET", "/.well-known/jwks.json", None));
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/jwk-set+json");
+        assert_eq!(res.headers()[CACHE_CONTROL], "public, max-age=3600");
+        let res = handle(jwks, &request("POST", "/.well-known/jwks.json", None));
+        assert_eq!((res.status().as_u16(), res.headers()["allow"].to_str().unwrap()), (405, "GET"));
+    }
+}
