@@ -318,10 +318,14 @@ async fn every_documented_route_and_status_is_served() {
     api.call(Method::DELETE, list_r, &format!("/v1/admin/users/{admin}/sessions"), Some(&me.token), None).await;
     api.call(Method::DELETE, list_r, &member_sessions, Some(&str_s.token), None).await;
 
-    // GET /.well-known/jwks.json: 200.
+    // GET /.well-known/jwks.json: 200, 405.
     let jw = "/.well-known/jwks.json";
     let (status, keys, _) = api.call(Method::GET, jw, jw, None, None).await;
     assert_eq!((status, keys["keys"][0]["crv"].as_str()), (200, Some("P-256")), "{keys}");
+    // The 405 documented on the path's one operation: any other method.
+    let (status, _, headers) = api.call(Method::DELETE, jw, jw, None, None).await;
+    assert_eq!((status, headers["allow"].to_str().unwrap()), (405, "GET"));
+    api.seen.insert(("GET".to_owned(), jw.to_owned(), status));
 
     // POST /v1/internal/introspect: 200, 400, 415.
     let intro = "/v1/internal/introspect";

@@ -401,7 +401,7 @@ fn every_permission_is_named_and_scoped() {
                     o if o.contains("RevocationFanout") => ["BackchannelSecretArn", "CacheSecretArn"].as_slice(),
                     o if o.contains("IntrospectToken") => ["CacheSecretArn"].as_slice(),
                     // It derives the public keys it serves from the signing keys.
-                    o if o.contains("GetJwks") => ["BackchannelSecretArn"].as_slice(),
+                    o if o.contains("GetJwks") || o == "get-jwks" => ["BackchannelSecretArn"].as_slice(),
                     _ => [].as_slice(),
                 };
                 assert!(secret.is_some_and(|s| allowed.contains(&s)), "{owner} may not read the secret {secret:?}");
