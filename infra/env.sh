@@ -149,7 +149,9 @@ logout_key() {
 # start_receiver PORT: the stand-in product endpoint; sets BACKCHANNEL_ENDPOINTS for what starts next.
 start_receiver() {
   local port=$1
+  # It verifies what it receives with the service's JWKS, on the API's port (WATCH_PORT).
   (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin backchannel-receiver -- --port "$port" \
+      --jwks-url "http://127.0.0.1:$WATCH_PORT/.well-known/jwks.json" --aud local-product \
       >"$LOCAL/logs/receiver-$port.log" 2>&1) &
   local pid=$!
   wait_until 120 "backchannel-receiver on port $port" curl -sf "http://127.0.0.1:$port/received" || { kill -- -"$pid" 2>/dev/null; return 1; }

@@ -4,7 +4,12 @@
 //! re-delivery, it answers 500 to the first delivery for any session whose user id starts with
 //! `flaky-` (read from the token's payload; the signature is the receiving test's to verify).
 //!
-//! Usage: backchannel-receiver --port PORT   (binds 127.0.0.1 only)
+//! As a product must (README), it verifies each token with the key its `kid` names in the
+//! service's JWKS (`--jwks-url`, fetched on first use and again for an unknown `kid`), for its
+//! audience (`--aud`), and answers 400 to a token that does not verify; each delivery is listed
+//! with `verified`.
+//!
+//! Usage: backchannel-receiver --port PORT [--jwks-url URL --aud AUD]   (binds 127.0.0.1 only)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -26,6 +31,58 @@ struct State {
     failed_once: HashSet<String>,
 }
 
+/// How the receiver verifies what it receives.
+struct Verifier {
+    jwks_url: String,
+    aud: String,
+    http: reqwest::Client,
+    jwks: tokio::sync::Mutex<Option<jsonwebtoken::jwk::JwkSet>>,
+}
+
+impl Verifier {
+    /// Fetches the JWKS ahead of the first delivery, retrying until the API is up, so a first
+    /// delivery does not wait for it.
+    async fn prefetch(self: Arc<Self>) {
+        loop {
+            let fetched =
+                async { self.http.get(&self.jwks_url).send().await?.json::<jsonwebtoken::jwk::JwkSet>().await };
+            if let Ok(set) = fetched.await {
+                let mut jwks = self.jwks.lock().await;
+                jwks.get_or_insert(set);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn verify(&self, token: &str) -> bool {
+        let Ok(header) = jsonwebtoken::decode_header(token) else { return false };
+        let Some(kid) = header.kid else { return false };
+        let mut jwks = self.jwks.lock().await;
+        if jwks.as_ref().is_none_or(|set| set.find(&kid).is_none()) {
+            let fetched =
+                async { self.http.get(&self.jwks_url).send().await?.json::<jsonwebtoken::jwk::JwkSet>().await };
+            match fetched.await {
+                Ok(set) => *jwks = Some(set),
+                Err(e) => {
+                    eprintln!("backchannel-receiver: JWKS not fetched: {e}");
+                    return false;
+                }
+            }
+        }
+        let Some(jwk) = jwks.as_ref().and_then(|set| set.find(&kid)) else { return false };
+        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else { return false };
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        v.set_audience(&[&self.aud]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        header.typ.as_deref() == Some("logout+jwt")
+            && jsonwebtoken::decode::<Value>(token, &key, &v).is_ok_and(|d| {
+                d.claims["events"].get("http://schemas.openid.net/event/backchannel-logout").is_some()
+                    && d.claims["sid"].is_string()
+            })
+    }
+}
+
 fn claims(token: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
@@ -39,7 +96,11 @@ fn form_value(body: &[u8], name: &str) -> Option<String> {
         .find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
 }
 
-async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve(
+    state: Arc<Mutex<State>>,
+    verifier: Option<Arc<Verifier>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, body: String| {
         let mut res = Response::new(Full::new(Bytes::from(body)));
         *res.status_mut() = status;
@@ -51,12 +112,21 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
             let Some(token) = form_value(&body, "logout_token") else {
                 return reply(StatusCode::BAD_REQUEST, "logout_token is required".into());
             };
+            let verified = match &verifier {
+                Some(v) => v.verify(&token).await,
+                None => false,
+            };
+            if verifier.is_some() && !verified {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                s.received.push(json!({ "token": token, "status": 400, "verified": false }));
+                return reply(StatusCode::BAD_REQUEST, "the logout token does not verify".into());
+            }
             let sub = claims(&token).and_then(|c| c["sub"].as_str().map(str::to_owned)).unwrap_or_default();
             let sid = claims(&token).and_then(|c| c["sid"].as_str().map(str::to_owned)).unwrap_or_default();
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             let fail = sub.starts_with("flaky-") && s.failed_once.insert(sid);
             let status = if fail { 500 } else { 200 };
-            s.received.push(json!({ "token": token, "status": status }));
+            s.received.push(json!({ "token": token, "status": status, "verified": verified }));
             if fail {
                 reply(StatusCode::INTERNAL_SERVER_ERROR, "try again".into())
             } else {
@@ -74,16 +144,29 @@ async fn serve(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Respo
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
-    let port: u16 =
-        args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).ok_or("--port PORT")?.parse()?;
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let port: u16 = arg("--port").ok_or("--port PORT")?.parse()?;
+    let verifier = match (arg("--jwks-url"), arg("--aud")) {
+        (Some(jwks_url), Some(aud)) => Some(Arc::new(Verifier {
+            jwks_url,
+            aud,
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+            jwks: tokio::sync::Mutex::new(None),
+        })),
+        (None, None) => None,
+        _ => return Err("--jwks-url and --aud go together".into()),
+    };
+    if let Some(v) = &verifier {
+        tokio::spawn(Arc::clone(v).prefetch());
+    }
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("backchannel-receiver: listening on 127.0.0.1:{port}");
     let state = Arc::new(Mutex::new(State::default()));
     loop {
         let (stream, _) = listener.accept().await?;
-        let state = Arc::clone(&state);
+        let (state, verifier) = (Arc::clone(&state), verifier.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| serve(Arc::clone(&state), req));
+            let service = service_fn(move |req| serve(Arc::clone(&state), verifier.clone(), req));
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 eprintln!("backchannel-receiver: {e}");
             }

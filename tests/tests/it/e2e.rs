@@ -447,6 +447,8 @@ async fn wait_for_logouts(sid: &str, n: usize) -> Vec<Value> {
             .filter(|d| d["token"].as_str().map(|t| verify_logout(t, &keys)).is_some_and(|c| c.sid == sid))
             .collect();
         if mine.len() >= n {
+            // The stand-in product verified each one itself, through the JWKS.
+            assert!(mine.iter().all(|d| d["verified"] == true), "{mine:?}");
             return mine;
         }
         assert!(std::time::Instant::now() < deadline, "only {} logout deliveries for {sid}", mine.len());
