@@ -40,13 +40,15 @@ struct Verifier {
 }
 
 impl Verifier {
+    async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet, reqwest::Error> {
+        self.http.get(&self.jwks_url).send().await?.json().await
+    }
+
     /// Fetches the JWKS ahead of the first delivery, retrying until the API is up, so a first
     /// delivery does not wait for it.
     async fn prefetch(self: Arc<Self>) {
         loop {
-            let fetched =
-                async { self.http.get(&self.jwks_url).send().await?.json::<jsonwebtoken::jwk::JwkSet>().await };
-            if let Ok(set) = fetched.await {
+            if let Ok(set) = self.fetch().await {
                 let mut jwks = self.jwks.lock().await;
                 jwks.get_or_insert(set);
                 return;
@@ -60,9 +62,7 @@ impl Verifier {
         let Some(kid) = header.kid else { return false };
         let mut jwks = self.jwks.lock().await;
         if jwks.as_ref().is_none_or(|set| set.find(&kid).is_none()) {
-            let fetched =
-                async { self.http.get(&self.jwks_url).send().await?.json::<jsonwebtoken::jwk::JwkSet>().await };
-            match fetched.await {
+            match self.fetch().await {
                 Ok(set) => *jwks = Some(set),
                 Err(e) => {
                     eprintln!("backchannel-receiver: JWKS not fetched: {e}");

@@ -122,6 +122,43 @@ impl DynamoStore {
         }
     }
 
+    /// Every session item of `user` (one Query, paginated inside, strongly consistent), with
+    /// `projection`; `only_revoked` keeps the tombstones. `#status` names `Status`: the
+    /// projection or the filter uses it.
+    async fn session_items(
+        &self,
+        user: &UserId,
+        projection: &str,
+        only_revoked: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_names("#status", "Status")
+                .expression_attribute_values(":pk", s(keys::user_pk(user)))
+                .expression_attribute_values(":prefix", s(keys::SESSION_PREFIX))
+                .projection_expression(projection)
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if only_revoked {
+                query = query
+                    .filter_expression("#status = :revoked")
+                    .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
+            }
+            let page = query.send().await.map_err(send_error)?;
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// Updates a session only while it is active and unexpired (`ACTIVE_UNEXPIRED`) and `extra_condition`
     /// holds. Returns the item as it now is, or `None` when a condition failed (nothing written).
     async fn update_active_session(

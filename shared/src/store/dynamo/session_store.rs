@@ -46,41 +46,23 @@ impl SessionStore for DynamoStore {
     }
 
     async fn session_states(&self, user: &UserId) -> Result<Vec<SessionState>, StoreError> {
-        let mut states = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(":pk", s(keys::user_pk(user)))
-                .expression_attribute_values(":prefix", s(keys::SESSION_PREFIX))
-                .projection_expression("SK, SignedInAt, LastActiveAt, ExpiresAt, #status, Device.label")
-                .expression_attribute_names("#status", "Status")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(send_error)?;
-            for item in out.items.unwrap_or_default() {
-                let st: StateItem = from_item(item)?;
-                if let Some(session_id) = keys::session_id_from_sk(&st.sk) {
-                    states.push(SessionState {
-                        session_id,
-                        signed_in_at: st.signed_in_at,
-                        last_active_at: st.last_active_at,
-                        expires_at: st.expires_at,
-                        active: st.status == SessionStatus::Active,
-                        device_label: st.device.label,
-                    });
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(states),
+        let items =
+            self.session_items(user, "SK, SignedInAt, LastActiveAt, ExpiresAt, #status, Device.label", false).await?;
+        let mut states = Vec::with_capacity(items.len());
+        for item in items {
+            let st: StateItem = from_item(item)?;
+            if let Some(session_id) = keys::session_id_from_sk(&st.sk) {
+                states.push(SessionState {
+                    session_id,
+                    signed_in_at: st.signed_in_at,
+                    last_active_at: st.last_active_at,
+                    expires_at: st.expires_at,
+                    active: st.status == SessionStatus::Active,
+                    device_label: st.device.label,
+                });
             }
         }
+        Ok(states)
     }
 
     async fn count_newly_covered(
@@ -346,41 +328,20 @@ impl SessionStore for DynamoStore {
             #[serde(default)]
             receipts: std::collections::BTreeMap<String, crate::model::ProductReceipt>,
         }
+        let projection = format!("SK, RevokedAt, CachesInvalidatedAt, {RECEIPTS}");
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .filter_expression("#status = :revoked")
-                .expression_attribute_names("#status", "Status")
-                .expression_attribute_values(":pk", s(keys::user_pk(user)))
-                .expression_attribute_values(":prefix", s(keys::SESSION_PREFIX))
-                .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?)
-                .projection_expression(format!("SK, RevokedAt, CachesInvalidatedAt, {RECEIPTS}"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(send_error)?;
-            for item in page.items.unwrap_or_default() {
-                let t: TombstoneItem = from_item(item)?;
-                if let Some(session_id) = keys::session_id_from_sk(&t.sk) {
-                    out.push(crate::store::Tombstone {
-                        session_id,
-                        revoked_at: t.revoked_at.unwrap_or(0),
-                        caches_invalidated_at: t.caches_invalidated_at,
-                        receipts: t.receipts,
-                    });
-                }
-            }
-            match page.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(out),
+        for item in self.session_items(user, &projection, true).await? {
+            let t: TombstoneItem = from_item(item)?;
+            if let Some(session_id) = keys::session_id_from_sk(&t.sk) {
+                out.push(crate::store::Tombstone {
+                    session_id,
+                    revoked_at: t.revoked_at.unwrap_or(0),
+                    caches_invalidated_at: t.caches_invalidated_at,
+                    receipts: t.receipts,
+                });
             }
         }
+        Ok(out)
     }
 
     async fn receipts(
