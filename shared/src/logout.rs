@@ -57,15 +57,19 @@ pub enum LogoutError {
     Delivery { aud: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{aud} answered {status}")]
     Refused { aud: String, status: u16 },
+    /// A retry for a product no longer configured.
+    #[error("{aud} is not configured")]
+    Unconfigured { aud: String },
 }
 
 impl LogoutError {
-    /// The failure's class for a receipt: `timeout`, `connect`, `transport`, `http_<status>` or
-    /// `signing`. Never a body or a message from the product.
+    /// The failure's class for a receipt: `timeout`, `connect`, `transport`, `http_<status>`,
+    /// `unconfigured` or `signing`. Never a body or a message from the product.
     pub fn class(&self) -> String {
         match self {
             Self::Sign(_) => "signing".into(),
             Self::Refused { status, .. } => format!("http_{status}"),
+            Self::Unconfigured { .. } => "unconfigured".into(),
             Self::Delivery { source, .. } => match source.downcast_ref::<reqwest::Error>() {
                 Some(e) if e.is_timeout() => "timeout".into(),
                 Some(e) if e.is_connect() => "connect".into(),
@@ -240,10 +244,37 @@ impl Backchannel {
         jsonwebtoken::encode(&header, &claims, key).map_err(LogoutError::Sign)
     }
 
-    /// POSTs a logout token (`application/x-www-form-urlencoded`, `logout_token=...`) to every
-    /// endpoint not in `skip` (those told already), each on its own: at once, bounded per product
-    /// (`PER_PRODUCT_CONCURRENCY`), and with its own outcome, so one product that fails or is slow
-    /// neither fails nor delays another. Any answer but 2xx is a failure for that product.
+    /// POSTs a logout token (`application/x-www-form-urlencoded`, `logout_token=...`) to one
+    /// product's endpoint, bounded per product (`PER_PRODUCT_CONCURRENCY`) so that a slow product
+    /// holds its own slots only. Any answer but 2xx is a failure.
+    pub async fn deliver_one(
+        &self,
+        aud: &str,
+        user: &UserId,
+        session: SessionId,
+        now_ms: i64,
+    ) -> Result<(), LogoutError> {
+        let Some((ep, gate)) = self.endpoints.iter().zip(&self.gates).find(|(ep, _)| ep.aud == aud) else {
+            return Err(LogoutError::Unconfigured { aud: aud.to_owned() });
+        };
+        let token = self.token(&ep.aud, user, session, now_ms)?;
+        // The gate is never closed; a closed one would only mean no bound.
+        let _slot = gate.acquire().await.ok();
+        let res = self
+            .http
+            .post(&ep.url)
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .map_err(|e| LogoutError::Delivery { aud: ep.aud.clone(), source: Box::new(e) })?;
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            Err(LogoutError::Refused { aud: ep.aud.clone(), status: res.status().as_u16() })
+        }
+    }
+
+    /// `deliver_one` to every endpoint not in `skip`, at once, each with its own outcome.
     pub async fn deliver(
         &self,
         user: &UserId,
@@ -251,30 +282,79 @@ impl Backchannel {
         now_ms: i64,
         skip: &std::collections::BTreeSet<String>,
     ) -> Vec<(&str, Result<(), LogoutError>)> {
-        let sends = self.endpoints.iter().zip(&self.gates).filter(|(ep, _)| !skip.contains(&ep.aud)).map(
-            |(ep, gate)| async move {
-                let result = async {
-                    let token = self.token(&ep.aud, user, session, now_ms)?;
-                    // The gate is never closed; a closed one would only mean no bound.
-                    let _slot = gate.acquire().await.ok();
-                    let res = self
-                        .http
-                        .post(&ep.url)
-                        .form(&[("logout_token", token)])
-                        .send()
-                        .await
-                        .map_err(|e| LogoutError::Delivery { aud: ep.aud.clone(), source: Box::new(e) })?;
-                    if res.status().is_success() {
-                        Ok(())
-                    } else {
-                        Err(LogoutError::Refused { aud: ep.aud.clone(), status: res.status().as_u16() })
-                    }
-                }
-                .await;
-                (ep.aud.as_str(), result)
-            },
-        );
+        let sends = self
+            .endpoints
+            .iter()
+            .filter(|ep| !skip.contains(&ep.aud))
+            .map(|ep| async move { (ep.aud.as_str(), self.deliver_one(&ep.aud, user, session, now_ms).await) });
         futures::future::join_all(sends).await
+    }
+}
+
+/// How a product that did not take a logout is retried (`logout-retry`, from the retry ledger).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// `LOGOUT_RETRY_HORIZON_SECONDS` (3600): from the revocation, how long a product is retried
+    /// before its receipt says `failed`.
+    pub horizon_ms: i64,
+    /// `LOGOUT_RETRY_BACKOFF_MS` (30 000): the wait after the first failed attempt, doubled after
+    /// each further one, up to `LOGOUT_RETRY_MAX_BACKOFF_MS` (600 000).
+    pub backoff_ms: i64,
+    pub max_backoff_ms: i64,
+    /// `LOGOUT_INLINE_BUDGET_MS` (250): how long the fan-out waits for a product's first answer.
+    /// A product slower than this is handed to the retry ledger, so it never holds the stream's
+    /// shard (and with it every other product's next logout).
+    pub inline_budget: Duration,
+    /// How long a drain holds an entry it is trying (longer than the function's timeout).
+    pub lease_ms: i64,
+    /// Entries one drain takes at most.
+    pub batch: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            horizon_ms: 3_600_000,
+            backoff_ms: 30_000,
+            max_backoff_ms: 600_000,
+            inline_budget: Duration::from_millis(250),
+            lease_ms: 120_000,
+            batch: 500,
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let number = |name: &'static str, default: i64, min: i64, max: i64| match std::env::var(name) {
+            Err(_) => Ok(default),
+            Ok(raw) => match raw.trim().parse::<i64>() {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number in {min}-{max}") }),
+            },
+        };
+        let horizon_secs = number("LOGOUT_RETRY_HORIZON_SECONDS", d.horizon_ms / 1000, 1, 7 * 86_400)?;
+        let inline_ms = number("LOGOUT_INLINE_BUDGET_MS", 250, 10, 3_000)?;
+        Ok(Self {
+            horizon_ms: horizon_secs * 1000,
+            backoff_ms: number("LOGOUT_RETRY_BACKOFF_MS", d.backoff_ms, 100, 3_600_000)?,
+            max_backoff_ms: number("LOGOUT_RETRY_MAX_BACKOFF_MS", d.max_backoff_ms, 100, 86_400_000)?,
+            inline_budget: Duration::from_millis(inline_ms.unsigned_abs()),
+            ..d
+        })
+    }
+
+    /// When to try again after `attempts` failed attempts, at `now_ms`: the backoff doubled per
+    /// attempt, capped, and never past the horizon (so the last attempt is at the horizon).
+    /// `None`: the horizon has passed; give up.
+    pub fn next_due(&self, attempts: u32, now_ms: i64, give_up_at: i64) -> Option<i64> {
+        if now_ms >= give_up_at {
+            return None;
+        }
+        let doublings = attempts.saturating_sub(1).min(30);
+        let backoff = self.backoff_ms.saturating_mul(1_i64 << doublings).min(self.max_backoff_ms);
+        Some(now_ms.saturating_add(backoff).min(give_up_at))
     }
 }
 
@@ -473,6 +553,19 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
+    }
+
+    #[test]
+    fn retries_back_off_and_stop_at_the_horizon() {
+        let p = RetryPolicy { backoff_ms: 1_000, max_backoff_ms: 5_000, ..RetryPolicy::default() };
+        let give_up = 100_000;
+        assert_eq!(p.next_due(1, 0, give_up), Some(1_000));
+        assert_eq!(p.next_due(2, 0, give_up), Some(2_000));
+        assert_eq!(p.next_due(3, 0, give_up), Some(4_000));
+        assert_eq!(p.next_due(4, 0, give_up), Some(5_000), "capped");
+        assert_eq!(p.next_due(60, 0, give_up), Some(5_000), "no overflow");
+        assert_eq!(p.next_due(4, 98_000, give_up), Some(give_up), "the last attempt is at the horizon");
+        assert_eq!(p.next_due(5, give_up, give_up), None, "past it: given up");
     }
 
     #[test]

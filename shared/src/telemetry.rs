@@ -16,7 +16,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 /// The crates of this workspace: the only ones that may log below INFO.
-const OWN_CRATES: [&str; 13] = [
+const OWN_CRATES: [&str; 14] = [
     "active_sessions",
     "create_session",
     "list_sessions",
@@ -29,6 +29,7 @@ const OWN_CRATES: [&str; 13] = [
     "introspect_token",
     "get_revocation",
     "get_jwks",
+    "logout_retry",
     "local_stack",
 ];
 
@@ -54,9 +55,52 @@ pub fn init() {
     tracing_subscriber::registry().with(env_filter).with(filter_fn(allowed)).with(fmt).init();
 }
 
+/// One metric as a CloudWatch Embedded Metric Format line on stdout (Lambda's stdout becomes the
+/// log, and CloudWatch extracts the metric from it), in namespace `ActiveSessions`, by function
+/// name so that stacks sharing an account (dev, prod) keep their own series. With `product`, the
+/// metric is also published per product (`FunctionName`, `Product`).
+pub fn emit_metric(name: &str, unit: &str, value: i64, product: Option<&str>) {
+    println!("{}", metric_line(crate::config::function_name(), crate::service::now_ms(), name, unit, value, product));
+}
+
+fn metric_line(function: &str, now_ms: i64, name: &str, unit: &str, value: i64, product: Option<&str>) -> String {
+    let mut dimensions = vec![serde_json::json!(["FunctionName"])];
+    let mut line = serde_json::json!({ "FunctionName": function, name: value });
+    if let Some(product) = product {
+        dimensions.push(serde_json::json!(["FunctionName", "Product"]));
+        line["Product"] = serde_json::json!(product);
+    }
+    line["_aws"] = serde_json::json!({
+        "Timestamp": now_ms,
+        "CloudWatchMetrics": [{
+            "Namespace": "ActiveSessions",
+            "Dimensions": dimensions,
+            "Metrics": [{"Name": name, "Unit": unit}]
+        }]
+    });
+    line.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_line_is_embedded_metric_format() {
+        let line = metric_line("fn-1", 1_795_000_000_000, "LogoutDeliveryFailed", "Count", 1, Some("codex"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["LogoutDeliveryFailed"], 1);
+        assert_eq!(v["Product"], "codex");
+        assert_eq!(v["FunctionName"], "fn-1");
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "ActiveSessions");
+        assert_eq!(m["Dimensions"], serde_json::json!([["FunctionName"], ["FunctionName", "Product"]]));
+        assert_eq!(m["Metrics"][0]["Name"], "LogoutDeliveryFailed");
+        let lag: serde_json::Value =
+            serde_json::from_str(&metric_line("f", 1, "PropagationLagMs", "Milliseconds", 420, None)).unwrap();
+        assert_eq!(lag["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["FunctionName"]]));
+        assert!(lag.get("Product").is_none());
+    }
 
     #[test]
     fn other_crates_never_log_below_info() {

@@ -291,3 +291,35 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.query_audit(user, after, limit).await
     }
 }
+
+impl<S: crate::store::RetryLedger + SessionStore> crate::store::RetryLedger for ChaosStore<S> {
+    async fn schedule_retry(&self, entry: &crate::store::RetryEntry) -> Result<(), crate::StoreError> {
+        self.before("schedule_retry").await?;
+        self.inner.schedule_retry(entry).await
+    }
+
+    async fn due_retries(&self, now_ms: i64, limit: u32) -> Result<Vec<crate::store::RetryEntry>, crate::StoreError> {
+        self.before("due_retries").await?;
+        self.inner.due_retries(now_ms, limit).await
+    }
+
+    async fn claim_retry(
+        &self,
+        entry: &crate::store::RetryEntry,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> Result<bool, crate::StoreError> {
+        self.before("claim_retry").await?;
+        self.inner.claim_retry(entry, now_ms, lease_until).await
+    }
+
+    async fn settle_retry(
+        &self,
+        entry: &crate::store::RetryEntry,
+        lease_until: i64,
+        next: Option<&crate::store::RetryEntry>,
+    ) -> Result<(), crate::StoreError> {
+        self.before("settle_retry").await?;
+        self.inner.settle_retry(entry, lease_until, next).await
+    }
+}

@@ -73,7 +73,8 @@ async fn run(n: usize, slow: Option<Duration>) -> (Duration, Vec<Duration>, Vec<
     let bc = backchannel(&products);
     let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
     let policy = Policy::default();
-    let f = Fanout { store: &t.store, policy: &policy, cache: &cache, backchannel: &bc };
+    let retry = active_sessions::logout::RetryPolicy::default();
+    let f = Fanout { store: &t.store, policy: &policy, cache: &cache, backchannel: &bc, retry: &retry };
     let started = Instant::now();
     let response = revocation_fanout::handle(&f, event).await;
     let batch = started.elapsed();

@@ -1,10 +1,8 @@
-use std::collections::{BTreeMap, BTreeSet};
-
 use active_sessions::cache::TokenCache;
-use active_sessions::domain::{SessionId, UserId};
-use active_sessions::logout::Backchannel;
-use active_sessions::model::{DeliveryStatus, ProductReceipt};
+use active_sessions::logout::{Backchannel, RetryPolicy};
 use active_sessions::service::{self, sweep_watermark};
+use active_sessions::store::RetryLedger;
+use active_sessions::telemetry::emit_metric;
 use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -13,7 +11,8 @@ use tokio::sync::Semaphore;
 use crate::classify::{classify, Action};
 
 /// Records whose store and cache work runs at once, at most. Back-channel deliveries are bounded
-/// per product instead (`logout::PER_PRODUCT_CONCURRENCY`), so a slow product never holds these.
+/// per product instead (`logout::PER_PRODUCT_CONCURRENCY`) and by the inline budget, so a slow
+/// product never holds these.
 const RECORD_CONCURRENCY: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,16 +21,16 @@ enum RecordError {
     Classify(#[from] crate::classify::ClassifyError),
     #[error("store error")]
     Store(#[from] active_sessions::StoreError),
-    #[error("{failed} of the products were not told; they are retried, the others are not told twice")]
-    Logout { failed: usize },
 }
 
-/// What the consumer acts with: the store, the policy, the token caches, the product endpoints.
+/// What the consumer acts with: the store, the policy, the token caches, the product endpoints
+/// and how products that do not take a logout are retried.
 pub struct Fanout<'a, S> {
     pub store: &'a S,
     pub policy: &'a Policy,
     pub cache: &'a TokenCache,
     pub backchannel: &'a Backchannel,
+    pub retry: &'a RetryPolicy,
 }
 
 /// Processes a batch: the records of one item in order, those of different items at once (store
@@ -40,12 +39,14 @@ pub struct Fanout<'a, S> {
 /// rest.
 ///
 /// Each effect of a record is attempted on its own. A record fails (and Lambda delivers it again)
-/// only for an effect that must be retried: a store write (the sweep, an expiry's audit event) or
-/// a product that was not told. Token caches are not worth a retry that would hold the shard:
-/// a failed invalidation is logged, and the propagation window ends the cached entry anyway.
-/// Redeliveries repeat only idempotent effects: products told already are skipped (recorded on
-/// the tombstone), and the sweep and the expiry event write nothing twice.
-pub async fn handle<S: SessionStore>(f: &Fanout<'_, S>, event: Event) -> DynamoDbEventResponse {
+/// only for a store write that must be retried (the sweep, an expiry's audit event, a receipt or a
+/// retry ledger entry). A product that does not take its logout is the retry ledger's
+/// (`service::first_attempts`), never a reason to hold the shard. Token caches are not worth a
+/// retry that would hold the shard either: a failed invalidation is logged, and the propagation
+/// window ends the cached entry anyway. Redeliveries repeat only idempotent effects: products
+/// tried already are skipped (their receipts are on the tombstone), and the sweep and the expiry
+/// event write nothing twice.
+pub async fn handle<S: SessionStore + RetryLedger>(f: &Fanout<'_, S>, event: Event) -> DynamoDbEventResponse {
     let gate = Semaphore::new(RECORD_CONCURRENCY);
     let mut items: Vec<(Option<ItemKey>, Vec<&EventRecord>)> = Vec::new();
     for record in &event.records {
@@ -90,7 +91,7 @@ fn item_key(record: &EventRecord) -> Option<ItemKey<'_>> {
     Some((key(active_sessions::keys::PK)?, key(active_sessions::keys::SK)?))
 }
 
-async fn process<S: SessionStore>(
+async fn process<S: SessionStore + RetryLedger>(
     f: &Fanout<'_, S>,
     record: &EventRecord,
     gate: &Semaphore,
@@ -122,10 +123,10 @@ async fn process<S: SessionStore>(
             if let Err(e) = store.record_caches_invalidated(&user, session, caches_at, &products).await {
                 tracing::warn!(user_id = %user, session_id = %session, error = %e, "cache receipt not recorded");
             }
-            let receipts =
-                if f.backchannel.enabled() { store.receipts(&user, session).await? } else { BTreeMap::new() };
             drop(slot);
-            tell_products(f, &user, session, &receipts).await?;
+            if f.backchannel.enabled() {
+                service::first_attempts(store, f.backchannel, f.retry, &user, session, revoked_at_ms).await?;
+            }
             let lag_ms = service::now_ms() - revoked_at_ms;
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
@@ -141,68 +142,9 @@ async fn process<S: SessionStore>(
     Ok(())
 }
 
-/// Tells every product not told yet, each on its own, and records each attempt's receipt on the
-/// tombstone: `delivered`, or `pending` with the attempt count and the failure's class.
-async fn tell_products<S: SessionStore>(
-    f: &Fanout<'_, S>,
-    user: &UserId,
-    session: SessionId,
-    receipts: &BTreeMap<String, ProductReceipt>,
-) -> Result<(), RecordError> {
-    let told: BTreeSet<String> =
-        receipts.iter().filter(|(_, r)| r.status == DeliveryStatus::Delivered).map(|(aud, _)| aud.clone()).collect();
-    let mut failed = 0;
-    for (aud, outcome) in f.backchannel.deliver(user, session, service::now_ms(), &told).await {
-        let now = service::now_ms();
-        let attempts = receipts.get(aud).map_or(0, |r| r.attempts) + 1;
-        let receipt = match &outcome {
-            Ok(()) => ProductReceipt {
-                status: DeliveryStatus::Delivered,
-                attempts,
-                delivered_at: Some(now),
-                last_attempt_at: Some(now),
-                error: None,
-            },
-            Err(e) => {
-                failed += 1;
-                tracing::error!(user_id = %user, session_id = %session, aud, error = %e, "back-channel logout failed");
-                ProductReceipt {
-                    status: DeliveryStatus::Pending,
-                    attempts,
-                    delivered_at: None,
-                    last_attempt_at: Some(now),
-                    error: Some(e.class()),
-                }
-            }
-        };
-        // Not recorded only means a redelivery tells this product again, with the same jti.
-        if let Err(e) = f.store.record_receipt(user, session, aud, &receipt).await {
-            tracing::warn!(user_id = %user, session_id = %session, aud, error = %e, "receipt not recorded");
-        }
-    }
-    if failed > 0 {
-        return Err(RecordError::Logout { failed });
-    }
-    Ok(())
-}
-
-/// The propagation lag as a CloudWatch Embedded Metric Format line (stdout becomes the log), by
-/// function name so that stacks sharing an account (dev, prod) keep their own series.
+/// The propagation lag as a CloudWatch Embedded Metric Format line.
 fn emit_lag_metric(lag_ms: i64) {
-    let function = active_sessions::config::function_name();
-    let line = serde_json::json!({
-        "_aws": {
-            "Timestamp": service::now_ms(),
-            "CloudWatchMetrics": [{
-                "Namespace": "ActiveSessions",
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [{"Name": "PropagationLagMs", "Unit": "Milliseconds"}]
-            }]
-        },
-        "FunctionName": function,
-        "PropagationLagMs": lag_ms
-    });
-    println!("{line}");
+    emit_metric("PropagationLagMs", "Milliseconds", lag_ms, None);
 }
 
 #[cfg(test)]
@@ -217,7 +159,8 @@ mod tests {
     async fn run(store: &MemoryStore, event: Event) -> DynamoDbEventResponse {
         let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
         let backchannel = Backchannel::disabled();
-        let f = Fanout { store, policy: &Policy::default(), cache: &cache, backchannel: &backchannel };
+        let retry = RetryPolicy::default();
+        let f = Fanout { store, policy: &Policy::default(), cache: &cache, backchannel: &backchannel, retry: &retry };
         handle(&f, event).await
     }
 

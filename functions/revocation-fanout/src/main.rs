@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let cache = TokenCache::new(&CacheConfig::load(&config.timeouts).await?).await?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let backchannel = revocation_fanout::load_backchannel(&config.timeouts).await?;
-    let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel };
+    let retry = active_sessions::logout::RetryPolicy::from_env()?;
+    let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel, retry: &retry };
     let fanout = &fanout;
     run(service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<_, Error>(revocation_fanout::handle(fanout, event.payload).await)

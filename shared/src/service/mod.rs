@@ -6,7 +6,7 @@
 //!
 //! One module per operation: `auth` (who is calling, on whose sessions), `sign_in` (with the
 //! session cap), `list`, `revoke` (one, all, the sweep, expiry), `revocation` (its receipts),
-//! `trust`, `events`, `users`,
+//! `trust`, `events`, `users`, `delivery` (back-channel logout, its receipts and retries),
 //! `introspect` (RFC 7662 for products, with its bookkeeping), and `views` (what they answer).
 
 use time::format_description::well_known::Rfc3339;
@@ -15,6 +15,8 @@ use time::OffsetDateTime;
 use crate::error::ServiceError;
 
 mod auth;
+#[cfg(feature = "backchannel")]
+mod delivery;
 mod events;
 #[cfg(feature = "cache")]
 mod introspect;
@@ -27,6 +29,8 @@ mod users;
 mod views;
 
 pub use auth::{after_token, authenticate, Caller, Principal, Subject};
+#[cfg(feature = "backchannel")]
+pub use delivery::{drain, first_attempts, Attempt, DrainReport};
 pub use events::{list_events, EventListing};
 #[cfg(feature = "cache")]
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};

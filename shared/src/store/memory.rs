@@ -17,6 +17,8 @@ struct Inner {
     profiles: HashMap<UserId, Profile>,
     memberships: HashMap<(WorkspaceId, UserId), Role>,
     audit: HashMap<UserId, BTreeMap<ulid::Ulid, AuditEvent>>,
+    /// The retry ledger by sort key: each entry with its lease.
+    retries: BTreeMap<String, (super::RetryEntry, Option<i64>)>,
     writes: usize,
 }
 
@@ -315,7 +317,9 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
-            if s.status == SessionStatus::Revoked {
+            let final_already =
+                s.receipts.get(aud).is_some_and(|r| r.status == crate::model::DeliveryStatus::Delivered);
+            if s.status == SessionStatus::Revoked && !final_already {
                 s.receipts.insert(aud.to_owned(), receipt.clone());
                 inner.writes += 1;
             }
@@ -350,5 +354,53 @@ impl SessionStore for MemoryStore {
             all.values().rev().filter(|e| after.is_none_or(|a| e.event_id < a)).take(limit as usize).cloned().collect();
         let more = events.len() == limit as usize;
         Ok(AuditPage { last_evaluated: if more { events.last().map(|e| e.event_id) } else { None }, events })
+    }
+}
+
+fn retry_key(entry: &super::RetryEntry) -> String {
+    crate::keys::retry_sk(entry.due_at, &entry.session, &entry.aud)
+}
+
+impl super::RetryLedger for MemoryStore {
+    async fn schedule_retry(&self, entry: &super::RetryEntry) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.retries.insert(retry_key(entry), (entry.clone(), None));
+        inner.writes += 1;
+        Ok(())
+    }
+
+    async fn due_retries(&self, now_ms: i64, limit: u32) -> Result<Vec<super::RetryEntry>, StoreError> {
+        let bound = crate::keys::retry_due_bound(now_ms);
+        let inner = self.lock();
+        Ok(inner.retries.range(..=bound).take(limit as usize).map(|(_, (e, _))| e.clone()).collect())
+    }
+
+    async fn claim_retry(&self, entry: &super::RetryEntry, now_ms: i64, lease_until: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.retries.get_mut(&retry_key(entry)) {
+            Some((_, lease)) if lease.is_none_or(|l| l < now_ms) => {
+                *lease = Some(lease_until);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn settle_retry(
+        &self,
+        entry: &super::RetryEntry,
+        lease_until: i64,
+        next: Option<&super::RetryEntry>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = retry_key(entry);
+        if inner.retries.get(&key).is_some_and(|(_, lease)| *lease == Some(lease_until)) {
+            inner.retries.remove(&key);
+            if let Some(next) = next {
+                inner.retries.insert(retry_key(next), (next.clone(), None));
+            }
+            inner.writes += 1;
+        }
+        Ok(())
     }
 }

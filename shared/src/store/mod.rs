@@ -8,10 +8,12 @@ use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::model::{AuditEvent, Profile, Revocation, Session, Watermark};
 
 mod dynamo;
+mod ledger;
 #[cfg(any(test, feature = "test-utils"))]
 mod memory;
 
 pub use dynamo::DynamoStore;
+pub use ledger::{RetryEntry, RetryLedger};
 #[cfg(any(test, feature = "test-utils"))]
 pub use memory::MemoryStore;
 

@@ -25,6 +25,7 @@ mod batch;
 mod codec;
 mod error;
 mod expr;
+mod ledger;
 mod session_store;
 
 use codec::*;

@@ -413,10 +413,16 @@ impl SessionStore for DynamoStore {
                     )
                     .expression_attribute_values(":map", attr(map)?)
             } else {
+                // A delivered receipt is final: a late failure (a drain and a redelivered
+                // stream record racing) never turns it back.
                 request
                     .update_expression("SET #receipts.#aud = :receipt")
-                    .condition_expression("attribute_exists(PK) AND #status = :revoked AND attribute_exists(#receipts)")
+                    .condition_expression(
+                        "attribute_exists(PK) AND #status = :revoked AND attribute_exists(#receipts) \
+                         AND (attribute_not_exists(#receipts.#aud) OR #receipts.#aud.#status <> :delivered)",
+                    )
                     .expression_attribute_names("#aud", aud)
+                    .expression_attribute_values(":delivered", attr(crate::model::DeliveryStatus::Delivered)?)
                     .expression_attribute_values(":receipt", attr(receipt)?)
             };
             match request.send().await {
@@ -426,7 +432,8 @@ impl SessionStore for DynamoStore {
                 Err(e) => return Err(send_error(e)),
             }
         }
-        // Neither form applied three times over: the session is not a tombstone (or is gone).
+        // Neither form applied three times over: the session is not a tombstone (or is gone), or
+        // the product's receipt is `delivered` already.
         Ok(())
     }
 

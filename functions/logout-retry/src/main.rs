@@ -1,0 +1,18 @@
+use active_sessions::logout::{Backchannel, RetryPolicy};
+use active_sessions::{telemetry, Config, DynamoStore};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
+    let backchannel = Backchannel::load(&config.timeouts).await?;
+    let policy = RetryPolicy::from_env()?;
+    let (store, backchannel, policy) = (&store, &backchannel, &policy);
+    run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+        let report = logout_retry::handle(store, backchannel, policy).await?;
+        Ok::<_, Error>(serde_json::to_value(report)?)
+    }))
+    .await
+}
