@@ -2,7 +2,7 @@
 # Benchmarks (release build) on a local stack of their own: DynamoDB Local, redis-server, the
 # stand-in product, cargo lambda watch and the stream poller. Not part of the test command.
 #   infra/bench.sh                 # all: handlers, validation (criterion), propagation (up, then fan-out down)
-#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout | coldstart
+#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout | coldstart | receipts
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
@@ -47,4 +47,43 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
   stop_group "$poller"
   BENCH_FANOUT=down BENCH_WINDOW_SECONDS="${BENCH_DOWN_WINDOW_SECONDS:-5}" BENCH_SESSIONS="${BENCH_DOWN_SESSIONS:-200}" \
     cargo bench -p integration-tests --bench propagation --quiet
+fi
+if [ "$which" = all ] || [ "$which" = receipts ]; then
+  # Three stand-in products (fast; every answer after 2 s; 503 to each session's first two
+  # deliveries), then the same without the slow one: the fast product's times should not move.
+  export REDIS_PORT="$(free_port)"
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+  pids+=("$(start_redis "$REDIS_PORT")")
+  logout_key
+  export LOGOUT_RETRY_HORIZON_SECONDS="${BENCH_HORIZON_SECONDS:-60}" LOGOUT_RETRY_BACKOFF_MS="${LOGOUT_RETRY_BACKOFF_MS:-500}"
+  export BENCH_HORIZON_SECONDS="$LOGOUT_RETRY_HORIZON_SECONDS"
+  receiver() { # receiver PORT AUD [flags]: a stand-in product that verifies what it gets
+    local port=$1 aud=$2; shift 2
+    (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin backchannel-receiver -- --port "$port" \
+        --jwks-url "http://127.0.0.1:$WATCH_PORT/.well-known/jwks.json" --aud "$aud" "$@" \
+        >"$LOCAL/logs/receiver-$port.log" 2>&1) &
+    local pid=$!
+    wait_until 120 "receiver $aud" curl -sf "http://127.0.0.1:$port/received" || return 1
+    echo "$pid"
+  }
+  fast_port="$(free_port)"; slow_port="$(free_port)"; flaky_port="$(free_port)"
+  pids+=("$(receiver "$fast_port" fast)" "$(receiver "$slow_port" slow --delay-ms 2000)" "$(receiver "$flaky_port" flaky --fail-first 2)")
+  endpoint() { echo "{\"aud\":\"$1\",\"url\":\"http://127.0.0.1:$2/logout\"}"; }
+  for run in with-slow without-slow; do
+    if [ "$run" = with-slow ]; then
+      export BACKCHANNEL_ENDPOINTS="[$(endpoint fast "$fast_port"),$(endpoint slow "$slow_port"),$(endpoint flaky "$flaky_port")]" BENCH_PRODUCTS=fast,slow,flaky
+    else
+      export BACKCHANNEL_ENDPOINTS="[$(endpoint fast "$fast_port"),$(endpoint flaky "$flaky_port")]" BENCH_PRODUCTS=fast,flaky
+    fi
+    export E2E_TABLE="receipts-$run-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
+    cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
+    stack=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+    stack+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
+    stack+=("$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")")
+    pids+=("${stack[@]}")
+    echo "== receipts, $run"
+    cargo bench -p integration-tests --bench receipts --quiet
+    stop_group "${stack[@]}"
+    sleep 1
+  done
 fi

@@ -33,6 +33,8 @@ export SAM_CLI_TELEMETRY=0
 # DynamoDB Local on two cores answers far slower than DynamoDB when a whole parallel test run (or a
 # JVM still warming up) hits it: locally every DynamoDB call may take longer than in production
 # (500 ms connect, 1 s an attempt, 2.5 s in all). The stall tests check the production defaults.
+# The local schedule of logout-retry runs every second (every minute deployed): retry sooner too.
+export LOGOUT_RETRY_BACKOFF_MS="${LOGOUT_RETRY_BACKOFF_MS:-500}"
 export DYNAMODB_ATTEMPT_TIMEOUT_MS="${DYNAMODB_ATTEMPT_TIMEOUT_MS:-10000}"
 export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
 export PATH="$VENV/bin:$PATH"
@@ -108,11 +110,14 @@ stop_group() {
   done
 }
 
-# start_poller TABLE FUNCTIONS_PORT: the local event source mapping, table stream → revocation-fanout.
+# start_poller TABLE FUNCTIONS_PORT: the local event source mapping, table stream → revocation-fanout,
+# and the local schedule of logout-retry (every LOCAL_RETRY_EVERY_MS, 1000).
 start_poller() {
   local table=$1 port=$2
   (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" --template "$ROOT/template.yaml" \
       --invoke-url "http://127.0.0.1:$port/2015-03-31/functions/revocation-fanout/invocations" \
+      --retry-url "http://127.0.0.1:$port/2015-03-31/functions/logout-retry/invocations" \
+      --retry-every-ms "${LOCAL_RETRY_EVERY_MS:-1000}" \
       >"$LOCAL/logs/poller-$port.log" 2>&1) &
   local pid=$!
   wait_until 120 "stream-poller" grep -q "reading" "$LOCAL/logs/poller-$port.log" || { kill -- -"$pid" 2>/dev/null; return 1; }

@@ -40,6 +40,9 @@ pids+=("$(start_receiver "$RECEIVER_PORT")")
 export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
 export E2E_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT"
 echo "== backchannel-receiver on 127.0.0.1:$RECEIVER_PORT"
+# Retries on the test stack: the first after 0.5 s, given up after 8 s (the end-to-end tests wait
+# for both outcomes).
+export LOGOUT_RETRY_BACKOFF_MS=500 LOGOUT_RETRY_HORIZON_SECONDS=8
 E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
 pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
@@ -50,7 +53,7 @@ pids+=("$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")")
 echo "== stream poller on $E2E_TABLE"
 
 echo "== cargo test"
-E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" E2E_TABLE="$E2E_TABLE" cargo test --workspace --no-fail-fast "$@"
+E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" E2E_TABLE="$E2E_TABLE" E2E_FUNCTIONS_LOG="$LOCAL/logs/watch-$FUNCTIONS_PORT.log" cargo test --workspace --no-fail-fast "$@"
 
 # The contract: every route of infra/openapi.yaml against the same local stack (after the tests,
 # which it would otherwise race for the functions, one request at a time each).

@@ -13,8 +13,12 @@
 //! deployed mapping, it applies the filter criteria of `template.yaml`: records no filter matches
 //! are skipped, never sent.
 //!
+//! With `--retry-url`, it also plays the deployed schedule of `logout-retry` (every minute there),
+//! invoking it every `--retry-every-ms` (1000) on a task of its own, so that a slow retry run
+//! never holds the stream.
+//!
 //! Usage: stream-poller --table NAME --invoke-url URL [--template template.yaml] [--interval-ms 250]
-//! [--batch-size 100]
+//! [--batch-size 100] [--retry-url URL [--retry-every-ms 1000]]
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
@@ -240,6 +244,10 @@ async fn main() -> Result<(), BoxError> {
         interval,
         poller.filters.len()
     );
+    if let Some(url) = arg(&args, "--retry-url") {
+        let every = Duration::from_millis(arg(&args, "--retry-every-ms").and_then(|v| v.parse().ok()).unwrap_or(1000));
+        tokio::spawn(schedule(poller.http.clone(), url, every));
+    }
     let mut ticks = 0u64;
     let mut refresh_now = false;
     loop {
@@ -260,6 +268,22 @@ async fn main() -> Result<(), BoxError> {
         }
         ticks += 1;
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// The scheduled invocation of `logout-retry`, as EventBridge Scheduler would send it: one at a
+/// time, every `every` from the start of the last.
+async fn schedule(http: reqwest::Client, url: String, every: Duration) {
+    eprintln!("stream-poller: invoking {url} every {every:?}");
+    loop {
+        let started = tokio::time::Instant::now();
+        let event = json!({ "source": "local.scheduler", "detail-type": "Scheduled Event", "detail": {} });
+        match http.post(&url).json(&event).send().await {
+            Ok(res) if res.status().is_success() => {}
+            Ok(res) => eprintln!("stream-poller: the retry drain answered {}", res.status()),
+            Err(e) => eprintln!("stream-poller: the retry drain failed: {e}"),
+        }
+        tokio::time::sleep_until(started + every).await;
     }
 }
 

@@ -1,19 +1,27 @@
 //! `backchannel-receiver`: a stand-in product endpoint for the local stack and the tests. It
 //! accepts OIDC back-channel logout POSTs (`logout_token=<jwt>`) on `/logout`, keeps them in
 //! memory, and lists them on `GET /received` (JSON array of `{"token", "status"}`). To exercise
-//! re-delivery, it answers 500 to the first delivery for any session whose user id starts with
-//! `flaky-` (read from the token's payload; the signature is the receiving test's to verify).
+//! retries, by the user id in the token's payload:
+//! - `flaky-`: 500 to the first delivery of each session;
+//! - `outage-`: 503 for `OUTAGE` (2 s) from the first delivery of each session, then 200 (a
+//!   product down for a while);
+//! - `dead-`: 503 always (a product that never comes back).
+//!
+//! For the receipts bench, one receiver can also play a slow product (`--delay-ms`: every answer
+//! that late) or a flaky one (`--fail-first N`: 503 to the first N deliveries of each session).
 //!
 //! As a product must (README), it verifies each token with the key its `kid` names in the
 //! service's JWKS (`--jwks-url`, fetched on first use and again for an unknown `kid`), for its
 //! audience (`--aud`), and answers 400 to a token that does not verify; each delivery is listed
 //! with `verified`.
 //!
-//! Usage: backchannel-receiver --port PORT [--jwks-url URL --aud AUD]   (binds 127.0.0.1 only)
+//! Usage: backchannel-receiver --port PORT [--jwks-url URL --aud AUD] [--delay-ms N] [--fail-first N]
+//! (binds 127.0.0.1 only)
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -25,10 +33,22 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
+/// How long an `outage-` user's sessions find the product down.
+const OUTAGE: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct State {
     received: Vec<Value>,
     failed_once: HashSet<String>,
+    /// Per session: the first delivery's time and the deliveries so far.
+    seen: HashMap<String, (Instant, u32)>,
+}
+
+/// How this receiver plays its product.
+#[derive(Clone, Copy, Default)]
+struct Behaviour {
+    delay: Duration,
+    fail_first: u32,
 }
 
 /// How the receiver verifies what it receives.
@@ -99,6 +119,7 @@ fn form_value(body: &[u8], name: &str) -> Option<String> {
 async fn serve(
     state: Arc<Mutex<State>>,
     verifier: Option<Arc<Verifier>>,
+    behaviour: Behaviour,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, body: String| {
@@ -123,15 +144,24 @@ async fn serve(
             }
             let sub = claims(&token).and_then(|c| c["sub"].as_str().map(str::to_owned)).unwrap_or_default();
             let sid = claims(&token).and_then(|c| c["sid"].as_str().map(str::to_owned)).unwrap_or_default();
-            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-            let fail = sub.starts_with("flaky-") && s.failed_once.insert(sid);
-            let status = if fail { 500 } else { 200 };
-            s.received.push(json!({ "token": token, "status": status, "verified": verified }));
-            if fail {
-                reply(StatusCode::INTERNAL_SERVER_ERROR, "try again".into())
-            } else {
-                reply(StatusCode::OK, String::new())
-            }
+            let status = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                let (first, n) = *s.seen.entry(sid.clone()).and_modify(|(_, n)| *n += 1).or_insert((Instant::now(), 1));
+                let status = if sub.starts_with("flaky-") && s.failed_once.insert(sid) {
+                    500
+                } else if sub.starts_with("dead-")
+                    || (sub.starts_with("outage-") && first.elapsed() < OUTAGE)
+                    || n <= behaviour.fail_first
+                {
+                    503
+                } else {
+                    200
+                };
+                s.received.push(json!({ "token": token, "status": status, "verified": verified }));
+                status
+            };
+            tokio::time::sleep(behaviour.delay).await;
+            reply(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), String::new())
         }
         (&Method::GET, "/received") => {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -159,6 +189,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if let Some(v) = &verifier {
         tokio::spawn(Arc::clone(v).prefetch());
     }
+    let number = |name: &str| arg(name).map(|v| v.parse::<u32>()).transpose();
+    let behaviour = Behaviour {
+        delay: Duration::from_millis(number("--delay-ms")?.unwrap_or(0).into()),
+        fail_first: number("--fail-first")?.unwrap_or(0),
+    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("backchannel-receiver: listening on 127.0.0.1:{port}");
     let state = Arc::new(Mutex::new(State::default()));
@@ -166,7 +201,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let (stream, _) = listener.accept().await?;
         let (state, verifier) = (Arc::clone(&state), verifier.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| serve(Arc::clone(&state), verifier.clone(), req));
+            let service = service_fn(move |req| serve(Arc::clone(&state), verifier.clone(), behaviour, req));
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 eprintln!("backchannel-receiver: {e}");
             }

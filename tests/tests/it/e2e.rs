@@ -488,7 +488,8 @@ async fn a_product_answering_500_gets_the_logout_again() {
     let me = api.sign_in(&user, "browser").await;
     let other = api.sign_in(&user, "browser").await;
     assert_eq!(api.revoke(&me.token, &other.id).await.0, 204);
-    // The first delivery is refused (500): the record is reported failed and re-delivered.
+    // The first delivery is refused (500): the retry ledger tries again (logout-retry, which the
+    // local poller invokes every second), with the same jti.
     let deliveries = wait_for_logouts(&other.id, 2).await;
     let statuses: Vec<i64> = deliveries.iter().map(|d| d["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses[0], 500, "{statuses:?}");
@@ -559,4 +560,92 @@ async fn a_revocation_receipt_completes_once_caches_and_products_let_go() {
         (Some("local-product"), Some("delivered"))
     );
     assert_eq!(products[0]["attempts"], 1);
+}
+
+/// Polls a revoked session's receipt until `done` says so (or 30 s), and returns every distinct
+/// state of the one product seen on the way.
+async fn watch_receipt(api: &mut Api, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let path = format!("/v1/sessions/{id}/revocation");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen: Vec<Value> = Vec::new();
+    loop {
+        let (status, body, _) = api.call(Method::GET, "/v1/sessions/{id}/revocation", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{body}");
+        let product = body["products"][0].clone();
+        if seen.last() != Some(&product) {
+            seen.push(product);
+        }
+        if done(&body) {
+            return seen;
+        }
+        assert!(std::time::Instant::now() < deadline, "not done: {body}; seen {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// #12 (3): the product is down for a while (503 for 2 s from its first delivery, `outage-`
+/// users), then back: its receipt goes `pending` (with the failure's class) → `delivered`, by the
+/// retry drain, and the revoke-one's event summary completes.
+#[tokio::test]
+async fn a_product_down_for_a_while_ends_delivered() {
+    let mut api = Api::new();
+    let user = format!("outage-{}", SessionId::new().to_string().to_lowercase());
+    let me = api.sign_in(&user, "browser").await;
+    let victim = api.sign_in(&user, "mobile_app").await;
+    assert_eq!(api.revoke(&me.token, &victim.id).await.0, 204);
+    let seen = watch_receipt(&mut api, &me.token, &victim.id, |r| r["complete"] == true).await;
+    let statuses: Vec<&str> = seen.iter().filter_map(|p| p["status"].as_str()).collect();
+    assert!(statuses.contains(&"pending"), "{seen:?}");
+    assert_eq!(statuses.last(), Some(&"delivered"), "{seen:?}");
+    let pending = seen.iter().find(|p| p["status"] == "pending" && p["attempts"].as_i64() >= Some(1));
+    assert!(pending.is_some_and(|p| p["last_attempt_at"].is_string()), "a failed attempt on record: {seen:?}");
+    let last = seen.last().unwrap();
+    assert!(last["attempts"].as_i64().unwrap() >= 2, "{last}");
+    assert!(last["delivered_at"].is_string(), "{last}");
+    let deliveries = wait_for_logouts(&victim.id, 2).await;
+    let statuses: Vec<i64> = deliveries.iter().map(|d| d["status"].as_i64().unwrap()).collect();
+    assert_eq!((statuses.first(), statuses.last()), (Some(&503), Some(&200)), "{statuses:?}");
+    let (status, events, _) =
+        api.call(Method::GET, "/v1/sessions/events", "/v1/sessions/events", Some(&me.token), None).await;
+    assert_eq!(status, 200);
+    let summary = &events["events"][0]["receipts"];
+    assert_eq!((summary["delivered"].as_i64(), summary["pending"].as_i64()), (Some(1), Some(0)), "{events}");
+}
+
+/// #12 (3): the product never comes back (`dead-` users): retried until the horizon (8 s on the
+/// test stack), then the receipt says `failed`, and logout-retry emits the LogoutDeliveryFailed
+/// metric (an EMF line in its log, which CloudWatch turns into the metric the alarm watches).
+#[tokio::test]
+async fn a_product_that_never_comes_back_ends_failed_with_the_metric() {
+    let mut api = Api::new();
+    let user = format!("dead-{}", SessionId::new().to_string().to_lowercase());
+    let me = api.sign_in(&user, "browser").await;
+    let victim = api.sign_in(&user, "mobile_app").await;
+    assert_eq!(api.revoke(&me.token, &victim.id).await.0, 204);
+    let seen = watch_receipt(&mut api, &me.token, &victim.id, |r| r["products"][0]["status"] == "failed").await;
+    let last = seen.last().unwrap();
+    assert!(last["attempts"].as_i64().unwrap() >= 3, "retried with backoff first: {seen:?}");
+    assert!(seen.iter().any(|p| p["status"] == "pending"), "{seen:?}");
+    let log = std::env::var("E2E_FUNCTIONS_LOG").expect("E2E_FUNCTIONS_LOG: run infra/test.sh");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let given_up = text.lines().any(|l| l.contains("given up at the horizon") && l.contains(&victim.id));
+        let metric = text.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok()).any(|m| {
+            m["LogoutDeliveryFailed"] == 1
+                && m["Product"] == "local-product"
+                && m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ActiveSessions"
+        });
+        if given_up && metric {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no LogoutDeliveryFailed metric (given up: {given_up}) in {log}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, events, _) =
+        api.call(Method::GET, "/v1/sessions/events", "/v1/sessions/events", Some(&me.token), None).await;
+    assert_eq!(status, 200);
+    let summary = &events["events"][0]["receipts"];
+    assert_eq!(summary["failed"].as_i64(), Some(1), "{events}");
+    assert!(summary["completed_at"].is_null(), "a failed product never completes: {events}");
 }

@@ -41,6 +41,10 @@ fn template_routes(doc: &Value) -> BTreeMap<(String, String), (String, Option<St
         let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().expect("Binary").to_owned();
         let Some(events) = f["Properties"]["Events"].as_mapping() else { continue };
         for (name, event) in events {
+            // The one other event: the retry drain's schedule.
+            if id == "LogoutRetryFunction" && event["Type"].as_str() == Some("ScheduleV2") {
+                continue;
+            }
             assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{id}.{name:?}: only HttpApi events here");
             let p = &event["Properties"];
             assert_eq!(p["PayloadFormatVersion"].as_str(), Some("2.0"), "{id}.{name:?}: payload format 2.0");
@@ -364,6 +368,37 @@ fn unconditional(st: &Value) -> &Value {
     }
 }
 
+/// #12 (3): the retry ledger is drained on a schedule, and a product given up on fires an alarm on
+/// the metric the drain emits (`LogoutDeliveryFailed`, by the drain's function name).
+#[test]
+fn the_retry_drain_is_scheduled_and_giving_up_alarms() {
+    let doc = template();
+    let retry = &resources_of(&doc, "AWS::Serverless::Function")["LogoutRetryFunction"];
+    let schedule = retry["Properties"]["Events"]
+        .as_mapping()
+        .and_then(|events| events.values().find(|e| e["Type"].as_str() == Some("ScheduleV2")))
+        .expect("a ScheduleV2 event");
+    assert_eq!(schedule["Properties"]["ScheduleExpression"].as_str(), Some("rate(1 minute)"));
+    let env = &retry["Properties"]["Environment"]["Variables"];
+    assert!(!env["LOGOUT_RETRY_HORIZON_SECONDS"].is_null() && !env["BACKCHANNEL_SECRET_ARN"].is_null());
+    let fanout_env = &resources_of(&doc, "AWS::Serverless::Function")["RevocationFanoutFunction"]["Properties"]
+        ["Environment"]["Variables"];
+    assert!(!fanout_env["LOGOUT_RETRY_HORIZON_SECONDS"].is_null() && !fanout_env["LOGOUT_INLINE_BUDGET_MS"].is_null());
+    let alarm = &resources_of(&doc, "AWS::CloudWatch::Alarm")["LogoutDeliveryFailedAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"].as_str(), Some("ActiveSessions"));
+    assert_eq!(alarm["MetricName"].as_str(), Some("LogoutDeliveryFailed"));
+    let Value::Tagged(dim) = &alarm["Dimensions"][0]["Value"] else { panic!("a !Ref dimension") };
+    assert_eq!(
+        (alarm["Dimensions"][0]["Name"].as_str(), dim.value.as_str()),
+        (Some("FunctionName"), Some("LogoutRetryFunction"))
+    );
+    assert_eq!(
+        (alarm["Threshold"].as_i64(), alarm["ComparisonOperator"].as_str()),
+        (Some(0), Some("GreaterThanThreshold"))
+    );
+    assert!(!alarm["AlarmActions"].is_null());
+}
+
 #[test]
 fn every_permission_is_named_and_scoped() {
     let doc = template();
@@ -402,6 +437,8 @@ fn every_permission_is_named_and_scoped() {
                     o if o.contains("IntrospectToken") => ["CacheSecretArn"].as_slice(),
                     // It derives the public keys it serves from the signing keys.
                     o if o.contains("GetJwks") || o == "get-jwks" => ["BackchannelSecretArn"].as_slice(),
+                    // It signs the logout tokens it retries.
+                    o if o.contains("LogoutRetry") || o == "logout-retry" => ["BackchannelSecretArn"].as_slice(),
                     _ => [].as_slice(),
                 };
                 assert!(secret.is_some_and(|s| allowed.contains(&s)), "{owner} may not read the secret {secret:?}");
