@@ -59,17 +59,20 @@ if [ "$which" = all ] || [ "$which" = receipts ]; then
   export BENCH_HORIZON_SECONDS="$LOGOUT_RETRY_HORIZON_SECONDS"
   receiver() { # receiver PORT AUD [flags]: a stand-in product that verifies what it gets
     local port=$1 aud=$2; shift 2
-    (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin backchannel-receiver -- --port "$port" \
+    (cd "$ROOT" && exec setsid cargo run --release --quiet -p local-stack --bin backchannel-receiver -- --port "$port" \
         --jwks-url "http://127.0.0.1:$WATCH_PORT/.well-known/jwks.json" --aud "$aud" "$@" \
         >"$LOCAL/logs/receiver-$port.log" 2>&1) &
     local pid=$!
     wait_until 120 "receiver $aud" curl -sf "http://127.0.0.1:$port/received" || return 1
     echo "$pid"
   }
+  # Release builds, as deployed: a debug build's ES256 signing and verifying would be the bottleneck.
+  export WATCH_FLAGS=--release
+  cargo build --release --quiet -p local-stack --bins
   fast_port="$(free_port)"; slow_port="$(free_port)"; flaky_port="$(free_port)"
   pids+=("$(receiver "$fast_port" fast)" "$(receiver "$slow_port" slow --delay-ms 2000)" "$(receiver "$flaky_port" flaky --fail-first 2)")
   endpoint() { echo "{\"aud\":\"$1\",\"url\":\"http://127.0.0.1:$2/logout\"}"; }
-  for run in with-slow without-slow; do
+  for run in ${BENCH_RECEIPTS_RUNS:-with-slow without-slow}; do
     if [ "$run" = with-slow ]; then
       export BACKCHANNEL_ENDPOINTS="[$(endpoint fast "$fast_port"),$(endpoint slow "$slow_port"),$(endpoint flaky "$flaky_port")]" BENCH_PRODUCTS=fast,slow,flaky
     else
@@ -81,9 +84,14 @@ if [ "$which" = all ] || [ "$which" = receipts ]; then
     stack+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
     stack+=("$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")")
     pids+=("${stack[@]}")
+    # Build every function before the clock starts (cargo lambda watch builds on first invocation).
+    for f in revocation-fanout logout-retry revoke-session; do
+      curl -s -o /dev/null -X POST "http://127.0.0.1:$FUNCTIONS_PORT/2015-03-31/functions/$f/invocations" -d '{}' || true
+    done
     echo "== receipts, $run"
     cargo bench -p integration-tests --bench receipts --quiet
     stop_group "${stack[@]}"
+    cp "$LOCAL/logs/watch-$FUNCTIONS_PORT.log" "$LOCAL/logs/receipts-$run.log"
     sleep 1
   done
 fi

@@ -79,7 +79,9 @@ start_dynamodb() {
 # on TABLE (the Lambda emulator; clients go through the gateway, start_gateway). Prints its pid.
 start_functions() {
   local port=$1 table=$2
-  (cd "$ROOT" && TABLE_NAME="$table" exec setsid cargo lambda watch -A 127.0.0.1 -P "$port" \
+  # WATCH_FLAGS: extra flags, e.g. --release (the receipts bench: debug builds sign ES256 slowly).
+  # shellcheck disable=SC2086
+  (cd "$ROOT" && TABLE_NAME="$table" exec setsid cargo lambda watch ${WATCH_FLAGS:-} -A 127.0.0.1 -P "$port" \
       >"$LOCAL/logs/watch-$port.log" 2>&1) &
   local pid=$!
   # Ready when a routed function answers (401 without a token). The first call starts the function.

@@ -10,8 +10,9 @@
 //! waits for it). Medians and p99 in ms, and beside them the median of a raw DynamoDB UpdateItem
 //! on the same table, measured in the same run, as the machine's yardstick.
 //!
-//! `BENCH_SESSIONS` (500) revocations; `BENCH_PRODUCTS` the configured products (comma-separated,
-//! as in BACKCHANNEL_ENDPOINTS); `BENCH_HORIZON_SECONDS` (the stack's LOGOUT_RETRY_HORIZON_SECONDS).
+//! `BENCH_SESSIONS` (500) revocations at `BENCH_RATE` (10) per second; `BENCH_PRODUCTS` the
+//! configured products (comma-separated, as in BACKCHANNEL_ENDPOINTS); `BENCH_HORIZON_SECONDS`
+//! (the stack's LOGOUT_RETRY_HORIZON_SECONDS).
 
 use std::time::{Duration, Instant};
 
@@ -104,19 +105,23 @@ async fn main() {
         let n = PER_USER.min(sessions - targets.len());
         let signed: Vec<SignedIn> = stream::iter(0..n)
             .map(|_| sign_in(&table.store, &user, ClientKind::MobileApp))
-            .buffer_unordered(8)
+            .buffer_unordered(64)
             .collect()
             .await;
         let id = UserId::parse(&user).unwrap();
         targets.extend(signed.into_iter().map(|s| (id.clone(), me.clone(), s)));
     }
 
-    // The revokes, through the API, a few at a time (the local functions serve one at a time).
+    // The revokes, through the API, at a steady rate (DynamoDB Local serialises writes: a faster
+    // burst measures its queue, not the fan-out).
+    let rate = env_num("BENCH_RATE", 10).max(1);
     let started = Instant::now();
-    let revoked: Vec<Revoked> = stream::iter(targets)
-        .map(|(user, me, target)| {
+    let revoked: Vec<Revoked> = stream::iter(targets.into_iter().enumerate())
+        .map(|(i, (user, me, target))| {
+            let at = tokio::time::Instant::from_std(started) + Duration::from_micros(i as u64 * 1_000_000 / rate);
             let (http, base) = (&http, &base);
             async move {
+                tokio::time::sleep_until(at).await;
                 let res = http
                     .delete(format!("{base}/v1/sessions/{}", target.session_id))
                     .bearer_auth(&me.token)
@@ -127,11 +132,11 @@ async fn main() {
                 Revoked { user, target, returned_at: now_ms() }
             }
         })
-        .buffer_unordered(4)
+        .buffer_unordered(64)
         .collect()
         .await;
     let last_revoke = Instant::now();
-    println!("  {sessions} revokes in {:.1} s", started.elapsed().as_secs_f64());
+    println!("  {sessions} revokes in {:.1} s (BENCH_RATE {rate}/s)", started.elapsed().as_secs_f64());
 
     // Wait for every receipt to settle (delivered or failed), or the horizon past the last revoke.
     let settled = |r: &std::collections::BTreeMap<String, active_sessions::model::ProductReceipt>| {
