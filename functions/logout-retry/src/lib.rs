@@ -13,9 +13,11 @@ pub async fn handle<S: SessionStore + RetryLedger>(
     backchannel: &Backchannel,
     policy: &RetryPolicy,
 ) -> Result<DrainReport, StoreError> {
+    let started = std::time::Instant::now();
     let report = service::drain(store, backchannel, policy, service::now_ms()).await?;
     if report.due > 0 {
         tracing::info!(
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             due = report.due,
             delivered = report.delivered,
             retrying = report.retrying,

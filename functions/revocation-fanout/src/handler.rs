@@ -70,12 +70,20 @@ pub async fn handle<S: SessionStore + RetryLedger>(f: &Fanout<'_, S>, event: Eve
             failed
         }
     });
+    let started = std::time::Instant::now();
     let mut response = DynamoDbEventResponse::default();
     for sequence in futures::future::join_all(runs).await.into_iter().flatten() {
         let mut failure = DynamoDbBatchItemFailure::default();
         failure.item_identifier = sequence;
         response.batch_item_failures.push(failure);
     }
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        records = event.records.len(),
+        failed = response.batch_item_failures.len(),
+        elapsed_ms,
+        "batch done"
+    );
     response
 }
 
