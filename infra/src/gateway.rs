@@ -123,7 +123,13 @@ fn is_text(content_type: Option<&str>) -> bool {
 /// The payload 2.0 event API Gateway would send for `req` on `route`.
 pub fn event(route: &Route, params: &BTreeMap<String, String>, req: &HttpRequest<'_>, now_ms: i64) -> Value {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    let mut cookies: Vec<String> = Vec::new();
     for (name, value) in &req.headers {
+        // Payload 2.0 moves cookies out of the headers into `cookies`, one entry per cookie.
+        if name.eq_ignore_ascii_case("cookie") {
+            cookies.extend(value.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+            continue;
+        }
         headers.entry(name.to_ascii_lowercase()).and_modify(|v| *v = format!("{v},{value}")).or_insert(value.clone());
     }
     let mut query: BTreeMap<String, String> = BTreeMap::new();
@@ -143,6 +149,9 @@ pub fn event(route: &Route, params: &BTreeMap<String, String>, req: &HttpRequest
     event.insert("rawPath".into(), json!(req.path));
     event.insert("rawQueryString".into(), json!(req.query.unwrap_or("")));
     event.insert("headers".into(), json!(headers));
+    if !cookies.is_empty() {
+        event.insert("cookies".into(), json!(cookies));
+    }
     if !query.is_empty() {
         event.insert("queryStringParameters".into(), json!(query));
     }
@@ -203,6 +212,33 @@ impl HttpResponse {
             headers: vec![("content-type".into(), "application/json".into())],
             body: json!({ "message": message }).to_string().into_bytes(),
         }
+    }
+}
+
+/// The local stack's sign-in link (`GET /local/sign-in?token=...&next=/path`): what the sign-in
+/// service does deployed, set the session cookie and send the browser to the page. It exists only
+/// here, in the local gateway: `template.yaml` has no such route (a test checks it).
+pub fn local_sign_in(query: Option<&str>) -> HttpResponse {
+    let params: BTreeMap<String, String> = form_urlencoded(query.unwrap_or("")).into_iter().collect();
+    let token = params.get("token").map(String::as_str).unwrap_or("");
+    // A session token is `ast1.<base64url>.<ulid>.<base64url>`: no character a cookie can't carry.
+    if token.is_empty() || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return HttpResponse::gateway(400, "token is required");
+    }
+    // Only a path on this origin: never an open redirect.
+    let next = params
+        .get("next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .map_or("/settings/security/sessions", String::as_str);
+    HttpResponse {
+        status: 303,
+        headers: vec![
+            ("location".into(), next.to_owned()),
+            ("set-cookie".into(), format!("__Host-as_session={token}; Path=/; Secure; HttpOnly; SameSite=Strict")),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: Vec::new(),
     }
 }
 
@@ -301,5 +337,40 @@ mod tests {
         let r = response(br#"{"statusCode":200,"body":"aGk=","isBase64Encoded":true}"#);
         assert_eq!(r.body, b"hi");
         assert_eq!(response(b"not json").status, 500);
+    }
+
+    #[test]
+    fn the_local_sign_in_link_sets_the_cookie_and_redirects_on_this_origin_only() {
+        let r = local_sign_in(Some("token=ast1.YWxpY2U.01JD2Z5R8B3W4K9Q7N6M5X4Y3Z.c2VjcmV0&next=%2Fadmin%2Fmembers"));
+        assert_eq!(r.status, 303);
+        assert!(r.headers.contains(&("location".into(), "/admin/members".into())));
+        let cookie = &r.headers.iter().find(|(k, _)| k == "set-cookie").unwrap().1;
+        assert!(
+            cookie.starts_with("__Host-as_session=ast1.")
+                && cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Strict")
+        );
+        for next in ["https://evil.example/", "//evil.example/"] {
+            let r = local_sign_in(Some(&format!("token=ast1.x&next={next}")));
+            assert!(r.headers.contains(&("location".into(), "/settings/security/sessions".into())), "{next}");
+        }
+        assert_eq!(local_sign_in(Some("token=a%3Bb")).status, 400, "no cookie injection");
+        assert_eq!(local_sign_in(None).status, 400);
+    }
+
+    #[test]
+    fn cookies_travel_as_payload_2_cookies() {
+        let route = Route::new("GET", "/v1/sessions", "list-sessions");
+        let req = HttpRequest {
+            method: "GET",
+            path: "/v1/sessions",
+            query: None,
+            headers: vec![("Cookie".into(), "a=1; __Host-as_session=t".into())],
+            body: b"",
+            source_ip: "127.0.0.1".into(),
+        };
+        let e = event(&route, &BTreeMap::new(), &req, 0);
+        assert_eq!(e["cookies"], json!(["a=1", "__Host-as_session=t"]));
+        assert!(e["headers"].get("cookie").is_none());
     }
 }

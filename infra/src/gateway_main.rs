@@ -29,6 +29,9 @@ fn now_ms() -> i64 {
 
 async fn handle(gw: &Gateway, req: Request<Incoming>, peer: std::net::IpAddr) -> HttpResponse {
     let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/local/sign-in" && parts.method == hyper::Method::GET {
+        return local_stack::gateway::local_sign_in(parts.uri.query());
+    }
     let Some((route, params)) = route(&gw.routes, parts.method.as_str(), parts.uri.path()) else {
         return HttpResponse::gateway(404, "Not Found");
     };

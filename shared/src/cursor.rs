@@ -10,7 +10,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
-use crate::domain::{InvalidValue, UserId};
+use crate::domain::{InvalidValue, UserId, WorkspaceId};
 
 const VERSION: &str = "c1";
 const MAX_LEN: usize = 200;
@@ -89,9 +89,46 @@ pub fn decode(raw: &str, user: &UserId, listing: Listing) -> Result<Position, In
     }
 }
 
+/// A member listing's cursor: after which member (by user id) the next page starts, bound to the
+/// workspace it pages.
+pub fn encode_member(workspace: &WorkspaceId, after: &UserId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("m1.{}.{}", member_tag(workspace), after.as_str()))
+}
+
+pub fn decode_member(raw: &str, workspace: &WorkspaceId) -> Result<UserId, InvalidValue> {
+    let bad = || InvalidValue("cursor is not valid for this listing; start again without it".into());
+    if raw.len() > MAX_LEN {
+        return Err(bad());
+    }
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '.');
+    let (Some("m1"), Some(t), Some(user)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+    if t != member_tag(workspace) {
+        return Err(bad());
+    }
+    UserId::parse(user).map_err(|_| bad())
+}
+
+fn member_tag(workspace: &WorkspaceId) -> String {
+    let digest = Sha256::digest(format!("cursor:members:{}", workspace.as_str()).as_bytes());
+    hex::encode(&digest[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_cursor_round_trips_for_its_workspace_only() {
+        let acme = WorkspaceId::parse("acme").unwrap();
+        let other = WorkspaceId::parse("other").unwrap();
+        let user = UserId::parse("a.b@c.d").unwrap();
+        let c = encode_member(&acme, &user);
+        assert!(Cursor::parse(&c).is_ok(), "{c}");
+        assert_eq!(decode_member(&c, &acme), Ok(user));
+        assert!(decode_member(&c, &other).is_err());
+        assert!(decode_member("YWJj", &acme).is_err());
+    }
 
     #[test]
     fn round_trip() {

@@ -28,6 +28,9 @@ pub enum ServiceError {
     /// Self-service is off for accounts linked to an organisation's SSO.
     #[error("sessions are managed by the organisation")]
     SsoManaged { workspace: Option<String> },
+    /// A cookie-authenticated change that did not come from this site's own pages (CSRF).
+    #[error("cross-site request refused")]
+    CrossSite,
     #[error("the current session can't be revoked from its own row")]
     CurrentSession,
     #[error("the session is still active")]
@@ -66,6 +69,9 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// `sso-managed` only: the workspace whose admins manage the account's sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 impl ServiceError {
@@ -73,7 +79,7 @@ impl ServiceError {
         match self {
             Self::MissingToken | Self::InvalidToken => 401,
             Self::NotFound => 404,
-            Self::Forbidden(_) | Self::SsoManaged { .. } => 403,
+            Self::Forbidden(_) | Self::SsoManaged { .. } | Self::CrossSite => 403,
             Self::CurrentSession | Self::StillActive => 409,
             Self::BadRequest(_) => 400,
             Self::PayloadTooLarge { .. } => 413,
@@ -92,6 +98,7 @@ impl ServiceError {
             Self::NotFound => ("not-found", "Not found"),
             Self::Forbidden(_) => ("forbidden", "Forbidden"),
             Self::SsoManaged { .. } => ("sso-managed", "Sessions are managed by your organisation"),
+            Self::CrossSite => ("cross-site-request", "Cross-site request refused"),
             Self::CurrentSession => ("current-session", "This is your current session"),
             Self::StillActive => ("still-active", "The session is still active"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
@@ -116,6 +123,7 @@ impl ServiceError {
                  administrators of workspace {}. Ask them to sign you out.",
                 workspace.as_deref().unwrap_or("(unknown)")
             ),
+            Self::CrossSite => "A change made with the session cookie must come from this site's own pages.".into(),
             Self::CurrentSession => {
                 "You can't revoke the session you are using. Sign out normally, or log out of all sessions.".into()
             }
@@ -131,7 +139,17 @@ impl ServiceError {
 
     pub fn problem(&self) -> Problem {
         let (slug, title) = self.slug_and_title();
-        Problem { kind: format!("{PROBLEM_TYPE_BASE}{slug}"), title, status: self.status(), detail: self.detail() }
+        let workspace = match self {
+            Self::SsoManaged { workspace } => workspace.clone(),
+            _ => None,
+        };
+        Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{slug}"),
+            title,
+            status: self.status(),
+            detail: self.detail(),
+            workspace,
+        }
     }
 }
 

@@ -121,11 +121,21 @@ pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Re
     }
 }
 
-/// The session token from `Authorization: Bearer <token>`, parsed (not yet validated).
+/// The browser's session cookie: `__Host-` (Secure, `Path=/`, no `Domain`, so only this exact
+/// origin sets or receives it), `HttpOnly` (page script never sees the token), `SameSite=Strict`.
+pub const SESSION_COOKIE: &str = "__Host-as_session";
+
+/// The session token from `Authorization: Bearer <token>` or, from a browser, the session cookie,
+/// parsed (not yet validated). The header wins when both are present. A state-changing request
+/// authenticated by the cookie must show it comes from this site's own pages (`same_origin`).
 pub fn bearer(req: &Request) -> Result<SessionToken, ServiceError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Err(ServiceError::MissingToken);
+        let token = session_cookie(req)?.ok_or(ServiceError::MissingToken)?;
+        if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            same_origin(req)?;
+        }
+        return SessionToken::parse(&token).map_err(|_| ServiceError::InvalidToken);
     };
     if values.next().is_some() {
         return Err(ServiceError::InvalidToken);
@@ -136,6 +146,45 @@ pub fn bearer(req: &Request) -> Result<SessionToken, ServiceError> {
         return Err(ServiceError::InvalidToken);
     }
     SessionToken::parse(token.trim()).map_err(|_| ServiceError::InvalidToken)
+}
+
+/// The session cookie's value, if the request carries it (in one `Cookie` header or several: API
+/// Gateway's payload 2.0 `cookies`, which lambda_http joins). Given twice, it is refused.
+fn session_cookie(req: &Request) -> Result<Option<String>, ServiceError> {
+    let mut found = None;
+    for header in req.headers().get_all(header::COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((name, value)) = pair.trim().split_once('=') {
+                if name == SESSION_COOKIE {
+                    if found.is_some() {
+                        return Err(ServiceError::InvalidToken);
+                    }
+                    found = Some(value.trim().to_owned());
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// CSRF: a cookie-authenticated request that changes state must come from this origin's pages.
+/// Browsers say so with Fetch Metadata (`Sec-Fetch-Site: same-origin`); without it, `Origin` must
+/// be the configured origin (`WEB_ORIGIN`). A token in the `Authorization` header needs neither:
+/// a browser never adds it on its own.
+fn same_origin(req: &Request) -> Result<(), ServiceError> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-site") {
+        Some("same-origin") => Ok(()),
+        Some(_) => Err(ServiceError::CrossSite),
+        None => {
+            let origin = crate::config::web_origin();
+            match (header("origin"), origin) {
+                (Some(sent), Some(ours)) if sent == ours => Ok(()),
+                _ => Err(ServiceError::CrossSite),
+            }
+        }
+    }
 }
 
 /// The body's bytes, if it fits in `MAX_BODY_BYTES` and is of the `expected` media type.

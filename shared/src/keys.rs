@@ -59,6 +59,14 @@ pub fn retry_due_bound(now_ms: i64) -> String {
     format!("{:015}#~", now_ms.max(0))
 }
 
+/// The user id inside a membership sort key, if it is one.
+pub fn user_id_from_member_sk(sk: &str) -> Option<UserId> {
+    sk.strip_prefix(MEMBER_PREFIX).and_then(|id| UserId::parse(id).ok())
+}
+
+/// `MEMBER#`: the sort keys of a workspace's memberships begin with it.
+pub const MEMBER_SK_PREFIX: &str = MEMBER_PREFIX;
+
 /// The session id inside a session sort key, if it is one.
 pub fn session_id_from_sk(sk: &str) -> Option<SessionId> {
     sk.strip_prefix(SESSION_PREFIX).and_then(|id| SessionId::parse(id).ok())

@@ -281,6 +281,16 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.record_caches_invalidated(user, session, at_ms, products).await
     }
 
+    async fn query_members(
+        &self,
+        workspace: &crate::domain::WorkspaceId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<crate::store::MemberPage, crate::StoreError> {
+        self.before("query_members").await?;
+        self.inner.query_members(workspace, after, limit).await
+    }
+
     async fn query_audit(
         &self,
         user: &UserId,

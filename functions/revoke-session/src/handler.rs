@@ -32,6 +32,71 @@ mod tests {
         with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(token)), &[("id", id)])
     }
 
+    /// A browser request: the session cookie instead of the header, with `headers`.
+    fn from_browser(method: &str, path: &str, token: &str, headers: &[(&'static str, &str)]) -> Request {
+        let mut req = request(method, path, None);
+        let h = req.headers_mut();
+        h.insert("cookie", format!("theme=dark; __Host-as_session={token}").parse().unwrap());
+        for (k, v) in headers {
+            h.insert(*k, v.parse().unwrap());
+        }
+        req
+    }
+
+    /// #11: the page's cookie authenticates like the header, but a change it authenticates must
+    /// come from this origin's own pages (Fetch Metadata); cross-site, nothing is written.
+    #[tokio::test]
+    async fn a_cookie_revokes_only_from_the_same_origin() {
+        let store = MemoryStore::new();
+        let policy = Policy::default();
+        let me = sign_in(&store, "alice", ClientKind::Browser).await;
+        let other = sign_in(&store, "alice", ClientKind::MobileApp).await;
+        let path = format!("/v1/sessions/{}", other.session_id);
+        let id = other.session_id.to_string();
+        for headers in [
+            vec![("sec-fetch-site", "same-site"), ("origin", "http://127.0.0.1:4444")],
+            vec![("sec-fetch-site", "cross-site")],
+            vec![],
+            vec![("origin", "https://evil.example")],
+        ] {
+            let req = with_path(from_browser("DELETE", &path, &me.token, &headers), &[("id", &id)]);
+            let writes = store.writes();
+            let res = handle(&store, &policy, req).await;
+            let (status, _, body) = parts(&res);
+            assert_eq!(status, 403, "{headers:?}");
+            assert!(body["type"].as_str().unwrap().ends_with("cross-site-request"), "{body}");
+            assert_eq!(store.writes(), writes, "nothing written for {headers:?}");
+        }
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(store.get(&alice, other.session_id).unwrap().status, SessionStatus::Active);
+        let req =
+            with_path(from_browser("DELETE", &path, &me.token, &[("sec-fetch-site", "same-origin")]), &[("id", &id)]);
+        assert_eq!(handle(&store, &policy, req).await.status(), 204);
+        assert_eq!(store.get(&alice, other.session_id).unwrap().status, SessionStatus::Revoked);
+        // A token in the header is no browser's doing: no origin check.
+        let third = sign_in(&store, "alice", ClientKind::Cli).await;
+        let mut req = request("DELETE", &format!("/v1/sessions/{}", third.session_id), Some(&me.token));
+        req.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+        let req = with_path(req, &[("id", &third.session_id.to_string())]);
+        assert_eq!(handle(&store, &policy, req).await.status(), 204);
+        // A revoked cookie is a 401 like a revoked header token.
+        let res = handle(
+            &store,
+            &policy,
+            with_path(
+                from_browser(
+                    "DELETE",
+                    &path,
+                    "ast1.bm9wZQ.01JD2Z5R8B3W4K9Q7N6M5X4Y3Z.eA",
+                    &[("sec-fetch-site", "same-origin")],
+                ),
+                &[("id", &id)],
+            ),
+        )
+        .await;
+        assert_eq!(res.status(), 401);
+    }
+
     #[tokio::test]
     async fn revokes_another_of_my_sessions_softly() {
         let store = MemoryStore::new();

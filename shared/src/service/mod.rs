@@ -21,6 +21,7 @@ mod events;
 #[cfg(feature = "cache")]
 mod introspect;
 mod list;
+mod members;
 mod revocation;
 mod revoke;
 mod sign_in;
@@ -35,6 +36,7 @@ pub use events::{list_events, EventListing};
 #[cfg(feature = "cache")]
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
 pub use list::{list_sessions, ListQuery, SessionListing};
+pub use members::{list_members, MemberListing, MemberView, MembersQuery};
 pub use revocation::{revocation, ProductReceiptView, RevocationView, RevokedByView};
 pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_watermark, RevokeScope, RevokedCount};
 pub use sign_in::{create_session, NewSession};

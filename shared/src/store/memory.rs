@@ -77,6 +77,24 @@ fn state(s: &Session) -> SessionState {
 }
 
 impl SessionStore for MemoryStore {
+    async fn query_members(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<super::MemberPage, StoreError> {
+        let inner = self.lock();
+        let mut all: Vec<(UserId, Role)> =
+            inner.memberships.iter().filter(|((w, _), _)| w == workspace).map(|((_, u), r)| (u.clone(), *r)).collect();
+        all.sort_by_key(|a| crate::keys::member_sk(&a.0));
+        let start = after.map_or(0, |a| all.iter().position(|(u, _)| *u == a).map_or(0, |i| i + 1));
+        let members: Vec<(UserId, Role)> = all.into_iter().skip(start).take(limit as usize + 1).collect();
+        let more = members.len() > limit as usize;
+        let members: Vec<(UserId, Role)> = members.into_iter().take(limit as usize).collect();
+        let last_evaluated = if more { members.last().map(|(u, _)| u.clone()) } else { None };
+        Ok(super::MemberPage { members, last_evaluated })
+    }
+
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let sessions = inner.sessions.entry(session.user_id.clone()).or_default();

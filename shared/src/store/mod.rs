@@ -78,6 +78,14 @@ pub struct AuditPage {
     pub last_evaluated: Option<ulid::Ulid>,
 }
 
+/// One page of a workspace's members, by user id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberPage {
+    pub members: Vec<(UserId, Role)>,
+    /// The last member the page read, when more may follow.
+    pub last_evaluated: Option<UserId>,
+}
+
 /// A revoked session's tombstone, as the audit trail's receipt summaries read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tombstone {
@@ -244,6 +252,14 @@ pub trait SessionStore: Send + Sync {
         at_ms: i64,
         products: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One Query: up to `limit` of a workspace's members in user id order, after `after`.
+    fn query_members(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<MemberPage, StoreError>> + Send;
 
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.
     fn query_audit(

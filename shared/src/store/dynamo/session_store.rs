@@ -22,6 +22,35 @@ use super::expr::*;
 use super::*;
 
 impl SessionStore for DynamoStore {
+    async fn query_members(
+        &self,
+        workspace: &crate::domain::WorkspaceId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<crate::store::MemberPage, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :member)")
+            .expression_attribute_values(":pk", s(keys::workspace_pk(workspace)))
+            .expression_attribute_values(":member", s(keys::MEMBER_SK_PREFIX))
+            .set_exclusive_start_key(after.map(|u| membership_key(workspace, &u)))
+            .limit(i32::try_from(limit).unwrap_or(100))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(send_error)?;
+        let members = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| from_item::<MembershipItem>(item).map(|m| (m.user_id, m.role)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_evaluated = out.last_evaluated_key.as_ref().and_then(sk_of).and_then(keys::user_id_from_member_sk);
+        Ok(crate::store::MemberPage { members, last_evaluated })
+    }
+
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         if self.put_new(session_item(session)?).await? {
             Ok(())

@@ -1,0 +1,8 @@
+use active_sessions::telemetry;
+use lambda_http::{run, service_fn, Error, Request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    run(service_fn(|req: Request| async move { Ok::<_, Error>(web::handle(&req)) })).await
+}
