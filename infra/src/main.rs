@@ -108,6 +108,12 @@ Demo data: workspace acme with demo-admin (admin), demo-user (member: 6 sessions
 and third-party ones are hidden) and sso-member (SSO-linked: 2 sessions); other-user has 1 session
 and no workspace.
 
+  The page (Settings → Security → Active sessions) in a browser, signed in by a local-only link
+  that sets the session cookie:
+    demo-user:  {base}/local/sign-in?token={t0}
+    demo-admin: {base}/local/sign-in?token={t6}&next=/admin/members
+    sso-member: {base}/local/sign-in?token={t7}
+
   export TOKEN={t0}   # demo-user, Chrome on macOS: the "current" session below
   export ADMIN_TOKEN={t6}   # demo-admin
   export SSO_TOKEN={t7}   # sso-member

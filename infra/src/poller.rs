@@ -1,6 +1,7 @@
 //! `stream-poller`: plays the part of Lambda's DynamoDB event source mapping on the local stack.
 //!
-//! It reads every shard of the table's stream about every 250 ms, sends each batch as a
+//! It reads every shard of the table's stream about every 250 ms while idle (at once again after
+//! a read that returned records, as Lambda's mapping does), sends each batch as a
 //! real-shaped Lambda DynamoDB event to `revocation-fanout` through `cargo lambda watch`, honours
 //! `batchItemFailures` by re-delivering from the first failed sequence number (bounded retries,
 //! then the batch is logged and skipped, as an on-failure destination would take it), and follows
@@ -144,9 +145,11 @@ impl Poller {
         first_failed(status, &body)
     }
 
-    /// Reads one batch from a shard and delivers it, re-delivering from the first failure.
-    async fn poll_shard(&mut self, shard: &str) -> Result<(), BoxError> {
-        let Some(it) = self.iterators.get(shard).cloned() else { return Ok(()) };
+    /// Reads one batch from a shard and delivers it, re-delivering from the first failure. `true`
+    /// when the read returned records (the next read follows at once, as the event source
+    /// mapping's does; an idle shard is read again after the interval).
+    async fn poll_shard(&mut self, shard: &str) -> Result<bool, BoxError> {
+        let Some(it) = self.iterators.get(shard).cloned() else { return Ok(false) };
         let out = self
             .streams
             .get_records()
@@ -189,6 +192,7 @@ impl Poller {
                 }
             }
         }
+        let busy = last.is_some();
         if let Some(last) = last {
             self.positions.insert(shard.to_owned(), last);
         }
@@ -201,7 +205,7 @@ impl Poller {
                 self.finished.insert(shard.to_owned());
             }
         }
-        Ok(())
+        Ok(busy)
     }
 }
 
@@ -257,17 +261,23 @@ async fn main() -> Result<(), BoxError> {
             }
         }
         let shards: Vec<String> = poller.iterators.keys().cloned().collect();
+        let mut busy = false;
         for shard in shards {
-            if let Err(e) = poller.poll_shard(&shard).await {
-                eprintln!("stream-poller: shard {shard}: {e}");
-                // An expired or bad iterator: forget it; the next refresh resumes the shard after
-                // its last record handed on.
-                poller.iterators.remove(&shard);
-                refresh_now = true;
+            match poller.poll_shard(&shard).await {
+                Ok(read) => busy |= read,
+                Err(e) => {
+                    eprintln!("stream-poller: shard {shard}: {e}");
+                    // An expired or bad iterator: forget it; the next refresh resumes the shard
+                    // after its last record handed on.
+                    poller.iterators.remove(&shard);
+                    refresh_now = true;
+                }
             }
         }
         ticks += 1;
-        tokio::time::sleep(interval).await;
+        if !busy {
+            tokio::time::sleep(interval).await;
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 const APP_NAMES = { chatgpt: 'ChatGPT', codex: 'Codex', 'api-console': 'API Platform' };
 const appName = (id) => APP_NAMES[id] ?? id;
-const KIND_ICON = { desktop: '🖥', mobile: '📱', unknown: '💻' };
 const CLIENT_LABEL = { browser: 'Browser', desktop_app: 'Desktop app', mobile_app: 'Mobile app', cli: 'Command line' };
 
 const $ = (sel) => document.querySelector(sel);
@@ -135,9 +134,21 @@ function actionFailed(err, retry) {
 
 // ---------------------------------------------------------------- a session row
 
+// Outline icons (24×24 paths), drawn with the DOM: no font or image request.
+const ICONS = {
+  desktop: 'M3 4h18v12H3z M8 20h8 M12 16v4',
+  mobile: 'M7 2h10v20H7z M11 18h2',
+  cli: 'M3 4h18v16H3z M7 9l3 3-3 3 M12 15h5',
+};
 function deviceIcon(s) {
-  const icon = s.client === 'cli' ? '⌨' : KIND_ICON[s.device?.type] ?? KIND_ICON.unknown;
-  return el('span', { class: 'icon', 'aria-hidden': 'true', text: icon });
+  const kind = s.client === 'cli' ? 'cli' : s.device?.type === 'mobile' ? 'mobile' : 'desktop';
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: '0 0 24 24', width: '20', height: '20', class: 'icon', 'aria-hidden': 'true', focusable: 'false' })) svg.setAttribute(k, v);
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', ICONS[kind]);
+  svg.append(path);
+  return svg;
 }
 
 function place(loc) {
@@ -378,7 +389,7 @@ async function renderAdmin(reload = true) {
     await renderAdmin(false);
   });
   root.replaceChildren(el('section', { 'aria-labelledby': 'members-heading' },
-    el('h2', { id: 'members-heading', text: 'Members' }),
+    el('h2', { id: 'members-heading', text: 'People in your workspace' }),
     el('div', { class: 'table-wrap' }, el('table', { class: 'members' },
       el('thead', {}, el('tr', {}, ['Member', 'Role', 'Sign-in', 'Sessions'].map((h) => el('th', { scope: 'col', text: h })))),
       el('tbody', {}, rows))), more));

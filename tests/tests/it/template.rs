@@ -368,6 +368,19 @@ fn unconditional(st: &Value) -> &Value {
     }
 }
 
+/// #11: the local sign-in link (the local gateway's `/local/sign-in`, which sets the session
+/// cookie for any token) exists only on the local stack: no deployed route, no document.
+#[test]
+fn the_local_sign_in_route_is_not_deployed() {
+    let doc = template();
+    for (method, path) in template_routes(&doc).keys() {
+        assert!(!path.starts_with("/local"), "{method} {path} is deployed");
+    }
+    assert!(!repo_file("template.yaml").contains("/local/"), "template.yaml names a /local/ path");
+    assert!(openapi()["paths"].as_mapping().unwrap().keys().all(|p| !p.as_str().unwrap().starts_with("/local")));
+    assert!(!watch_routes().iter().any(|(_, p)| p.starts_with("/local")), "nor in the cargo lambda watch router");
+}
+
 /// #12 (3): the retry ledger is drained on a schedule, and a product given up on fires an alarm on
 /// the metric the drain emits (`LogoutDeliveryFailed`, by the drain's function name).
 #[test]
