@@ -229,7 +229,7 @@ pub fn local_sign_in(query: Option<&str>) -> HttpResponse {
     // Only a path on this origin: never an open redirect.
     let next = params
         .get("next")
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.chars().any(char::is_control))
         .map_or("/settings/security/sessions", String::as_str);
     HttpResponse {
         status: 303,
@@ -350,7 +350,7 @@ mod tests {
                 && cookie.contains("HttpOnly")
                 && cookie.contains("SameSite=Strict")
         );
-        for next in ["https://evil.example/", "//evil.example/"] {
+        for next in ["https://evil.example/", "//evil.example/", "/%09/evil.example/", "/\\evil.example"] {
             let r = local_sign_in(Some(&format!("token=ast1.x&next={next}")));
             assert!(r.headers.contains(&("location".into(), "/settings/security/sessions".into())), "{next}");
         }

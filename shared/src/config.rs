@@ -464,7 +464,6 @@ pub fn backchannel_secret_arn() -> Option<String> {
     env::var("BACKCHANNEL_SECRET_ARN").ok().filter(|v| !v.trim().is_empty())
 }
 
-/// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda; `local` otherwise), read once: metrics carry it.
 /// `WEB_ORIGIN`: the origin the pages are served from (`https://sessions.example.com`), which a
 /// cookie-authenticated change may name in `Origin` when the browser sends no Fetch Metadata.
 /// Unset: only `Sec-Fetch-Site: same-origin` is accepted.
@@ -472,11 +471,16 @@ pub fn web_origin() -> Option<&'static str> {
     static ORIGIN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     ORIGIN
         .get_or_init(|| {
-            env::var("WEB_ORIGIN").ok().map(|v| v.trim().trim_end_matches('/').to_owned()).filter(|v| !v.is_empty())
+            // `null` (an opaque origin: sandboxed frames, file:) never identifies this site.
+            env::var("WEB_ORIGIN")
+                .ok()
+                .map(|v| v.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|v| !v.is_empty() && v != "null")
         })
         .as_deref()
 }
 
+/// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda; `local` otherwise), read once: metrics carry it.
 pub fn function_name() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()))

@@ -180,7 +180,7 @@ fn same_origin(req: &Request) -> Result<(), ServiceError> {
         None => {
             let origin = crate::config::web_origin();
             match (header("origin"), origin) {
-                (Some(sent), Some(ours)) if sent == ours => Ok(()),
+                (Some(sent), Some(ours)) if sent != "null" && sent.eq_ignore_ascii_case(ours) => Ok(()),
                 _ => Err(ServiceError::CrossSite),
             }
         }

@@ -309,6 +309,9 @@ pub struct RetryPolicy {
     pub lease_ms: i64,
     /// Entries one drain takes at most.
     pub batch: u32,
+    /// A drain claims no new entry after this long (its function times out at 60 s; an entry
+    /// claimed by a drain that is killed waits out its lease).
+    pub run_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -320,6 +323,7 @@ impl Default for RetryPolicy {
             inline_budget: Duration::from_millis(250),
             lease_ms: 120_000,
             batch: 500,
+            run_budget: Duration::from_secs(40),
         }
     }
 }

@@ -8,9 +8,10 @@
 //! - still failing at the horizon: `failed`, counted by the `LogoutDeliveryFailed` metric.
 //!
 //! Only store errors fail the caller (the stream record is then delivered again, the drain's
-//! entry is tried again once its lease ends); a product's failure never does. A product receives
-//! a logout twice only when an attempt's outcome could not be recorded, always with the same
-//! `jti`.
+//! entry is tried again once its lease ends); a product's failure never does. A product can
+//! receive a logout twice, always with the same `jti`: when an attempt timed out after the
+//! product got it, or when an attempt's outcome could not be recorded. Products treat a repeated
+//! `jti` as done (README).
 
 use futures::StreamExt;
 
@@ -94,8 +95,13 @@ pub async fn drain<S: SessionStore + RetryLedger>(
     let due = store.due_retries(now, policy.batch).await?;
     let mut report = DrainReport { due: due.len(), ..DrainReport::default() };
     let lease_until = now + policy.lease_ms;
+    let started = std::time::Instant::now();
     let mut runs = futures::stream::iter(due)
         .map(|entry| async move {
+            // Past the run's budget, entries are left to the next drain, unclaimed.
+            if started.elapsed() > policy.run_budget {
+                return Ok(None);
+            }
             let result = retry_one(store, backchannel, policy, &entry, lease_until).await;
             if let Err(e) = &result {
                 tracing::warn!(user_id = %entry.user, session_id = %entry.session, aud = entry.aud, error = %e, "retry not settled; tried again after its lease");

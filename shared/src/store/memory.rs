@@ -87,7 +87,11 @@ impl SessionStore for MemoryStore {
         let mut all: Vec<(UserId, Role)> =
             inner.memberships.iter().filter(|((w, _), _)| w == workspace).map(|((_, u), r)| (u.clone(), *r)).collect();
         all.sort_by_key(|a| crate::keys::member_sk(&a.0));
-        let start = after.map_or(0, |a| all.iter().position(|(u, _)| *u == a).map_or(0, |i| i + 1));
+        // As DynamoDB's ExclusiveStartKey: after the cursor's key, whether or not it still exists.
+        let start = after.map_or(0, |a| {
+            let key = crate::keys::member_sk(&a);
+            all.iter().take_while(|(u, _)| crate::keys::member_sk(u) <= key).count()
+        });
         let members: Vec<(UserId, Role)> = all.into_iter().skip(start).take(limit as usize + 1).collect();
         let more = members.len() > limit as usize;
         let members: Vec<(UserId, Role)> = members.into_iter().take(limit as usize).collect();

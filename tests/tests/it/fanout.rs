@@ -44,6 +44,7 @@ const RETRY: RetryPolicy = RetryPolicy {
     inline_budget: Duration::from_millis(300),
     lease_ms: 120_000,
     batch: 500,
+    run_budget: Duration::from_secs(40),
 };
 
 /// #12 (3): on main, one product's 500 failed the whole stream record, and the redelivery (which
