@@ -16,6 +16,7 @@ fn openapi_routes_are_exactly_the_local_router_routes() {
 fn every_documented_route_has_an_error_status() {
     for ((method, path), statuses) in openapi_routes() {
         assert!(statuses.iter().any(|s| *s >= 400), "{method} {path} documents no error");
-        assert!(statuses.iter().any(|s| *s < 300), "{method} {path} documents no success");
+        // `GET /` answers a redirect to the page: its success is a 303.
+        assert!(statuses.iter().any(|s| *s < 400), "{method} {path} documents no success");
     }
 }

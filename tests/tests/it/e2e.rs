@@ -329,6 +329,39 @@ async fn every_documented_route_and_status_is_served() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     api.seen.insert(("GET".to_owned(), jw.to_owned(), status));
 
+    // GET /v1/admin/members: 200, 400, 401, 403, 405.
+    let mr = "/v1/admin/members";
+    let (status, body, _) = api.call(Method::GET, mr, mr, Some(&boss.token), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["members"].as_array().unwrap().iter().any(|m| m["user_id"] == member.as_str()), "{body}");
+    api.call(Method::GET, mr, &format!("{mr}?limit=0"), Some(&boss.token), None).await;
+    api.call(Method::GET, mr, mr, Some("not-a-token"), None).await;
+    assert_eq!(api.call(Method::GET, mr, mr, Some(&me.token), None).await.0, 403, "a member is not an admin");
+    let res = api.http.post(format!("{}{mr}", api.base)).bearer_auth(&boss.token).send().await.expect("members");
+    assert_eq!(res.status().as_u16(), 405);
+    api.seen.insert(("GET".to_owned(), mr.to_owned(), 405));
+
+    // The pages: GET /, the two pages and the assets (200, 303, 404, 405); no token needed.
+    let pages = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (route, path, expected) in [
+        ("/", "/", 303),
+        ("/settings/security/sessions", "/settings/security/sessions", 200),
+        ("/admin/members", "/admin/members", 200),
+        ("/assets/{file}", "/assets/app.js", 200),
+        ("/assets/{file}", "/assets/nope.css", 404),
+    ] {
+        let res = pages.get(format!("{}{path}", api.base)).send().await.expect("a page");
+        assert_eq!(res.status().as_u16(), expected, "{path}");
+        assert!(
+            res.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        api.seen.insert(("GET".to_owned(), route.to_owned(), expected));
+        let res = pages.delete(format!("{}{path}", api.base)).send().await.expect("a page");
+        assert_eq!(res.status().as_u16(), 405, "{path}");
+        api.seen.insert(("GET".to_owned(), route.to_owned(), 405));
+    }
+
     // POST /v1/internal/introspect: 200, 400, 415.
     let intro = "/v1/internal/introspect";
     raw(
