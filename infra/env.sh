@@ -9,6 +9,7 @@ CARGO_LAMBDA_VERSION="1.9.2"
 # The deploy tools, checked in CI (sam validate --lint, cfn-lint) and used for `sam build`.
 SAM_CLI_VERSION="1.170.0"
 CFN_LINT_VERSION="1.58.0"
+CFN_LINT_SERVERLESS_VERSION="0.3.6"    # AWS's serverless rules for cfn-lint (-a cfn_lint_serverless.rules)
 # The contract test (infra/contract.sh), in a venv of its own: its dependencies and SAM's differ.
 SCHEMATHESIS_VERSION="4.32.5"
 # The browser tests (infra/browser/): Debian's Chromium, driven by playwright-core (no browser

@@ -62,6 +62,11 @@ if ! "$VENV/bin/sam" --version 2>/dev/null | grep -q "$SAM_CLI_VERSION" \
   "$VENV/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 fi
 
+if ! "$VENV/bin/pip" show cfn-lint-serverless 2>/dev/null | grep -q "^Version: $CFN_LINT_SERVERLESS_VERSION$"; then
+  echo "setup: installing cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi
+
 if ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   echo "setup: installing schemathesis==$SCHEMATHESIS_VERSION into $ST_VENV"
   python3 -m venv "$ST_VENV"

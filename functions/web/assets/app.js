@@ -197,7 +197,7 @@ async function showReceipt(li, session, receiptPath) {
       const secs = ((Math.max(...times) - Date.parse(r.revoked_at)) / 1000).toFixed(1);
       line.textContent = failed.length
         ? `${names}: signed out here; ${failed.map((p) => appName(p.product)).join(', ')} did not confirm. Its sign-in ends with its own session.`
-        : `${names}… ✓ signed out everywhere (${secs} s)`;
+        : `Signing out of ${names}… ✓ signed out everywhere (${secs} s)`;
       line.classList.add(failed.length ? 'warn' : 'done');
       return;
     }
@@ -213,6 +213,13 @@ function receiptSummary(r) {
     : r.failed ? `${r.failed} of ${r.products} products did not confirm`
     : `${r.delivered} of ${r.products} products signed out so far`;
   return el('span', { class: `summary ${r.completed_at ? 'done' : r.failed ? 'warn' : ''}`, text });
+}
+
+/** Re-reads the activity list in place (after a log-out, its receipt summary changes). */
+async function refreshActivity(path) {
+  const list = document.querySelector('#activity');
+  if (!list) return;
+  try { list.replaceChildren(eventsList((await api(path)).events)); } catch { /* the list stays as it was */ }
 }
 
 function eventsList(events) {
@@ -250,6 +257,7 @@ function userActions(s) {
     announce(`Logged out ${s.device?.label || 'the session'}.`);
     $('#sessions-heading')?.focus();
     if (li) await showReceipt(li, s, `/v1/sessions/${s.id}/revocation`);
+    await refreshActivity('/v1/sessions/events?limit=10');
   });
   return [logout, trustButton(s, `/v1/sessions/${s.id}`, renderUser)];
 }
@@ -316,7 +324,7 @@ async function renderUser(reload = true, focusSelector = null) {
       list, more,
       el('div', { class: 'bulk' }, others, everything)),
     el('section', { 'aria-labelledby': 'activity-heading' },
-      el('h2', { id: 'activity-heading', text: 'Recent activity' }), eventsList(events)));
+      el('h2', { id: 'activity-heading', text: 'Recent activity' }), el('div', { id: 'activity' }, eventsList(events))));
   root.removeAttribute('aria-busy');
   if (focusSelector) document.querySelector(focusSelector)?.focus();
 }
@@ -351,6 +359,7 @@ async function renderMember(member) {
       const li = document.querySelector(`li[data-session-id="${s.id}"]`);
       $('#member-heading')?.focus();
       if (li) await showReceipt(li, s, `${base}/sessions/${s.id}/revocation`);
+      await refreshActivity(`${base}/events?limit=10`);
     });
     return [b];
   };
@@ -369,7 +378,7 @@ async function renderMember(member) {
     el('h2', { id: 'member-heading', tabindex: '-1', text: `Sessions of ${member.user_id}` }),
     sessions.length ? el('ul', { class: 'sessions' }, sessions.map((s) => sessionRow(s, actions))) : el('p', { class: 'muted', text: 'No active sessions.' }),
     el('div', { class: 'bulk' }, offboard),
-    el('h3', { text: 'Recent activity' }), eventsList(events));
+    el('h3', { text: 'Recent activity' }), el('div', { id: 'activity' }, eventsList(events)));
   document.querySelector('.member-panel')?.remove();
   app().append(panel);
 }

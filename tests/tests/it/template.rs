@@ -228,7 +228,8 @@ fn the_stream_mapping_is_bounded_and_reports_partial_failures() {
     assert!((60..=604_800).contains(&age), "bounded record age, never -1");
     assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null(), "an on-failure destination");
     let Value::Tagged(fanout) = &p["FunctionName"] else { panic!("FunctionName: !Ref ...") };
-    let fanout = fanout.value.as_str().unwrap();
+    // `!Ref RevocationFanoutFunction.Alias`: the function's `live` alias (#14).
+    let fanout = fanout.value.as_str().unwrap().trim_end_matches(".Alias");
     let functions = resources_of(&doc, "AWS::Serverless::Function");
     assert_eq!(functions[fanout]["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("revocation-fanout"));
 }
@@ -368,6 +369,152 @@ fn unconditional(st: &Value) -> &Value {
     }
 }
 
+/// The template after SAM's transform (samtranslator, offline: `infra/sam_transform.py`, with the
+/// venv `infra/setup.sh` installs).
+fn transformed() -> serde_json::Value {
+    let root = std::path::PathBuf::from(integration_tests::repo_root());
+    let python = root.join(".local/venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(root.join("infra/sam_transform.py"))
+        .arg(root.join("template.yaml"))
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap_or_else(|e| panic!("{} (run infra/setup.sh): {e}", python.display()));
+    assert!(out.status.success(), "samtranslator: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the transformed template as JSON")
+}
+
+/// #14 (1, 2): every function is published behind the alias `live` and deployed by CodeDeploy
+/// (DeploymentType: all at once for dev, a canary for prod) with automatic rollback on its alias's
+/// errors alarm (API functions: and the API's 5xx alarm); the routes, the stream mapping and the
+/// schedule invoke the alias, never `$LATEST`; every function is actively traced.
+#[test]
+fn deploys_shift_the_live_alias_with_rollback_and_everything_invokes_it() {
+    let doc = template();
+    let globals = &doc["Globals"]["Function"];
+    assert_eq!(globals["AutoPublishAlias"].as_str(), Some("live"));
+    assert_eq!(globals["Tracing"].as_str(), Some("Active"));
+    let functions = resources_of(&doc, "AWS::Serverless::Function");
+    for (id, f) in &functions {
+        let pref = &f["Properties"]["DeploymentPreference"];
+        let Value::Tagged(kind) = &pref["Type"] else { panic!("{id}: DeploymentPreference.Type: !Ref DeploymentType") };
+        assert_eq!(kind.value.as_str(), Some("DeploymentType"), "{id}");
+    }
+    let samconfig = repo_file("samconfig.toml");
+    assert!(samconfig.contains(r#"DeploymentType=\"Canary10Percent5Minutes\""#), "prod deploys as a canary");
+
+    let t = transformed();
+    let res = t["Resources"].as_object().expect("Resources");
+    let of = |kind: &'static str| res.iter().filter(move |(_, r)| r["Type"] == kind);
+    let aliases: BTreeSet<&str> = of("AWS::Lambda::Alias").map(|(id, _)| id.as_str()).collect();
+    assert_eq!(aliases.len(), functions.len(), "an alias per function");
+    for id in functions.keys() {
+        let alias = format!("{id}Aliaslive");
+        assert!(aliases.contains(alias.as_str()), "{alias}");
+        let group = &res[&format!("{id}DeploymentGroup")]["Properties"];
+        let rollback = &group["AutoRollbackConfiguration"];
+        assert_eq!(rollback["Enabled"], true, "{id}");
+        assert!(rollback["Events"].as_array().unwrap().iter().any(|e| e == "DEPLOYMENT_STOP_ON_ALARM"), "{id}");
+        let alarms: Vec<String> = group["AlarmConfiguration"]["Alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["Name"]["Ref"].as_str().unwrap().to_owned())
+            .collect();
+        let own = format!("{}AliasErrorsAlarm", id.trim_end_matches("Function"));
+        assert!(alarms.contains(&own), "{id} rolls back on {own}: {alarms:?}");
+        let api = functions[id]["Properties"]["Events"]
+            .as_mapping()
+            .is_some_and(|e| e.values().any(|ev| ev["Type"].as_str() == Some("HttpApi")));
+        assert_eq!(alarms.contains(&"Api5xxAlarm".to_owned()), api, "{id}: the API's 5xx alarm iff it serves routes");
+        let alarm = &resources_of(&doc, "AWS::CloudWatch::Alarm")[&own]["Properties"];
+        assert_eq!(alarm["MetricName"].as_str(), Some("Errors"), "{own}");
+        assert!(format!("{:?}", alarm["Dimensions"]).contains(":live"), "{own} watches the alias");
+    }
+    // Every route's integration, the stream mapping and the schedule name an alias.
+    let api = of("AWS::ApiGatewayV2::Api").next().expect("the HTTP API").1;
+    let mut integrations = 0;
+    for (path, ops) in api["Properties"]["Body"]["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(uri) = op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"].as_str() else { continue };
+            integrations += 1;
+            assert!(uri.contains("Aliaslive}"), "{method} {path} invokes {uri}, not the alias");
+        }
+    }
+    assert!(integrations >= 20, "{integrations}");
+    let mapping = of("AWS::Lambda::EventSourceMapping").next().unwrap().1;
+    assert_eq!(mapping["Properties"]["FunctionName"]["Ref"], "RevocationFanoutFunctionAliaslive");
+    // No generated role carries AWSLambdaBasicExecutionRole (logs on `*`), #14 (5).
+    for (id, role) in of("AWS::IAM::Role") {
+        assert!(!role.to_string().contains("AWSLambdaBasicExecutionRole"), "{id}");
+    }
+    let schedule = of("AWS::Scheduler::Schedule").next().unwrap().1;
+    assert_eq!(schedule["Properties"]["Target"]["Arn"]["Ref"], "LogoutRetryFunctionAliaslive");
+}
+
+/// #14 (3): one dashboard: API p50, p99 and 5xx by route; function errors, throttles and
+/// concurrency; the stream's IteratorAge; propagation lag; the DLQ's depth; deliveries by status.
+#[test]
+fn the_dashboard_shows_the_service() {
+    let doc = template();
+    let dashboards = resources_of(&doc, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1);
+    let Value::Tagged(body) = &dashboards.values().next().unwrap()["Properties"]["DashboardBody"] else {
+        panic!("DashboardBody: !Sub")
+    };
+    let body = body.value.as_str().unwrap();
+    for needle in [
+        r#"MetricName=\"Latency\""#,
+        "'p50'",
+        "'p99'",
+        r#"MetricName=\"5xx\""#,
+        "ApiId,Route,Stage",
+        r#"MetricName=\"Errors\""#,
+        r#"MetricName=\"Throttles\""#,
+        r#"MetricName=\"ConcurrentExecutions\""#,
+        "IteratorAge",
+        "PropagationLagMs",
+        "ApproximateNumberOfMessagesVisible",
+        r#"MetricName=\"LogoutDelivered\""#,
+        r#"MetricName=\"LogoutDeliveryFailed\""#,
+    ] {
+        assert!(body.contains(needle), "the dashboard has no {needle}");
+    }
+    // The body is JSON once CloudFormation substitutes the references.
+    let mut plain = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        plain.push_str(&rest[..start]);
+        plain.push('X');
+        rest = &rest[start + rest[start..].find('}').unwrap() + 1..];
+    }
+    plain.push_str(rest);
+    let json: serde_json::Value = serde_json::from_str(&plain).expect("the dashboard body is JSON");
+    assert!(json["widgets"].as_array().unwrap().len() >= 8);
+}
+
+/// #14 (4): AWS's serverless rules run clean in `infra/test.sh`; a rule silenced is silenced on
+/// the resource it concerns, with its reason written beside it, never for the whole template.
+#[test]
+fn serverless_rules_are_silenced_only_per_resource_with_a_reason() {
+    let doc = template();
+    assert!(doc["Metadata"]["cfn-lint"].is_null(), "no template-wide cfn-lint configuration");
+    let text = repo_file("template.yaml");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut silenced = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("ignore_checks") {
+            silenced += 1;
+            let reason = lines[i.saturating_sub(8)..i].iter().any(|l| l.trim_start().starts_with("# "));
+            assert!(reason, "line {}: a silenced rule without its reason beside it", i + 1);
+            assert!(line.starts_with("          "), "line {}: cfn-lint metadata on a resource only", i + 1);
+        }
+    }
+    assert!(silenced >= 1);
+    let test_sh = repo_file("infra/test.sh");
+    assert!(test_sh.contains("-a cfn_lint_serverless.rules"), "infra/test.sh runs the serverless rules");
+}
+
 /// #11: the local sign-in link (the local gateway's `/local/sign-in`, which sets the session
 /// cookie for any token) exists only on the local stack: no deployed route, no document.
 #[test]
@@ -421,6 +568,48 @@ fn the_retry_drain_is_scheduled_and_giving_up_alarms() {
     assert!(!alarm["AlarmActions"].is_null());
 }
 
+/// #14 (5): no function has a SAM-generated role (it would carry AWSLambdaBasicExecutionRole,
+/// logs on `*`): each has its own role, which writes logs only to the function's own log group.
+#[test]
+fn every_function_writes_logs_only_to_its_own_group() {
+    let doc = template();
+    let roles = resources_of(&doc, "AWS::IAM::Role");
+    for (id, f) in resources_of(&doc, "AWS::Serverless::Function") {
+        let Value::Tagged(role) = &f["Properties"]["Role"] else { panic!("{id}: Role: !GetAtt <its role>.Arn") };
+        let role = role.value.as_str().unwrap().trim_end_matches(".Arn");
+        assert!(f["Properties"]["Policies"].is_null(), "{id}: its permissions belong on {role}");
+        let Value::Tagged(group) = &f["Properties"]["LoggingConfig"]["LogGroup"] else { panic!("{id}: LogGroup") };
+        let group = group.value.as_str().unwrap();
+        let role = &roles[role]["Properties"];
+        assert!(
+            role["ManagedPolicyArns"].as_sequence().is_none_or(|arns| arns.is_empty())
+                || id.contains("IntrospectToken")
+                || id.contains("RevocationFanout"),
+            "{id}: a managed policy"
+        );
+        let mut logs = 0;
+        for policy in role["Policies"].as_sequence().unwrap() {
+            for st in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+                let st = unconditional(st);
+                let actions = match &st["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    other => strings(other),
+                };
+                if actions.iter().any(|a| a.starts_with("logs:")) {
+                    logs += 1;
+                    let Value::Tagged(res) = &st["Resource"] else { panic!("{id}: logs on {:?}", st["Resource"]) };
+                    assert_eq!(
+                        res.value.as_str(),
+                        Some(format!("{group}.Arn").as_str()),
+                        "{id}: logs beyond its group"
+                    );
+                }
+            }
+        }
+        assert_eq!(logs, 1, "{id}: one logs statement, on its own group");
+    }
+}
+
 #[test]
 fn every_permission_is_named_and_scoped() {
     let doc = template();
@@ -445,7 +634,8 @@ fn every_permission_is_named_and_scoped() {
         // The one wildcard: the table's own stream labels (unknown until it exists), for ListStreams.
         let resource = st["Resource"].as_str().unwrap_or_default();
         let within_table = resource.starts_with("${SessionsTable.Arn}/stream/");
-        assert!(!resource.contains('*') || within_table, "{owner}: a wildcard resource in {st:?}");
+        let xray_only = !actions.is_empty() && actions.iter().all(|a| a.starts_with("xray:"));
+        assert!(!resource.contains('*') || within_table || xray_only, "{owner}: a wildcard resource in {st:?}");
         for action in &actions {
             assert!(!action.contains('*'), "{owner}: wildcard action {action}");
             if action == "secretsmanager:GetSecretValue" {
@@ -464,6 +654,12 @@ fn every_permission_is_named_and_scoped() {
                     _ => [].as_slice(),
                 };
                 assert!(secret.is_some_and(|s| allowed.contains(&s)), "{owner} may not read the secret {secret:?}");
+            } else if action.starts_with("xray:") {
+                // Active tracing: X-Ray's write actions only, which take no resource but `*`.
+                assert!(
+                    ["xray:PutTraceSegments", "xray:PutTelemetryRecords"].contains(&action.as_str()),
+                    "{owner}: {action}"
+                );
             } else if fanout_only.contains(&action.as_str()) {
                 assert!(owner.contains("RevocationFanout") || owner == "revocation-fanout", "{owner} may not {action}");
             } else if action.starts_with("dynamodb:") {
