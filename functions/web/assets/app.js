@@ -208,8 +208,9 @@ async function showReceipt(li, session, receiptPath) {
 
 function receiptSummary(r) {
   if (!r || !r.products) return null;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
   const text = r.completed_at
-    ? `✓ all ${r.products} product sign-ins ended`
+    ? `✓ ${r.products === 1 ? 'the product sign-in' : `all ${plural(r.products, 'product sign-in')}`} ended`
     : r.failed ? `${r.failed} of ${r.products} products did not confirm`
     : `${r.delivered} of ${r.products} products signed out so far`;
   return el('span', { class: `summary ${r.completed_at ? 'done' : r.failed ? 'warn' : ''}`, text });
