@@ -29,7 +29,8 @@ pub trait RetryLedger: Send + Sync {
     /// Writes an entry (idempotent for the same due time).
     fn schedule_retry(&self, entry: &RetryEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Up to `limit` entries due at or before `now_ms`, earliest first (strongly consistent).
+    /// Up to `limit` entries due at or before `now_ms` and not leased past it, earliest first
+    /// (strongly consistent): entries a dead drain still holds never crowd out the rest.
     fn due_retries(&self, now_ms: i64, limit: u32) -> impl Future<Output = Result<Vec<RetryEntry>, StoreError>> + Send;
 
     /// Takes an entry for one attempt until `lease_until` (epoch ms). `false` when the entry is

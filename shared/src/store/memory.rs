@@ -394,7 +394,13 @@ impl super::RetryLedger for MemoryStore {
     async fn due_retries(&self, now_ms: i64, limit: u32) -> Result<Vec<super::RetryEntry>, StoreError> {
         let bound = crate::keys::retry_due_bound(now_ms);
         let inner = self.lock();
-        Ok(inner.retries.range(..=bound).take(limit as usize).map(|(_, (e, _))| e.clone()).collect())
+        Ok(inner
+            .retries
+            .range(..=bound)
+            .filter(|(_, (_, lease))| lease.is_none_or(|l| l < now_ms))
+            .take(limit as usize)
+            .map(|(_, (e, _))| e.clone())
+            .collect())
     }
 
     async fn claim_retry(&self, entry: &super::RetryEntry, now_ms: i64, lease_until: i64) -> Result<bool, StoreError> {

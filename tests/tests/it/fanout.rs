@@ -305,3 +305,30 @@ async fn overlapping_drains_post_each_retry_once() {
     owed.sort();
     assert_eq!(told, owed, "each session told exactly once");
 }
+
+/// Entries a dead drain still holds (their lease not yet over) never crowd out the others: on
+/// main, a Query limited to N returned the N earliest, leased or not.
+#[tokio::test]
+async fn leased_entries_do_not_crowd_out_the_rest() {
+    let t = TestTable::new().await;
+    let now = service::now_ms();
+    let entry = |i: i64| active_sessions::store::RetryEntry {
+        user: user("alice"),
+        session: active_sessions::domain::SessionId::new(),
+        aud: "codex".into(),
+        due_at: now - 1_000 + i,
+        give_up_at: now + 60_000,
+    };
+    let entries: Vec<_> = (0..3).map(entry).collect();
+    for e in &entries {
+        t.store.schedule_retry(e).await.unwrap();
+    }
+    // A drain claimed the two earliest and died.
+    for e in &entries[..2] {
+        assert!(t.store.claim_retry(e, now, now + 120_000).await.unwrap());
+    }
+    let due = t.store.due_retries(now, 1).await.unwrap();
+    assert_eq!(due, vec![entries[2].clone()], "the free entry, not a leased one");
+    // Once the lease is over, they are due again.
+    assert_eq!(t.store.due_retries(now + 130_000, 10).await.unwrap().len(), 3);
+}

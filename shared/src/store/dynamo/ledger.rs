@@ -59,20 +59,35 @@ impl RetryLedger for DynamoStore {
     }
 
     async fn due_retries(&self, now_ms: i64, limit: u32) -> Result<Vec<RetryEntry>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND SK <= :due")
-            .expression_attribute_values(":pk", s(keys::RETRY_PK))
-            .expression_attribute_values(":due", s(keys::retry_due_bound(now_ms)))
-            .consistent_read(true)
-            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
-            .send()
-            .await
-            .map_err(send_error)?;
-        out.items
-            .unwrap_or_default()
+        // The lease filter applies after each page's limit: read a few pages for `limit` entries.
+        const PAGES: usize = 4;
+        let limit = limit.clamp(1, 1000) as usize;
+        let mut items = Vec::new();
+        let mut start = None;
+        for _ in 0..PAGES {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK <= :due")
+                .filter_expression("attribute_not_exists(LeaseUntil) OR LeaseUntil < :now")
+                .expression_attribute_values(":pk", s(keys::RETRY_PK))
+                .expression_attribute_values(":due", s(keys::retry_due_bound(now_ms)))
+                .expression_attribute_values(":now", n(now_ms))
+                .consistent_read(true)
+                .limit(i32::try_from(limit).unwrap_or(1000))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(send_error)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if items.len() >= limit || start.is_none() {
+                break;
+            }
+        }
+        items.truncate(limit);
+        items
             .into_iter()
             .map(|item| {
                 let r: RetryItem = from_item(item)?;
