@@ -291,6 +291,17 @@ pub struct Config {
     pub timeouts: StoreTimeouts,
 }
 
+/// A whole number from `name` in `min..=max` (`default` when unset).
+pub(crate) fn number_in(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    match env::var(name) {
+        Err(_) => Ok(default),
+        Ok(raw) => match raw.trim().parse::<i64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number in {min}-{max}") }),
+        },
+    }
+}
+
 fn number(name: &'static str, default: i64, min: i64) -> Result<i64, ConfigError> {
     match env::var(name) {
         Err(_) => Ok(default),

@@ -273,22 +273,6 @@ impl Backchannel {
             Err(LogoutError::Refused { aud: ep.aud.clone(), status: res.status().as_u16() })
         }
     }
-
-    /// `deliver_one` to every endpoint not in `skip`, at once, each with its own outcome.
-    pub async fn deliver(
-        &self,
-        user: &UserId,
-        session: SessionId,
-        now_ms: i64,
-        skip: &std::collections::BTreeSet<String>,
-    ) -> Vec<(&str, Result<(), LogoutError>)> {
-        let sends = self
-            .endpoints
-            .iter()
-            .filter(|ep| !skip.contains(&ep.aud))
-            .map(|ep| async move { (ep.aud.as_str(), self.deliver_one(&ep.aud, user, session, now_ms).await) });
-        futures::future::join_all(sends).await
-    }
 }
 
 /// How a product that did not take a logout is retried (`logout-retry`, from the retry ledger).
@@ -330,16 +314,11 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     pub fn from_env() -> Result<Self, ConfigError> {
+        use crate::config::number_in as number;
         let d = Self::default();
-        let number = |name: &'static str, default: i64, min: i64, max: i64| match std::env::var(name) {
-            Err(_) => Ok(default),
-            Ok(raw) => match raw.trim().parse::<i64>() {
-                Ok(v) if (min..=max).contains(&v) => Ok(v),
-                _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number in {min}-{max}") }),
-            },
-        };
         let horizon_secs = number("LOGOUT_RETRY_HORIZON_SECONDS", d.horizon_ms / 1000, 1, 7 * 86_400)?;
-        let inline_ms = number("LOGOUT_INLINE_BUDGET_MS", 250, 10, 3_000)?;
+        let default_inline = i64::try_from(d.inline_budget.as_millis()).unwrap_or(250);
+        let inline_ms = number("LOGOUT_INLINE_BUDGET_MS", default_inline, 10, 3_000)?;
         Ok(Self {
             horizon_ms: horizon_secs * 1000,
             backoff_ms: number("LOGOUT_RETRY_BACKOFF_MS", d.backoff_ms, 100, 3_600_000)?,
@@ -549,11 +528,10 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
         });
         let bc = with_endpoint(&format!("http://127.0.0.1:{product_port}/logout")).unwrap();
         let user = UserId::parse("alice").unwrap();
-        let outcomes = bc.deliver(&user, SessionId::new(), 1_795_000_000_000, &Default::default()).await;
+        let outcome = bc.deliver_one("chat-web", &user, SessionId::new(), 1_795_000_000_000).await;
         assert!(
-            matches!(outcomes[0].1, Err(LogoutError::Refused { status: 307, .. })),
-            "a redirect must fail the delivery: {:?}",
-            outcomes[0].1
+            matches!(outcome, Err(LogoutError::Refused { status: 307, .. })),
+            "a redirect must fail the delivery: {outcome:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");

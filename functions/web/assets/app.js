@@ -246,21 +246,34 @@ function userActions(s) {
   if (s.current) {
     return [trustButton(s, `/v1/sessions/${s.id}`, renderUser)];
   }
-  const logout = el('button', { type: 'button', class: 'danger', text: 'Log out', 'aria-describedby': `s-${s.id}` });
-  logout.addEventListener('click', async () => {
-    const ok = await confirmDialog({ title: 'Log out this session?', body: `${s.device?.label || 'This device'} will be signed out of ${s.apps?.map(appName).join(', ') || 'every app'}.`, ok: 'Log out' });
-    if (ok === null) return;
-    try {
-      await api(`/v1/sessions/${s.id}`, { method: 'DELETE' });
-    } catch (err) { return actionFailed(err, renderUser); }
-    state.sessions = state.sessions.filter((x) => x.id !== s.id);
-    const li = document.querySelector(`li[data-session-id="${s.id}"]`);
-    announce(`Logged out ${s.device?.label || 'the session'}.`);
-    $('#sessions-heading')?.focus();
-    if (li) await showReceipt(li, s, `/v1/sessions/${s.id}/revocation`);
-    await refreshActivity('/v1/sessions/events?limit=10');
+  const logout = logoutButton(s, {
+    title: 'Log out this session?',
+    body: `${s.device?.label || 'This device'} will be signed out of ${s.apps?.map(appName).join(', ') || 'every app'}.`,
+    base: '/v1/sessions',
+    events: '/v1/sessions/events?limit=10',
+    done: `Logged out ${s.device?.label || 'the session'}.`,
+    heading: '#sessions-heading',
+    retry: renderUser,
+    removed: () => { state.sessions = state.sessions.filter((x) => x.id !== s.id); },
   });
   return [logout, trustButton(s, `/v1/sessions/${s.id}`, renderUser)];
+}
+
+/** A row's Log out: confirmed, then the session revoked (`${base}/${id}`), the row turned into
+ * its receipt, focus moved to the list's heading, and the activity list read again. */
+function logoutButton(s, { title, body, base, events, done, heading, retry, removed = () => {} }) {
+  const b = el('button', { type: 'button', class: 'danger', text: 'Log out', 'aria-describedby': `s-${s.id}` });
+  b.addEventListener('click', async () => {
+    if (await confirmDialog({ title, body, ok: 'Log out' }) === null) return;
+    try { await api(`${base}/${s.id}`, { method: 'DELETE' }); } catch (err) { return actionFailed(err, retry); }
+    removed();
+    const li = document.querySelector(`li[data-session-id="${s.id}"]`);
+    announce(done);
+    $(heading)?.focus();
+    if (li) await showReceipt(li, s, `${base}/${s.id}/revocation`);
+    await refreshActivity(events);
+  });
+  return b;
 }
 
 function trustButton(s, path, rerender) {
@@ -350,20 +363,15 @@ async function renderMember(member) {
     sessions = (await api(`${base}/sessions?include_cli=true&limit=50`)).sessions;
     events = (await api(`${base}/events?limit=10`)).events;
   } catch (err) { return actionFailed(err, () => renderMember(member)); }
-  const actions = (s) => {
-    const b = el('button', { type: 'button', class: 'danger', text: 'Log out', 'aria-describedby': `s-${s.id}` });
-    b.addEventListener('click', async () => {
-      const ok = await confirmDialog({ title: `Log out this session of ${member.user_id}?`, body: `${s.device?.label || 'This device'} will be signed out.`, ok: 'Log out' });
-      if (ok === null) return;
-      try { await api(`${base}/sessions/${s.id}`, { method: 'DELETE' }); } catch (err) { return actionFailed(err, () => renderMember(member)); }
-      announce(`Logged out ${s.device?.label || 'the session'} of ${member.user_id}.`);
-      const li = document.querySelector(`li[data-session-id="${s.id}"]`);
-      $('#member-heading')?.focus();
-      if (li) await showReceipt(li, s, `${base}/sessions/${s.id}/revocation`);
-      await refreshActivity(`${base}/events?limit=10`);
-    });
-    return [b];
-  };
+  const actions = (s) => [logoutButton(s, {
+    title: `Log out this session of ${member.user_id}?`,
+    body: `${s.device?.label || 'This device'} will be signed out.`,
+    base: `${base}/sessions`,
+    events: `${base}/events?limit=10`,
+    done: `Logged out ${s.device?.label || 'the session'} of ${member.user_id}.`,
+    heading: '#member-heading',
+    retry: () => renderMember(member),
+  })];
   const offboard = el('button', { type: 'button', class: 'danger', id: 'offboard', text: 'Sign out everywhere' });
   offboard.addEventListener('click', async () => {
     const reason = await confirmDialog({ title: `Sign ${member.user_id} out everywhere?`, body: 'Every session of this member ends on every device and app. Use this when someone leaves, or when an account may be compromised.', ok: 'Sign out everywhere', reason: true });
