@@ -159,6 +159,18 @@ logout_key() {
   export LOGOUT_SIGNING_KEY_PEM
 }
 
+# start_collector PORT: the stand-in trace collector (OTLP/HTTP on /v1/traces, spans on /spans);
+# sets OTEL_EXPORTER_OTLP_ENDPOINT for the functions started next, as the template does with the
+# collector layer.
+start_collector() {
+  local port=$1
+  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin trace-collector -- --port "$port" \
+      >"$LOCAL/logs/collector-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 120 "trace-collector on port $port" curl -sf "http://127.0.0.1:$port/spans" || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
 # start_receiver PORT: the stand-in product endpoint; sets BACKCHANNEL_ENDPOINTS for what starts next.
 start_receiver() {
   local port=$1

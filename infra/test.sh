@@ -42,6 +42,12 @@ pids+=("$(start_receiver "$RECEIVER_PORT")")
 export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
 export E2E_RECEIVER_URL="http://127.0.0.1:$RECEIVER_PORT"
 echo "== backchannel-receiver on 127.0.0.1:$RECEIVER_PORT"
+# Traces: the functions export their spans to a stand-in collector (the end-to-end tests read
+# them back to check what a span may carry).
+COLLECTOR_PORT="$(free_port)"
+pids+=("$(start_collector "$COLLECTOR_PORT")")
+export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$COLLECTOR_PORT" E2E_COLLECTOR_URL="http://127.0.0.1:$COLLECTOR_PORT"
+echo "== trace-collector on 127.0.0.1:$COLLECTOR_PORT"
 # Retries on the test stack: the first after 0.5 s, given up after 8 s (the end-to-end tests wait
 # for both outcomes).
 export LOGOUT_RETRY_BACKOFF_MS=500 LOGOUT_RETRY_HORIZON_SECONDS=8

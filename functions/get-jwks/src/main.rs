@@ -1,6 +1,6 @@
 use active_sessions::logout::Backchannel;
 use active_sessions::{telemetry, Config};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -9,5 +9,6 @@ async fn main() -> Result<(), Error> {
     // Only the public halves leave this function; the keys are read once, at start.
     let jwks = get_jwks::handler::body(&Backchannel::load(&config.timeouts).await?);
     let jwks = &jwks;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(get_jwks::handle(jwks, &req)) })).await
+    telemetry::run_http(service_fn(move |req: Request| async move { Ok::<_, Error>(get_jwks::handle(jwks, &req)) }))
+        .await
 }

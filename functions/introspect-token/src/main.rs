@@ -3,7 +3,7 @@ use std::sync::Arc;
 use active_sessions::cache::{CacheConfig, TokenCache};
 use active_sessions::service::ActivityTracker;
 use active_sessions::{telemetry, Config, DynamoStore};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let activity = ActivityTracker::for_policy(&config.policy);
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let (store, policy, cache, activity) = (&store, &config.policy, cache.as_ref(), &activity);
-    run(service_fn(move |req: Request| async move {
+    telemetry::run_http(service_fn(move |req: Request| async move {
         Ok::<_, Error>(introspect_token::handle(store, policy, cache, activity, req).await)
     }))
     .await

@@ -1,5 +1,5 @@
 use active_sessions::{telemetry, Config, DynamoStore};
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -7,5 +7,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let store = &store;
-    run(service_fn(move |req: Request| async move { Ok::<_, Error>(list_sessions::handle(store, req).await) })).await
+    telemetry::run_http(service_fn(move |req: Request| async move {
+        Ok::<_, Error>(list_sessions::handle(store, req).await)
+    }))
+    .await
 }

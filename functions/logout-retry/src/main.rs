@@ -1,6 +1,7 @@
 use active_sessions::logout::{Backchannel, RetryPolicy};
-use active_sessions::{telemetry, Config, DynamoStore};
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use active_sessions::telemetry::{self, Trigger};
+use active_sessions::{Config, DynamoStore};
+use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,9 +11,9 @@ async fn main() -> Result<(), Error> {
     let backchannel = Backchannel::load(&config.timeouts).await?;
     let policy = RetryPolicy::from_env()?;
     let (store, backchannel, policy) = (&store, &backchannel, &policy);
-    run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+    let handler = service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         let report = logout_retry::handle(store, backchannel, policy).await?;
         Ok::<_, Error>(serde_json::to_value(report)?)
-    }))
-    .await
+    });
+    telemetry::serve(Runtime::new(handler), Trigger::Timer).await
 }

@@ -2,9 +2,10 @@
 #![recursion_limit = "256"]
 
 use active_sessions::cache::{CacheConfig, TokenCache};
-use active_sessions::{telemetry, Config, DynamoStore};
+use active_sessions::telemetry::{self, Trigger};
+use active_sessions::{Config, DynamoStore};
 use aws_lambda_events::event::dynamodb::Event;
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
 use revocation_fanout::handler::Fanout;
 
 #[tokio::main]
@@ -18,8 +19,8 @@ async fn main() -> Result<(), Error> {
     let retry = active_sessions::logout::RetryPolicy::from_env()?;
     let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel, retry: &retry };
     let fanout = &fanout;
-    run(service_fn(move |event: LambdaEvent<Event>| async move {
+    let handler = service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<_, Error>(revocation_fanout::handle(fanout, event.payload).await)
-    }))
-    .await
+    });
+    telemetry::serve(Runtime::new(handler), Trigger::Datasource).await
 }

@@ -1,8 +1,8 @@
 use active_sessions::telemetry;
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    run(service_fn(|req: Request| async move { Ok::<_, Error>(web::handle(&req)) })).await
+    telemetry::run_http(service_fn(|req: Request| async move { Ok::<_, Error>(web::handle(&req)) })).await
 }

@@ -682,3 +682,100 @@ async fn a_product_that_never_comes_back_ends_failed_with_the_metric() {
     assert_eq!(summary["failed"].as_i64(), Some(1), "{events}");
     assert!(summary["completed_at"].is_null(), "a failed product never completes: {events}");
 }
+
+/// Every span the stand-in collector has received (`infra/test.sh` sets `E2E_COLLECTOR_URL`).
+async fn exported_spans() -> Vec<Value> {
+    let url = format!("{}/spans", integration_tests::required_env("E2E_COLLECTOR_URL"));
+    reqwest::get(&url).await.expect("the trace collector").json().await.expect("JSON spans")
+}
+
+/// Everything a span carries as text: its name, its attributes (keys and values), its events'
+/// names and attributes, and its resource.
+fn span_text(span: &Value) -> String {
+    let mut text = vec![span["name"].to_string()];
+    for part in [&span["attributes"], &span["resource"]] {
+        text.extend(part.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")));
+    }
+    for event in span["events"].as_array().into_iter().flatten() {
+        text.push(event["name"].to_string());
+        text.extend(event["attributes"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")));
+    }
+    text.join("\n")
+}
+
+#[tokio::test]
+async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut api = Api::new();
+    let user = unique_user("traced");
+    let me = api.sign_in(&user, "browser").await;
+    let other = api.sign_in(&user, "mobile_app").await;
+    // The token travels in a form body here, and in a JSON response body at sign-in.
+    assert_eq!(introspect(&api, &me.token).await["active"], true);
+    let (status, _, _) = api.revoke(&me.token, &other.id).await;
+    assert_eq!(status, 204);
+
+    // The revoke's trace: found by the span of our service code that names the user.
+    let mut spans = Vec::new();
+    let mut revoke = None;
+    for _ in 0..50 {
+        spans = exported_spans().await;
+        revoke = spans
+            .iter()
+            .find(|s| s["name"] == "revoke_session" && s["attributes"]["user_id"] == user.as_str())
+            .cloned();
+        if revoke.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let revoke = revoke.expect("the revoke's spans reach the collector");
+    let trace: Vec<&Value> = spans.iter().filter(|s| s["trace_id"] == revoke["trace_id"]).collect();
+    let by_id = |id: &Value| trace.iter().find(|s| s["span_id"] == *id).copied();
+    // The invocation span (faas.*), whose parent is Lambda's (the invocation's X-Ray header):
+    // the trace hangs under the function's segment.
+    let function = by_id(&revoke["parent_span_id"]).expect("the invocation span");
+    assert_eq!(function["name"], "revoke-session");
+    assert_eq!(function["attributes"]["faas.trigger"], "http");
+    assert_eq!(function["service"], "revoke-session");
+    assert_ne!(function["parent_span_id"], "", "parented on the invocation's X-Ray header");
+    assert!(by_id(&function["parent_span_id"]).is_none(), "that parent is Lambda's segment, not ours");
+    let dynamodb: Vec<&str> = trace
+        .iter()
+        .filter(|s| s["parent_span_id"] == revoke["span_id"] && s["attributes"]["rpc.service"] == "DynamoDB")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(dynamodb.contains(&"DynamoDB.TransactWriteItems"), "the revoke's write is a child span: {dynamodb:?}");
+
+    // No span anywhere, of any function, carries a token, its secret part, its hash or a body.
+    let mut secrets = Vec::new();
+    for token in [&me.token, &other.token] {
+        let digest = sha2::Sha256::digest(token.as_bytes());
+        secrets.push(token.clone());
+        secrets.push(token.rsplit('.').next().unwrap().to_owned());
+        secrets.push(hex::encode(digest));
+        secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
+        secrets.push(base64::engine::general_purpose::STANDARD.encode(digest));
+    }
+    secrets.push("app=codex".to_owned()); // the introspection body's other field
+    secrets.push("198.51.100.7".to_owned()); // the sign-in body's address
+    let mut checked = 0;
+    for span in &spans {
+        let text = span_text(span);
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "span {} of {} carries {secret:.12}…:\n{text}",
+                span["name"],
+                span["service"]
+            );
+        }
+        for key in span["attributes"].as_object().into_iter().flatten().map(|(k, _)| k.to_lowercase()) {
+            assert!(!key.contains("body") && !key.contains("token") && !key.contains("hash"), "attribute {key}");
+        }
+        checked += 1;
+    }
+    assert!(spans.iter().any(|s| s["service"] == "introspect-token"), "introspection was traced too");
+    assert!(checked >= trace.len());
+}

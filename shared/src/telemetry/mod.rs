@@ -9,6 +9,10 @@
 //! crates' DEBUG and TRACE events are dropped before any writer sees them. Our own code never
 //! logs a token, a hash, a body or a whole event, at any level.
 
+pub mod traces;
+
+pub use traces::{run_http, serve, Trigger};
+
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -46,7 +50,8 @@ pub fn allowed(metadata: &Metadata<'_>) -> bool {
     }
 }
 
-/// Call once at the top of `main`.
+/// Call once at the top of `main`: logs, and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+/// ([`traces`]). Each has its own filter: a span the logs leave out may still be exported.
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
     let level = level.as_deref().unwrap_or("INFO").parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
@@ -54,7 +59,10 @@ pub fn init() {
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let fmt = tracing_subscriber::fmt::layer().with_target(false).without_time();
     let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
-    tracing_subscriber::registry().with(env_filter).with(filter_fn(allowed)).with(fmt).init();
+    let logs = fmt.with_filter(filter_fn(allowed)).with_filter(env_filter);
+    let traces =
+        traces::provider_from_env().map(|provider| traces::layer(&provider).with_filter(filter_fn(traces::exported)));
+    tracing_subscriber::registry().with(logs).with(traces).init();
 }
 
 /// One metric as a CloudWatch Embedded Metric Format line on stdout (Lambda's stdout becomes the

@@ -1,0 +1,284 @@
+//! Traces: the spans of this workspace's code and the AWS SDK's calls (one span per DynamoDB
+//! operation), exported to X-Ray under the segment Lambda opens for each invocation.
+//!
+//! - **Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set.** The template sets it to the collector
+//!   extension (the ADOT collector layer, `http://localhost:4318`) when `TraceCollectorLayerArn`
+//!   is given; the collector sends the spans to X-Ray. Without it nothing is built, and the
+//!   SDK's operation spans stay disabled, as before.
+//! - **Parent.** Each invocation's root span takes its parent from the invocation's X-Ray header
+//!   (`Lambda-Runtime-Trace-Id`, through `XrayPropagator`), so our spans sit under Lambda's own
+//!   function segment, and the X-Ray `Sampled` decision holds (`ParentBased`): an invocation
+//!   Lambda does not sample records nothing. IDs are X-Ray IDs (`XrayIdGenerator`).
+//! - **Flush.** Lambda freezes the process between invocations, so the spans of an invocation are
+//!   exported before its response is posted (lambda_runtime's `OpenTelemetryLayer` calls
+//!   [`flush`]); to the collector on localhost that is a millisecond or two.
+//! - **What a span may carry.** The same rule as the logs ([`super::allowed`]): other crates'
+//!   DEBUG and TRACE spans and events never reach the exporter (the SDK's events carry request
+//!   and response bodies, the runtime's carry whole events), with one exception: the SDK's
+//!   per-operation span (`DynamoDB.UpdateItem`, with `rpc.system`, `rpc.service`, `rpc.method`),
+//!   whose fields are constants. Our own spans are declared with `skip_all` and name their
+//!   fields; none is a token, a hash or a body, and an end-to-end test checks what is exported.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::task;
+
+use lambda_runtime::layers::{OpenTelemetryFaasTrigger, OpenTelemetryLayer};
+use lambda_runtime::tower::{Layer, Service};
+use lambda_runtime::{Error, LambdaInvocation, Runtime};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_aws::trace::{XrayIdGenerator, XrayPropagator};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing::Metadata;
+
+/// The standard OpenTelemetry variable; exporting is on when it is set.
+pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The tracer provider, built once when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (else `None`).
+/// Spans are batched on the SDK's own thread and sent with a blocking HTTP client there.
+pub(super) fn provider_from_env() -> Option<SdkTracerProvider> {
+    std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty())?;
+    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("traces: no exporter ({e}); spans are not exported");
+            return None;
+        }
+    };
+    let resource = Resource::builder()
+        .with_detector(Box::new(opentelemetry_aws::detector::LambdaResourceDetector))
+        .with_service_name(crate::config::function_name().to_string())
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        .with_id_generator(XrayIdGenerator::default())
+        .with_resource(resource)
+        .build();
+    Some(PROVIDER.get_or_init(|| provider).clone())
+}
+
+/// The `tracing` layer that turns spans into OpenTelemetry spans for `provider`.
+pub(super) fn layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("active-sessions"))
+        // Neither the build machine's source paths nor thread names belong in a trace.
+        .with_location(false)
+        .with_threads(false)
+}
+
+/// Whether a span or event may be exported: what may be logged ([`super::allowed`]), and the
+/// SDK's per-operation spans, whose fields are the service and operation names.
+pub fn exported(metadata: &Metadata<'_>) -> bool {
+    super::allowed(metadata) || is_sdk_operation(metadata)
+}
+
+fn is_sdk_operation(metadata: &Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.target().starts_with("aws_sdk_") && metadata.fields().field("rpc.system").is_some()
+}
+
+/// Exports what has ended so far; lambda_runtime calls it after every invocation.
+pub fn flush() {
+    if let Some(provider) = PROVIDER.get() {
+        if let Err(e) = provider.force_flush() {
+            tracing::warn!(error = %e, "traces: flush failed");
+        }
+    }
+}
+
+/// The OpenTelemetry context of an X-Ray trace header (`Root=1-…;Parent=…;Sampled=1`): the
+/// remote parent of the invocation's spans. A header that does not parse gives an empty context.
+pub fn xray_parent(header: &str) -> opentelemetry::Context {
+    let carrier = HashMap::from([("x-amzn-trace-id".to_string(), header.to_string())]);
+    XrayPropagator::default().extract(&carrier)
+}
+
+/// How the function is invoked, for the `faas.trigger` attribute.
+#[derive(Clone, Copy, Debug)]
+pub enum Trigger {
+    /// API Gateway.
+    Http,
+    /// A stream's event source mapping.
+    Datasource,
+    /// EventBridge Scheduler.
+    Timer,
+}
+
+/// Runs the function's runtime with the invocation span: lambda_runtime's `faas.*` span (with
+/// `faas.invocation_id`, the request id, which every log line of the invocation carries too)
+/// under the invocation's X-Ray parent; its end flushes the exporter. It takes the place of the
+/// request span `lambda_runtime::run` adds.
+pub async fn serve<S>(runtime: Runtime<S>, trigger: Trigger) -> Result<(), Error>
+where
+    S: Service<LambdaInvocation, Response = (), Error = Error>,
+{
+    runtime.layer(Invocations { trigger }).run().await
+}
+
+/// `lambda_http::run`, with the invocation spans of [`serve`].
+pub async fn run_http<'a, R, S, E>(handler: S) -> Result<(), Error>
+where
+    S: Service<lambda_http::Request, Response = R, Error = E>,
+    S::Future: Send + 'a,
+    R: lambda_http::IntoResponse,
+    E: std::fmt::Debug + Into<lambda_runtime::Diagnostic>,
+{
+    serve(Runtime::new(lambda_http::Adapter::from(handler)), Trigger::Http).await
+}
+
+/// The tower layer of [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Invocations {
+    trigger: Trigger,
+}
+
+impl Invocations {
+    /// The layer for a function invoked by `trigger`.
+    pub fn new(trigger: Trigger) -> Self {
+        Self { trigger }
+    }
+}
+
+impl<S> Layer<S> for Invocations {
+    type Service = InvocationService<<OpenTelemetryLayer<fn()> as Layer<S>>::Service>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let trigger = match self.trigger {
+            Trigger::Http => OpenTelemetryFaasTrigger::Http,
+            Trigger::Datasource => OpenTelemetryFaasTrigger::Datasource,
+            Trigger::Timer => OpenTelemetryFaasTrigger::Timer,
+        };
+        let otel = OpenTelemetryLayer::new(flush as fn()).with_trigger(trigger);
+        InvocationService { inner: otel.layer(inner) }
+    }
+}
+
+/// The service of [`Invocations`]: the invocation's X-Ray context is the current OpenTelemetry
+/// context while the `faas.*` span is created (in `OpenTelemetryService::call`), so that span, the
+/// root of ours, is a child of Lambda's segment. It is also the last of ours to end, before the
+/// flush: a span around it would end after the flush and reach X-Ray an invocation late, or never.
+pub struct InvocationService<S> {
+    inner: S,
+}
+
+impl<S> Service<LambdaInvocation> for InvocationService<S>
+where
+    S: Service<LambdaInvocation, Response = (), Error = Error>,
+{
+    type Response = ();
+    type Error = Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut task::Context<'_>) -> task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: LambdaInvocation) -> Self::Future {
+        let _parent = req.context.xray_trace_id.as_deref().map(|header| xray_parent(header).attach());
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt;
+
+    fn metadata(
+        name: &'static str,
+        target: &'static str,
+        level: tracing::Level,
+        fields: &'static [&'static str],
+        kind: tracing::metadata::Kind,
+    ) -> Metadata<'static> {
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        struct Cs;
+        impl tracing::Callsite for Cs {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unimplemented!()
+            }
+        }
+        static CS: Cs = Cs;
+        Metadata::new(name, target, level, None, None, None, FieldSet::new(fields, Identifier(&CS)), kind)
+    }
+
+    #[test]
+    fn only_the_sdk_operation_span_is_exported_below_info_from_other_crates() {
+        use tracing::metadata::Kind;
+        use tracing::Level;
+        let op = ["rpc.service", "rpc.method", "sdk_invocation_id", "rpc.system"];
+        let op: &'static [&'static str] = Box::leak(Box::new(op));
+        assert!(exported(&metadata(
+            "DynamoDB.UpdateItem",
+            "aws_sdk_dynamodb::operation::update_item",
+            Level::DEBUG,
+            op,
+            Kind::SPAN
+        )));
+        // The SDK's events (request and response bodies at DEBUG/TRACE) and its other spans: no.
+        assert!(!exported(&metadata(
+            "event",
+            "aws_sdk_dynamodb::operation::update_item",
+            Level::DEBUG,
+            op,
+            Kind::EVENT
+        )));
+        assert!(!exported(&metadata(
+            "try_attempt",
+            "aws_smithy_runtime::client::orchestrator",
+            Level::DEBUG,
+            &["attempt"],
+            Kind::SPAN
+        )));
+        assert!(!exported(&metadata("send", "aws_smithy_runtime::client::http", Level::TRACE, &["body"], Kind::EVENT)));
+        // A span that only claims `rpc.system` outside the SDK: no.
+        assert!(!exported(&metadata("x", "redis::cmd", Level::DEBUG, op, Kind::SPAN)));
+        // The runtime's invocation events (the raw event at DEBUG): no; its INFO spans: yes.
+        assert!(!exported(&metadata(
+            "event",
+            "lambda_runtime::layers::api_client",
+            Level::DEBUG,
+            &["payload"],
+            Kind::EVENT
+        )));
+        assert!(exported(&metadata(
+            "Lambda runtime invoke",
+            "lambda_runtime::layers::trace",
+            Level::INFO,
+            &["requestId"],
+            Kind::SPAN
+        )));
+        // Our own code, at any level.
+        assert!(exported(&metadata(
+            "revoke_session",
+            "active_sessions::service::revoke",
+            Level::INFO,
+            &["user_id"],
+            Kind::SPAN
+        )));
+        assert!(exported(&metadata("answered", "active_sessions::http", Level::DEBUG, &["status"], Kind::EVENT)));
+    }
+
+    #[test]
+    fn the_xray_header_is_the_remote_parent() {
+        let cx = xray_parent("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1");
+        let parent = cx.span().span_context().clone();
+        assert!(parent.is_valid() && parent.is_remote() && parent.is_sampled());
+        assert_eq!(parent.trace_id().to_string(), "5759e988bd862e3fe1be46a994272793");
+        assert_eq!(parent.span_id().to_string(), "53995c3f42cd8ad8");
+        let unsampled = xray_parent("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0");
+        assert!(!unsampled.span().span_context().is_sampled());
+        assert!(!xray_parent("garbage").span().span_context().is_valid());
+    }
+}
