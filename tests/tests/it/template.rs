@@ -452,6 +452,34 @@ fn deploys_shift_the_live_alias_with_rollback_and_everything_invokes_it() {
     assert_eq!(schedule["Properties"]["Target"]["Arn"]["Ref"], "LogoutRetryFunctionAliaslive");
 }
 
+/// #14 (2): with `TraceCollectorLayerArn`, every function (after SAM's transform) carries the
+/// collector layer and the exporter's endpoint on localhost, the variable the code reads; without
+/// it, neither (the condition). Every role may write X-Ray segments, which the collector sends.
+#[test]
+fn every_function_exports_its_spans_to_the_collector_layer_when_one_is_given() {
+    let doc = template();
+    let param = &doc["Parameters"]["TraceCollectorLayerArn"];
+    assert_eq!(param["Default"].as_str(), Some(""), "off unless a layer is given");
+    let condition = format!("{:?}", doc["Conditions"]["ExportTraces"]);
+    assert!(condition.contains("Not") && condition.contains("TraceCollectorLayerArn"), "{condition}");
+    let t = transformed();
+    let functions: Vec<(&String, &serde_json::Value)> =
+        t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == "AWS::Lambda::Function").collect();
+    assert_eq!(functions.len(), resources_of(&doc, "AWS::Serverless::Function").len());
+    let layer = serde_json::json!({"Fn::If": ["ExportTraces", {"Ref": "TraceCollectorLayerArn"}, {"Ref": "AWS::NoValue"}]});
+    let endpoint = serde_json::json!({"Fn::If": ["ExportTraces", "http://localhost:4318", {"Ref": "AWS::NoValue"}]});
+    let var = active_sessions::telemetry::traces::ENDPOINT_VAR;
+    for (id, f) in functions {
+        let p = &f["Properties"];
+        assert_eq!(p["TracingConfig"]["Mode"], "Active", "{id}");
+        assert_eq!(p["Layers"], serde_json::json!([layer]), "{id}: the collector layer, and no other");
+        assert_eq!(p["Environment"]["Variables"][var], endpoint, "{id}: {var}");
+    }
+    for (id, role) in resources_of(&doc, "AWS::IAM::Role") {
+        assert!(format!("{role:?}").contains("xray:PutTraceSegments"), "{id} may write segments");
+    }
+}
+
 /// #14 (3): one dashboard: API p50, p99 and 5xx by route; function errors, throttles and
 /// concurrency; the stream's IteratorAge; propagation lag; the DLQ's depth; deliveries by status.
 #[test]
