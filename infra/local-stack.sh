@@ -3,15 +3,16 @@
 # 127.0.0.1:$DDB_PORT) and redis-server (the token cache, 127.0.0.1:$REDIS_PORT), creates the
 # table, runs the functions with `cargo lambda watch` (127.0.0.1:$FUNCTIONS_PORT) behind the local API
 # Gateway on 127.0.0.1:$WATCH_PORT, polls the table's stream into revocation-fanout (the local event source
-# mapping), loads demo data, and prints curl commands. Ctrl-C stops it all.
+# mapping), sends the functions' spans to a stand-in trace collector (127.0.0.1:$COLLECTOR_PORT),
+# loads demo data, and prints curl commands. Ctrl-C stops it all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/infra/setup.sh"
 
 TABLE_NAME="${TABLE_NAME:-active-sessions-local}"
-for port in "$DDB_PORT" "$WATCH_PORT" "$FUNCTIONS_PORT" "$REDIS_PORT"; do
+for port in "$DDB_PORT" "$WATCH_PORT" "$FUNCTIONS_PORT" "$REDIS_PORT" "${RECEIVER_PORT:-9100}" "${COLLECTOR_PORT:-9200}"; do
   if curl -s -o /dev/null "http://127.0.0.1:$port" 2>/dev/null; then
-    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT / FUNCTIONS_PORT / REDIS_PORT." >&2
+    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT / FUNCTIONS_PORT / REDIS_PORT / RECEIVER_PORT / COLLECTOR_PORT." >&2
     exit 1
   fi
 done
@@ -33,6 +34,10 @@ logout_key
 pids+=("$(start_receiver "$RECEIVER_PORT")")
 export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
 echo "backchannel-receiver (a stand-in product) on 127.0.0.1:$RECEIVER_PORT: curl http://127.0.0.1:$RECEIVER_PORT/received"
+COLLECTOR_PORT="${COLLECTOR_PORT:-9200}"
+pids+=("$(start_collector "$COLLECTOR_PORT")")
+export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$COLLECTOR_PORT"
+echo "trace-collector (a stand-in for the collector layer) on 127.0.0.1:$COLLECTOR_PORT: curl http://127.0.0.1:$COLLECTOR_PORT/spans"
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME")
 
 echo "starting cargo lambda watch (the functions) on 127.0.0.1:$FUNCTIONS_PORT"

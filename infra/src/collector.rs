@@ -3,10 +3,12 @@
 //! as the collector does on `localhost:4318`, keeps every span, and answers `GET /spans` with
 //! them as JSON, flattened so a test can read them: trace and span ids in hex, the span's name,
 //! the `service.name` of its resource, its attributes and its events' names and attributes (every
-//! value as a string).
+//! value as a string). It keeps the latest 20 000 spans (the local drain alone makes three a
+//! second).
 //!
 //! Usage: trace-collector --port PORT
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use serde_json::{json, Map, Value};
+
+/// Spans kept: older ones are dropped first.
+const KEEP: usize = 20_000;
 
 fn text(value: Option<&AnyValue>) -> String {
     match value.and_then(|v| v.value.as_ref()) {
@@ -68,7 +73,10 @@ fn flatten(request: &ExportTraceServiceRequest) -> Vec<Value> {
     spans
 }
 
-async fn serve(spans: Arc<Mutex<Vec<Value>>>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve(
+    spans: Arc<Mutex<VecDeque<Value>>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, content_type: &str, body: Bytes| {
         let mut res = Response::new(Full::new(body));
         *res.status_mut() = status;
@@ -82,7 +90,10 @@ async fn serve(spans: Arc<Mutex<Vec<Value>>>, req: Request<Incoming>) -> Result<
             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             match ExportTraceServiceRequest::decode(body) {
                 Ok(request) => {
-                    spans.lock().unwrap_or_else(|p| p.into_inner()).extend(flatten(&request));
+                    let mut kept = spans.lock().unwrap_or_else(|p| p.into_inner());
+                    kept.extend(flatten(&request));
+                    let excess = kept.len().saturating_sub(KEEP);
+                    kept.drain(..excess);
                     // An empty ExportTraceServiceResponse: everything accepted.
                     reply(StatusCode::OK, "application/x-protobuf", Bytes::new())
                 }
@@ -90,7 +101,7 @@ async fn serve(spans: Arc<Mutex<Vec<Value>>>, req: Request<Incoming>) -> Result<
             }
         }
         (&Method::GET, "/spans") => {
-            let all = Value::Array(spans.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            let all = Value::Array(spans.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect());
             reply(StatusCode::OK, "application/json", Bytes::from(all.to_string()))
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", Bytes::new()),
@@ -104,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).ok_or("--port PORT")?.parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("trace-collector: listening on 127.0.0.1:{port}");
-    let spans = Arc::new(Mutex::new(Vec::new()));
+    let spans = Arc::new(Mutex::new(VecDeque::new()));
     loop {
         let (stream, _) = listener.accept().await?;
         let spans = Arc::clone(&spans);

@@ -291,7 +291,9 @@ pub struct Config {
     pub timeouts: StoreTimeouts,
 }
 
-/// A whole number from `name` in `min..=max` (`default` when unset).
+/// A whole number from `name` in `min..=max` (`default` when unset). Its one caller is the
+/// back-channel's retry policy (feature `backchannel`).
+#[cfg_attr(not(feature = "backchannel"), allow(dead_code))]
 pub(crate) fn number_in(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
     match env::var(name) {
         Err(_) => Ok(default),

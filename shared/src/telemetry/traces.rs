@@ -217,8 +217,8 @@ mod tests {
     fn only_the_sdk_operation_span_is_exported_below_info_from_other_crates() {
         use tracing::metadata::Kind;
         use tracing::Level;
-        let op = ["rpc.service", "rpc.method", "sdk_invocation_id", "rpc.system"];
-        let op: &'static [&'static str] = Box::leak(Box::new(op));
+        const OP: &[&str] = &["rpc.service", "rpc.method", "sdk_invocation_id", "rpc.system"];
+        let op = OP;
         assert!(exported(&metadata(
             "DynamoDB.UpdateItem",
             "aws_sdk_dynamodb::operation::update_item",

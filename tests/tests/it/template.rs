@@ -466,7 +466,8 @@ fn every_function_exports_its_spans_to_the_collector_layer_when_one_is_given() {
     let functions: Vec<(&String, &serde_json::Value)> =
         t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == "AWS::Lambda::Function").collect();
     assert_eq!(functions.len(), resources_of(&doc, "AWS::Serverless::Function").len());
-    let layer = serde_json::json!({"Fn::If": ["ExportTraces", {"Ref": "TraceCollectorLayerArn"}, {"Ref": "AWS::NoValue"}]});
+    let layer =
+        serde_json::json!({"Fn::If": ["ExportTraces", {"Ref": "TraceCollectorLayerArn"}, {"Ref": "AWS::NoValue"}]});
     let endpoint = serde_json::json!({"Fn::If": ["ExportTraces", "http://localhost:4318", {"Ref": "AWS::NoValue"}]});
     let var = active_sessions::telemetry::traces::ENDPOINT_VAR;
     for (id, f) in functions {
