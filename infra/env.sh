@@ -81,6 +81,19 @@ start_dynamodb() {
   echo "$pid"
 }
 
+# build_functions: builds each function as `cargo lambda watch` runs it (`cargo run --bin NAME`:
+# each binary with its own features of the shared crate, unlike a workspace build), so the first
+# invocation of each does not compile it. Lazily, the compiles queued on cargo's lock behind one
+# another once the tests started, and a function first invoked late (the fan-out) could take
+# longer than the test stack's 8 s retry horizon.
+build_functions() {
+  local dir
+  for dir in "$ROOT"/functions/*/; do
+    # shellcheck disable=SC2086
+    (cd "$ROOT" && cargo build ${WATCH_FLAGS:-} --quiet --manifest-path Cargo.toml --bin "$(basename "$dir")")
+  done
+}
+
 # start_functions PORT TABLE: cargo lambda watch on 127.0.0.1:PORT running the workspace's functions
 # on TABLE (the Lambda emulator; clients go through the gateway, start_gateway). Prints its pid.
 start_functions() {

@@ -24,6 +24,7 @@ trap 'exit 130' INT TERM
 
 echo "building the workspace (the first build takes a few minutes)"
 (cd "$ROOT" && cargo build --workspace --quiet)
+build_functions
 
 pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "DynamoDB Local on 127.0.0.1:$DDB_PORT"

@@ -30,6 +30,7 @@ echo "== sam validate --lint"
 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY SAM_CLI_TELEMETRY=0 "$VENV/bin/sam" validate --lint --region "$AWS_REGION"
 echo "== build"
 cargo build --workspace --all-targets --quiet
+build_functions
 
 pids=()
 trap 'stop_group "${pids[@]}"' EXIT
