@@ -2,8 +2,9 @@
 //! deployed functions export their spans to. It takes OTLP/HTTP protobuf on `POST /v1/traces`,
 //! as the collector does on `localhost:4318`, keeps every span, and answers `GET /spans` with
 //! them as JSON, flattened so a test can read them: trace and span ids in hex, the span's name,
-//! the `service.name` of its resource, its attributes and its events' names and attributes (every
-//! value as a string). It keeps the latest 20 000 spans (the local drain alone makes three a
+//! the `service.name` of its resource, its attributes, its events' and links' names and
+//! attributes (every value as a string), its status, its scope and the resource: all that OTLP
+//! carries, so a test of what spans may hold sees every part. It keeps the latest 20 000 spans (the local drain alone makes three a
 //! second).
 //!
 //! Usage: trace-collector --port PORT
@@ -49,8 +50,12 @@ fn flatten(request: &ExportTraceServiceRequest) -> Vec<Value> {
     for resource_spans in &request.resource_spans {
         let resource = resource_spans.resource.as_ref().map(|r| attributes(&r.attributes)).unwrap_or_default();
         let service = resource.get("service.name").cloned().unwrap_or(Value::Null);
-        for scope in &resource_spans.scope_spans {
-            for span in &scope.spans {
+        for scope_spans in &resource_spans.scope_spans {
+            let scope = scope_spans
+                .scope
+                .as_ref()
+                .map(|s| json!({ "name": s.name, "version": s.version, "attributes": attributes(&s.attributes) }));
+            for span in &scope_spans.spans {
                 let events: Vec<Value> = span
                     .events
                     .iter()
@@ -66,6 +71,16 @@ fn flatten(request: &ExportTraceServiceRequest) -> Vec<Value> {
                     "resource": resource,
                     "attributes": attributes(&span.attributes),
                     "events": events,
+                    "links": span.links.iter().map(|l| json!({
+                        "trace_id": hex::encode(&l.trace_id),
+                        "span_id": hex::encode(&l.span_id),
+                        "trace_state": l.trace_state,
+                        "attributes": attributes(&l.attributes),
+                    })).collect::<Vec<_>>(),
+                    "trace_state": span.trace_state,
+                    "status": span.status.as_ref().map(|st| json!({ "code": st.code, "message": st.message })),
+                    "scope": scope,
+                    "schema_url": scope_spans.schema_url,
                 }));
             }
         }

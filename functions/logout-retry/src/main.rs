@@ -12,7 +12,9 @@ async fn main() -> Result<(), Error> {
     let policy = RetryPolicy::from_env()?;
     let (store, backchannel, policy) = (&store, &backchannel, &policy);
     let handler = service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-        let report = logout_retry::handle(store, backchannel, policy).await?;
+        // The runtime logs a handler's error with `{:?}`: hand it the message only (an SDK
+        // error's Debug shows DynamoDB's response).
+        let report = logout_retry::handle(store, backchannel, policy).await.map_err(|e| Error::from(e.to_string()))?;
         Ok::<_, Error>(serde_json::to_value(report)?)
     });
     telemetry::serve(Runtime::new(handler), Trigger::Timer).await

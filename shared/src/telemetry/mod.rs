@@ -42,12 +42,13 @@ const OWN_CRATES: [&str; 16] = [
 /// Whether an event or span may be logged: anything at INFO or above, and below INFO only from
 /// this workspace's own crates.
 pub fn allowed(metadata: &Metadata<'_>) -> bool {
-    *metadata.level() <= Level::INFO || {
-        let target = metadata.target();
-        OWN_CRATES
-            .iter()
-            .any(|own| target.strip_prefix(own).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
-    }
+    *metadata.level() <= Level::INFO || own(metadata)
+}
+
+/// Whether it comes from one of this workspace's crates.
+fn own(metadata: &Metadata<'_>) -> bool {
+    let target = metadata.target();
+    OWN_CRATES.iter().any(|own| target.strip_prefix(own).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
 }
 
 /// Call once at the top of `main`: logs, and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set

@@ -10,14 +10,18 @@
 //!   function segment, and the X-Ray `Sampled` decision holds (`ParentBased`): an invocation
 //!   Lambda does not sample records nothing. IDs are X-Ray IDs (`XrayIdGenerator`).
 //! - **Flush.** Lambda freezes the process between invocations, so the spans of an invocation are
-//!   exported before its response is posted (lambda_runtime's `OpenTelemetryLayer` calls
-//!   [`flush`]); to the collector on localhost that is a millisecond or two.
-//! - **What a span may carry.** The same rule as the logs ([`super::allowed`]): other crates'
-//!   DEBUG and TRACE spans and events never reach the exporter (the SDK's events carry request
-//!   and response bodies, the runtime's carry whole events), with one exception: the SDK's
-//!   per-operation span (`DynamoDB.UpdateItem`, with `rpc.system`, `rpc.service`, `rpc.method`),
-//!   whose fields are constants. Our own spans are declared with `skip_all` and name their
-//!   fields; none is a token, a hash or a body, and an end-to-end test checks what is exported.
+//!   exported when it ends: lambda_runtime's `OpenTelemetryLayer` calls [`flush`] after the
+//!   response is posted (the caller does not wait for it) and before the runtime asks for the
+//!   next invocation (the flush counts toward the function's duration). One export is bounded by
+//!   500 ms ([`EXPORT_TIMEOUT`]), so a hung collector costs each invocation half a second, not
+//!   the SDK's 5 s flush wait.
+//! - **What a span may carry** ([`exported_at`]): other crates' DEBUG and TRACE spans never
+//!   reach the exporter, and their events never at all (the SDK's events carry request and
+//!   response bodies, the runtime's whole events and a failed handler's error), with one
+//!   exception: the SDK's per-operation span (`DynamoDB.UpdateItem`, with `rpc.system`,
+//!   `rpc.service`, `rpc.method`), whose fields are constants. Our own spans and events follow the
+//!   log level; our spans are declared with `skip_all` and name their fields, none a token, a
+//!   hash or a body, and an end-to-end test checks everything the functions export.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -29,12 +33,20 @@ use lambda_runtime::{Error, LambdaInvocation, Runtime};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_aws::trace::{XrayIdGenerator, XrayPropagator};
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing::Metadata;
+use tracing_subscriber::filter::LevelFilter;
 
 /// The standard OpenTelemetry variable; exporting is on when it is set.
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// How long one export may take (unless `OTEL_EXPORTER_OTLP_TIMEOUT` says otherwise), and so a
+/// flush: the SDK's own default is 10 s, and its flush waits up to 5 s whatever the exporter's
+/// timeout. The collector is on localhost; a hung one must not hold every invocation for seconds
+/// (introspection's timeout is 5 s).
+const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
@@ -42,7 +54,12 @@ static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 /// Spans are batched on the SDK's own thread and sent with a blocking HTTP client there.
 pub(super) fn provider_from_env() -> Option<SdkTracerProvider> {
     std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty())?;
-    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    if ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"].iter().all(|v| std::env::var_os(v).is_none())
+    {
+        builder = builder.with_timeout(EXPORT_TIMEOUT);
+    }
+    let exporter = match builder.build() {
         Ok(exporter) => exporter,
         Err(e) => {
             eprintln!("traces: no exporter ({e}); spans are not exported");
@@ -76,13 +93,22 @@ where
         .with_threads(false)
 }
 
-/// Whether a span or event may be exported: what may be logged ([`super::allowed`]), and the
-/// SDK's per-operation spans, whose fields are the service and operation names.
+/// Whether a span or event may be exported, whatever the level: the spans that may be logged
+/// ([`super::allowed`]) and the SDK's per-operation spans, whose fields are the service and
+/// operation names; events from this workspace's code only. Other crates' events never become
+/// span events: the runtime logs a failed handler's error with `{:?}` (an SDK error's Debug shows
+/// the response body) and a payload that does not deserialise with serde's message.
 pub fn exported(metadata: &Metadata<'_>) -> bool {
-    super::allowed(metadata) || is_sdk_operation(metadata)
+    is_sdk_operation(metadata) || (super::allowed(metadata) && (metadata.is_span() || super::own(metadata)))
 }
 
-fn is_sdk_operation(metadata: &Metadata<'_>) -> bool {
+/// [`exported`], at the log level (`AWS_LAMBDA_LOG_LEVEL`): with INFO, neither our DEBUG events
+/// nor anyone's DEBUG spans, except the SDK's per-operation spans.
+pub fn exported_at(level: LevelFilter, metadata: &Metadata<'_>) -> bool {
+    exported(metadata) && (is_sdk_operation(metadata) || *metadata.level() <= level)
+}
+
+pub(super) fn is_sdk_operation(metadata: &Metadata<'_>) -> bool {
     metadata.is_span() && metadata.target().starts_with("aws_sdk_") && metadata.fields().field("rpc.system").is_some()
 }
 
@@ -183,7 +209,13 @@ where
     }
 
     fn call(&mut self, req: LambdaInvocation) -> Self::Future {
-        let _parent = req.context.xray_trace_id.as_deref().map(|header| xray_parent(header).attach());
+        // Without an exporter nothing would use the parent: skip the parsing.
+        let _parent = req
+            .context
+            .xray_trace_id
+            .as_deref()
+            .filter(|_| PROVIDER.get().is_some())
+            .map(|header| xray_parent(header).attach());
         self.inner.call(req)
     }
 }
@@ -268,6 +300,29 @@ mod tests {
             Kind::SPAN
         )));
         assert!(exported(&metadata("answered", "active_sessions::http", Level::DEBUG, &["status"], Kind::EVENT)));
+    }
+
+    /// A collector that takes the connection and never answers holds a flush (and with it the
+    /// function, after its response, before its next invocation) for the export timeout only.
+    #[test]
+    fn a_hung_collector_holds_a_flush_for_the_export_timeout_at_most() {
+        use opentelemetry::trace::{Span as _, Tracer as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        // Only this test of the crate sets it (edition 2021: no other thread reads it meanwhile).
+        std::env::set_var(ENDPOINT_VAR, format!("http://127.0.0.1:{port}"));
+        let provider = provider_from_env().expect("a provider");
+        provider.tracer("test").start("work").end();
+        let started = std::time::Instant::now();
+        flush();
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_millis(1500), "a flush took {took:?}");
     }
 
     #[test]

@@ -689,18 +689,10 @@ async fn exported_spans() -> Vec<Value> {
     reqwest::get(&url).await.expect("the trace collector").json().await.expect("JSON spans")
 }
 
-/// Everything a span carries as text: its name, its attributes (keys and values), its events'
-/// names and attributes, and its resource.
+/// Everything a span carries, as the collector received it: name, attributes, events, links,
+/// status, scope and resource, as one JSON text.
 fn span_text(span: &Value) -> String {
-    let mut text = vec![span["name"].to_string()];
-    for part in [&span["attributes"], &span["resource"]] {
-        text.extend(part.as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")));
-    }
-    for event in span["events"].as_array().into_iter().flatten() {
-        text.push(event["name"].to_string());
-        text.extend(event["attributes"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={v}")));
-    }
-    text.join("\n")
+    span.to_string()
 }
 
 #[tokio::test]
@@ -711,8 +703,17 @@ async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() 
     let user = unique_user("traced");
     let me = api.sign_in(&user, "browser").await;
     let other = api.sign_in(&user, "mobile_app").await;
-    // The token travels in a form body here, and in a JSON response body at sign-in.
+    // The token travels in a form body here, in a cookie next, and in a JSON response body at
+    // sign-in.
     assert_eq!(introspect(&api, &me.token).await["active"], true);
+    let by_cookie = api
+        .http
+        .get(format!("{}/v1/sessions", api.base))
+        .header("cookie", format!("__Host-as_session={}", me.token))
+        .send()
+        .await
+        .expect("list by cookie");
+    assert_eq!(by_cookie.status(), 200);
     let (status, _, _) = api.revoke(&me.token, &other.id).await;
     assert_eq!(status, 204);
 
@@ -731,6 +732,31 @@ async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let revoke = revoke.expect("the revoke's spans reach the collector");
+    // And the fan-out's, which reads the revoked session (its hash) and invalidates the caches.
+    for _ in 0..100 {
+        let seen = spans.iter().any(|s| {
+            s["service"] == "revocation-fanout"
+                && s["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e["attributes"]["session_id"] == other.id.as_str())
+        });
+        if seen {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        spans = exported_spans().await;
+    }
+    assert!(
+        spans.iter().any(|s| s["service"] == "revocation-fanout"
+            && s["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["attributes"]["session_id"] == other.id.as_str())),
+        "the fan-out's spans for the revocation reach the collector"
+    );
     let trace: Vec<&Value> = spans.iter().filter(|s| s["trace_id"] == revoke["trace_id"]).collect();
     let by_id = |id: &Value| trace.iter().find(|s| s["span_id"] == *id).copied();
     // The invocation span (faas.*), whose parent is Lambda's (the invocation's X-Ray header):
@@ -755,6 +781,7 @@ async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() 
         secrets.push(token.clone());
         secrets.push(token.rsplit('.').next().unwrap().to_owned());
         secrets.push(hex::encode(digest));
+        secrets.push(hex::encode_upper(digest));
         secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
         secrets.push(base64::engine::general_purpose::STANDARD.encode(digest));
     }
@@ -776,6 +803,8 @@ async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() 
         }
         checked += 1;
     }
-    assert!(spans.iter().any(|s| s["service"] == "introspect-token"), "introspection was traced too");
+    for service in ["introspect-token", "list-sessions", "create-session", "revocation-fanout"] {
+        assert!(spans.iter().any(|s| s["service"] == service), "{service} was traced too");
+    }
     assert!(checked >= trace.len());
 }

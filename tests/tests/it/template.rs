@@ -460,6 +460,8 @@ fn every_function_exports_its_spans_to_the_collector_layer_when_one_is_given() {
     let doc = template();
     let param = &doc["Parameters"]["TraceCollectorLayerArn"];
     assert_eq!(param["Default"].as_str(), Some(""), "off unless a layer is given");
+    let pattern = param["AllowedPattern"].as_str().unwrap();
+    assert!(pattern.contains("arm64"), "an x86_64 collector would stop every arm64 function: {pattern}");
     let condition = format!("{:?}", doc["Conditions"]["ExportTraces"]);
     assert!(condition.contains("Not") && condition.contains("TraceCollectorLayerArn"), "{condition}");
     let t = transformed();
