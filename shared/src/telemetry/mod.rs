@@ -93,7 +93,7 @@ fn metric_line(function: &str, now_ms: i64, name: &str, unit: &str, value: i64, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -113,11 +113,16 @@ mod tests {
         assert!(lag.get("Product").is_none());
     }
 
-    #[test]
-    fn other_crates_never_log_below_info() {
+    /// Metadata as a callsite would declare it, for the filters' tests.
+    pub(super) fn metadata(
+        name: &'static str,
+        target: &'static str,
+        level: tracing::Level,
+        fields: &'static [&'static str],
+        kind: tracing::metadata::Kind,
+    ) -> Metadata<'static> {
         use tracing::callsite::Identifier;
         use tracing::field::FieldSet;
-        use tracing::metadata::Kind;
         struct Cs;
         impl tracing::Callsite for Cs {
             fn set_interest(&self, _: tracing::subscriber::Interest) {}
@@ -126,9 +131,13 @@ mod tests {
             }
         }
         static CS: Cs = Cs;
-        let meta = |target: &'static str, level: Level| {
-            Metadata::new("e", target, level, None, None, None, FieldSet::new(&[], Identifier(&CS)), Kind::EVENT)
-        };
+        Metadata::new(name, target, level, None, None, None, FieldSet::new(fields, Identifier(&CS)), kind)
+    }
+
+    #[test]
+    fn other_crates_never_log_below_info() {
+        use tracing::metadata::Kind;
+        let meta = |target: &'static str, level: Level| metadata("e", target, level, &[], Kind::EVENT);
         assert!(!allowed(&meta("lambda_runtime::layers::api_client", Level::TRACE)));
         assert!(!allowed(&meta("aws_smithy_runtime::client::http", Level::DEBUG)));
         assert!(!allowed(&meta("redis::cmd", Level::TRACE)));

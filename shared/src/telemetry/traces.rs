@@ -222,28 +222,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::metadata;
     use super::*;
     use opentelemetry::trace::TraceContextExt;
-
-    fn metadata(
-        name: &'static str,
-        target: &'static str,
-        level: tracing::Level,
-        fields: &'static [&'static str],
-        kind: tracing::metadata::Kind,
-    ) -> Metadata<'static> {
-        use tracing::callsite::Identifier;
-        use tracing::field::FieldSet;
-        struct Cs;
-        impl tracing::Callsite for Cs {
-            fn set_interest(&self, _: tracing::subscriber::Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                unimplemented!()
-            }
-        }
-        static CS: Cs = Cs;
-        Metadata::new(name, target, level, None, None, None, FieldSet::new(fields, Identifier(&CS)), kind)
-    }
 
     #[test]
     fn only_the_sdk_operation_span_is_exported_below_info_from_other_crates() {
