@@ -61,8 +61,9 @@ pub fn init() {
     let fmt = tracing_subscriber::fmt::layer().with_target(false).without_time();
     let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
     let logs = fmt.with_filter(filter_fn(allowed)).with_filter(env_filter);
-    let traces =
-        traces::provider_from_env().map(|provider| traces::layer(&provider).with_filter(filter_fn(traces::exported)));
+    let traces = traces::provider_from_env().map(|provider| {
+        traces::layer(&provider).with_filter(filter_fn(move |metadata| traces::exported_at(level, metadata)))
+    });
     tracing_subscriber::registry().with(logs).with(traces).init();
 }
 

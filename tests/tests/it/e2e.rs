@@ -689,6 +689,19 @@ async fn exported_spans() -> Vec<Value> {
     reqwest::get(&url).await.expect("the trace collector").json().await.expect("JSON spans")
 }
 
+/// The collector's spans once `done` says they hold what a test waits for (or 10 s: `what` failed).
+async fn spans_until(what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let spans = exported_spans().await;
+        if done(&spans) {
+            return spans;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Everything a span carries, as the collector received it: name, attributes, events, links,
 /// status, scope and resource, as one JSON text.
 fn span_text(span: &Value) -> String {
@@ -718,45 +731,17 @@ async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() 
     assert_eq!(status, 204);
 
     // The revoke's trace: found by the span of our service code that names the user.
-    let mut spans = Vec::new();
-    let mut revoke = None;
-    for _ in 0..50 {
-        spans = exported_spans().await;
-        revoke = spans
-            .iter()
-            .find(|s| s["name"] == "revoke_session" && s["attributes"]["user_id"] == user.as_str())
-            .cloned();
-        if revoke.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let revoke = revoke.expect("the revoke's spans reach the collector");
+    let is_revoke = |s: &Value| s["name"] == "revoke_session" && s["attributes"]["user_id"] == user.as_str();
     // And the fan-out's, which reads the revoked session (its hash) and invalidates the caches.
-    for _ in 0..100 {
-        let seen = spans.iter().any(|s| {
-            s["service"] == "revocation-fanout"
-                && s["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|e| e["attributes"]["session_id"] == other.id.as_str())
-        });
-        if seen {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        spans = exported_spans().await;
-    }
-    assert!(
-        spans.iter().any(|s| s["service"] == "revocation-fanout"
-            && s["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|e| e["attributes"]["session_id"] == other.id.as_str())),
-        "the fan-out's spans for the revocation reach the collector"
-    );
+    let is_fanout = |s: &Value| {
+        s["service"] == "revocation-fanout"
+            && s["events"].as_array().into_iter().flatten().any(|e| e["attributes"]["session_id"] == other.id.as_str())
+    };
+    let spans = spans_until("the revoke's and the fan-out's spans reach the collector", |all| {
+        all.iter().any(is_revoke) && all.iter().any(is_fanout)
+    })
+    .await;
+    let revoke = spans.iter().find(|s| is_revoke(s)).unwrap();
     let trace: Vec<&Value> = spans.iter().filter(|s| s["trace_id"] == revoke["trace_id"]).collect();
     let by_id = |id: &Value| trace.iter().find(|s| s["span_id"] == *id).copied();
     // The invocation span (faas.*), whose parent is Lambda's (the invocation's X-Ray header):
@@ -803,6 +788,14 @@ async fn a_revoke_is_traced_with_its_dynamodb_calls_and_no_secret_in_any_span() 
         }
         checked += 1;
     }
+    // The stack runs at INFO: our DEBUG events (each response's `answered`) stay out of traces too.
+    let verbose: Vec<String> = spans
+        .iter()
+        .flat_map(|s| s["events"].as_array().into_iter().flatten().map(move |e| (s, e)))
+        .filter(|(_, e)| matches!(e["attributes"]["level"].as_str(), Some("DEBUG" | "TRACE")))
+        .map(|(s, e)| format!("{} in {} of {}", e["name"], s["name"], s["service"]))
+        .collect();
+    assert!(verbose.is_empty(), "events below the log level were exported: {verbose:?}");
     for service in ["introspect-token", "list-sessions", "create-session", "revocation-fanout"] {
         assert!(spans.iter().any(|s| s["service"] == service), "{service} was traced too");
     }
