@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::task;
 
-use lambda_runtime::layers::{OpenTelemetryFaasTrigger, OpenTelemetryLayer};
+use lambda_runtime::layers::OpenTelemetryLayer;
 use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaInvocation, Runtime};
 use opentelemetry::propagation::TextMapPropagator;
@@ -128,16 +128,9 @@ pub fn xray_parent(header: &str) -> opentelemetry::Context {
     XrayPropagator::default().extract(&carrier)
 }
 
-/// How the function is invoked, for the `faas.trigger` attribute.
-#[derive(Clone, Copy, Debug)]
-pub enum Trigger {
-    /// API Gateway.
-    Http,
-    /// A stream's event source mapping.
-    Datasource,
-    /// EventBridge Scheduler.
-    Timer,
-}
+/// How the function is invoked, for the `faas.trigger` attribute (lambda_runtime's own enum:
+/// `Http`, `Datasource`, `Timer`, ...).
+pub use lambda_runtime::layers::OpenTelemetryFaasTrigger as Trigger;
 
 /// Runs the function's runtime with the invocation span: lambda_runtime's `faas.*` span (with
 /// `faas.invocation_id`, the request id, which every log line of the invocation carries too)
@@ -162,28 +155,15 @@ where
 }
 
 /// The tower layer of [`serve`].
-#[derive(Clone, Copy, Debug)]
-pub struct Invocations {
+struct Invocations {
     trigger: Trigger,
-}
-
-impl Invocations {
-    /// The layer for a function invoked by `trigger`.
-    pub fn new(trigger: Trigger) -> Self {
-        Self { trigger }
-    }
 }
 
 impl<S> Layer<S> for Invocations {
     type Service = InvocationService<<OpenTelemetryLayer<fn()> as Layer<S>>::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let trigger = match self.trigger {
-            Trigger::Http => OpenTelemetryFaasTrigger::Http,
-            Trigger::Datasource => OpenTelemetryFaasTrigger::Datasource,
-            Trigger::Timer => OpenTelemetryFaasTrigger::Timer,
-        };
-        let otel = OpenTelemetryLayer::new(flush as fn()).with_trigger(trigger);
+        let otel = OpenTelemetryLayer::new(flush as fn()).with_trigger(self.trigger);
         InvocationService { inner: otel.layer(inner) }
     }
 }
@@ -192,7 +172,7 @@ impl<S> Layer<S> for Invocations {
 /// context while the `faas.*` span is created (in `OpenTelemetryService::call`), so that span, the
 /// root of ours, is a child of Lambda's segment. It is also the last of ours to end, before the
 /// flush: a span around it would end after the flush and reach X-Ray an invocation late, or never.
-pub struct InvocationService<S> {
+struct InvocationService<S> {
     inner: S,
 }
 
