@@ -3,6 +3,7 @@
 //! which is process-wide.
 
 mod contract;
+mod delivery;
 mod dynamo;
 mod e2e;
 mod fanout;
