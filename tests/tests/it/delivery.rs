@@ -336,3 +336,39 @@ async fn a_hanging_product_holds_no_other_products_retry() {
     assert_eq!(healthy.received().len(), 1, "the healthy product waited behind the hanging one");
     assert!(started.elapsed() < Duration::from_secs(1), "told after {:?}", started.elapsed());
 }
+
+/// A delivery owed to a product is written to no partition shared by every user. On main, every
+/// owed delivery went to the one `LOGOUT_RETRY` partition, whose sort key only grows: its write
+/// rate grew with total load (about 1 000 writes/s per partition at most).
+#[tokio::test]
+async fn owed_deliveries_write_to_no_shared_partition() {
+    let t = TestTable::new().await;
+    let policy = Policy::default();
+    let down = StandInProduct::start(Duration::ZERO, usize::MAX).await;
+    let bc = backchannel(&[("codex", &down.url)]);
+    let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
+    let f = Fanout { store: &t.store, policy: &policy, cache: &cache, backchannel: &bc, retry: &RETRY };
+    for u in ["alice", "bob"] {
+        let me = sign_in(&t.store, u, ClientKind::Browser).await;
+        let phone = sign_in(&t.store, u, ClientKind::MobileApp).await;
+        service::revoke_session(
+            &t.store,
+            &policy,
+            &caller(&me.token),
+            &Subject::Own,
+            phone.session_id,
+            service::now_ms(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(revocation_fanout::handle(&f, stream_event(&t).await).await.batch_item_failures.is_empty());
+    let shared: Vec<String> = t
+        .items()
+        .await
+        .iter()
+        .map(|item| integration_tests::s(item, "PK"))
+        .filter(|pk| !pk.starts_with("USER#") && !pk.starts_with("WORKSPACE#"))
+        .collect();
+    assert!(shared.is_empty(), "written outside the users' own partitions: {shared:?}");
+}
