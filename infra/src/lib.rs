@@ -5,6 +5,8 @@
 //! - `gateway`: the local API Gateway in front of `cargo lambda watch` (`local-gateway`).
 //! - `filter`: the event source mapping's filter criteria, read from `template.yaml`, applied as
 //!   Lambda applies them, so the local fan-out sees exactly the records the deployed one sees.
+//! - `sqs`: the SQS event source mapping of `logout-retry`, played locally.
 pub mod filter;
 pub mod gateway;
+pub mod sqs;
 pub mod stream;

@@ -2,7 +2,12 @@
 //! deployed table) and, with `--demo`, signs in demo users through the real service and prints
 //! curl commands that work against `cargo lambda watch`.
 //!
-//! Usage: local-setup --table NAME [--demo] [--base-url http://127.0.0.1:9000] [--tokens-file PATH]
+//! With `--queue NAME`, it also creates the back-channel retry queue and its dead-letter queue on
+//! the local SQS (moto's server, `AWS_ENDPOINT_URL_SQS`), as the template deploys them, and prints
+//! `LOGOUT_RETRY_QUEUE_URL=<url>` for the scripts.
+//!
+//! Usage: local-setup --table NAME [--queue NAME] [--demo] [--base-url http://127.0.0.1:9000]
+//! [--tokens-file PATH]
 
 use std::error::Error;
 
@@ -50,6 +55,18 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     } else {
         table::create_table(store.client(), &table_name).await?;
         println!("created table {table_name} (PK/SK, TTL on ExpiresAt, stream NEW_AND_OLD_IMAGES)");
+    }
+    if let Some(queue) = arg(&args, "--queue") {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let (url, _) = local_stack::sqs::create_retry_queue(
+            &sqs,
+            &queue,
+            local_stack::sqs::VISIBILITY_TIMEOUT_SECS,
+            local_stack::sqs::MAX_RECEIVE_COUNT,
+        )
+        .await?;
+        println!("LOGOUT_RETRY_QUEUE_URL={url}");
     }
     if !args.iter().any(|a| a == "--demo") {
         return Ok(());

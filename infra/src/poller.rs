@@ -14,12 +14,16 @@
 //! deployed mapping, it applies the filter criteria of `template.yaml`: records no filter matches
 //! are skipped, never sent.
 //!
-//! With `--retry-url`, it also plays the deployed schedule of `logout-retry` (every minute there),
-//! invoking it every `--retry-every-ms` (1000) on a task of its own, so that a slow retry run
-//! never holds the stream.
+//! With `--queue-url`, it also plays the SQS event source mapping of `logout-retry` on tasks of
+//! their own, so a slow retry never holds the stream (`local_stack::sqs`): up to
+//! `--queue-concurrency` (2) invocations at once (the mapping's maximum concurrency), each with up
+//! to `--queue-batch-size` (10) messages, long-polling 1 s; what the function reports failed, or
+//! all of a batch whose invocation failed, is left for the queue's visibility timeout and redrive
+//! policy; the rest is deleted.
 //!
 //! Usage: stream-poller --table NAME --invoke-url URL [--template template.yaml] [--interval-ms 250]
-//! [--batch-size 100] [--retry-url URL [--retry-every-ms 1000]]
+//! [--batch-size 100] [--queue-url URL --queue-invoke-url URL [--queue-batch-size 10]
+//! [--queue-concurrency 2]]
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
@@ -248,9 +252,25 @@ async fn main() -> Result<(), BoxError> {
         interval,
         poller.filters.len()
     );
-    if let Some(url) = arg(&args, "--retry-url") {
-        let every = Duration::from_millis(arg(&args, "--retry-every-ms").and_then(|v| v.parse().ok()).unwrap_or(1000));
-        tokio::spawn(schedule(poller.http.clone(), url, every));
+    if let Some(queue_url) = arg(&args, "--queue-url") {
+        let invoke_url = arg(&args, "--queue-invoke-url").ok_or("--queue-invoke-url URL goes with --queue-url")?;
+        let batch = arg(&args, "--queue-batch-size").and_then(|v| v.parse().ok()).unwrap_or(10);
+        let concurrency: usize = arg(&args, "--queue-concurrency").and_then(|v| v.parse().ok()).unwrap_or(2);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let arn = local_stack::sqs::queue_arn(&queue_url, &poller.region);
+        eprintln!("stream-poller: {queue_url} into {invoke_url}, {concurrency} at a time, batches of {batch}");
+        for _ in 0..concurrency.max(1) {
+            let mapping = QueueMapping {
+                sqs: sqs.clone(),
+                http: poller.http.clone(),
+                queue_url: queue_url.clone(),
+                invoke_url: invoke_url.clone(),
+                arn: arn.clone(),
+                region: poller.region.clone(),
+                batch,
+            };
+            tokio::spawn(mapping.run());
+        }
     }
     let mut ticks = 0u64;
     let mut refresh_now = false;
@@ -281,19 +301,48 @@ async fn main() -> Result<(), BoxError> {
     }
 }
 
-/// The scheduled invocation of `logout-retry`, as EventBridge Scheduler would send it: one at a
-/// time, every `every` from the start of the last.
-async fn schedule(http: reqwest::Client, url: String, every: Duration) {
-    eprintln!("stream-poller: invoking {url} every {every:?}");
-    loop {
-        let started = tokio::time::Instant::now();
-        let event = json!({ "source": "local.scheduler", "detail-type": "Scheduled Event", "detail": {} });
-        match http.post(&url).json(&event).send().await {
-            Ok(res) if res.status().is_success() => {}
-            Ok(res) => eprintln!("stream-poller: the retry drain answered {}", res.status()),
-            Err(e) => eprintln!("stream-poller: the retry drain failed: {e}"),
+/// One of the SQS event source mapping's pollers: receive, invoke, delete what succeeded.
+struct QueueMapping {
+    sqs: aws_sdk_sqs::Client,
+    http: reqwest::Client,
+    queue_url: String,
+    invoke_url: String,
+    arn: String,
+    region: String,
+    batch: i32,
+}
+
+impl QueueMapping {
+    async fn run(self) {
+        loop {
+            if let Err(e) = self.once().await {
+                eprintln!("stream-poller: the retry queue: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
-        tokio::time::sleep_until(started + every).await;
+    }
+
+    async fn once(&self) -> Result<(), BoxError> {
+        use local_stack::sqs;
+        let messages = sqs::receive(&self.sqs, &self.queue_url, self.batch, 1).await?;
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let event = sqs::lambda_event(&messages, &self.arn, &self.region);
+        let res = self.http.post(&self.invoke_url).json(&event).send().await?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(
+                format!("logout-retry answered {status}; the batch comes back after its visibility timeout").into()
+            );
+        }
+        let failed = sqs::failed_ids(&body)?;
+        sqs::delete_done(&self.sqs, &self.queue_url, &messages, &failed).await?;
+        if !failed.is_empty() {
+            eprintln!("stream-poller: logout-retry reported {} of {} failed", failed.len(), messages.len());
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,8 @@
 //!   in-memory one; `table`: the table definition.
 //! - `service`: the operations; `http`: the HTTP edge; `error`: errors → problem+json.
 
+#[cfg(feature = "backchannel")]
+pub mod breaker;
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod config;
@@ -18,6 +20,8 @@ pub mod keys;
 #[cfg(feature = "backchannel")]
 pub mod logout;
 pub mod model;
+#[cfg(feature = "backchannel")]
+pub mod queue;
 pub mod service;
 pub mod store;
 pub mod table;

@@ -26,9 +26,6 @@ pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const TOKEN_TTL_SECS: i64 = 120;
 const POST_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Deliveries in flight to one product at most: a slow product holds its own slots only, never
-/// another product's.
-pub const PER_PRODUCT_CONCURRENCY: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Endpoint {
@@ -114,13 +111,7 @@ pub struct Backchannel {
     /// the next one if any.
     jwks: jsonwebtoken::jwk::JwkSet,
     endpoints: Vec<Endpoint>,
-    /// One gate per endpoint, in the same order.
-    gates: Vec<tokio::sync::Semaphore>,
     http: reqwest::Client,
-}
-
-fn gates(n: usize) -> Vec<tokio::sync::Semaphore> {
-    (0..n).map(|_| tokio::sync::Semaphore::new(PER_PRODUCT_CONCURRENCY)).collect()
 }
 
 impl Backchannel {
@@ -131,7 +122,6 @@ impl Backchannel {
             kid: None,
             jwks: jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
             endpoints: Vec::new(),
-            gates: Vec::new(),
             http: reqwest::Client::new(),
         }
     }
@@ -212,7 +202,7 @@ impl Backchannel {
             .timeout(POST_TIMEOUT)
             .build()
             .map_err(|e| ConfigError::Invalid { name: source, reason: format!("HTTP client: {e}") })?;
-        Ok(Self { issuer, key: Some(key), kid, jwks, gates: gates(endpoints.len()), endpoints, http })
+        Ok(Self { issuer, key: Some(key), kid, jwks, endpoints, http })
     }
 
     /// The JWK Set products verify logout tokens with: public keys only.
@@ -244,9 +234,9 @@ impl Backchannel {
         jsonwebtoken::encode(&header, &claims, key).map_err(LogoutError::Sign)
     }
 
-    /// POSTs a logout token (`application/x-www-form-urlencoded`, `logout_token=...`) to one
-    /// product's endpoint, bounded per product (`PER_PRODUCT_CONCURRENCY`) so that a slow product
-    /// holds its own slots only. Any answer but 2xx is a failure.
+    /// POSTs a logout token (`application/x-www-form-urlencoded`, `logout_token=...`), signed now,
+    /// to one product's endpoint. Any answer but 2xx is a failure. The caller bounds how many are
+    /// in flight per product (`breaker::ProductGuards`).
     pub async fn deliver_one(
         &self,
         aud: &str,
@@ -254,12 +244,10 @@ impl Backchannel {
         session: SessionId,
         now_ms: i64,
     ) -> Result<(), LogoutError> {
-        let Some((ep, gate)) = self.endpoints.iter().zip(&self.gates).find(|(ep, _)| ep.aud == aud) else {
+        let Some(ep) = self.endpoints.iter().find(|ep| ep.aud == aud) else {
             return Err(LogoutError::Unconfigured { aud: aud.to_owned() });
         };
         let token = self.token(&ep.aud, user, session, now_ms)?;
-        // The gate is never closed; a closed one would only mean no bound.
-        let _slot = gate.acquire().await.ok();
         let res = self
             .http
             .post(&ep.url)
@@ -275,27 +263,22 @@ impl Backchannel {
     }
 }
 
-/// How a product that did not take a logout is retried (`logout-retry`, from the retry ledger).
+/// How a product that did not take a logout is retried (from the retry queue, by `logout-retry`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// `LOGOUT_RETRY_HORIZON_SECONDS` (3600): from the revocation, how long a product is retried
     /// before its receipt says `failed`.
     pub horizon_ms: i64,
     /// `LOGOUT_RETRY_BACKOFF_MS` (30 000): the wait after the first failed attempt, doubled after
-    /// each further one, up to `LOGOUT_RETRY_MAX_BACKOFF_MS` (600 000).
+    /// each further one, up to `LOGOUT_RETRY_MAX_BACKOFF_MS` (600 000; at most 900 000, the
+    /// longest an SQS message can be held back). Waits are whole seconds on the queue.
     pub backoff_ms: i64,
     pub max_backoff_ms: i64,
-    /// `LOGOUT_INLINE_BUDGET_MS` (250): how long the fan-out waits for a product's first answer.
-    /// A product slower than this is handed to the retry ledger, so it never holds the stream's
-    /// shard (and with it every other product's next logout).
+    /// `LOGOUT_INLINE_BUDGET_MS` (250): how long the fan-out waits for a product's first answer,
+    /// from the moment its request can be sent. A product slower than this is handed to the
+    /// retry queue, so it never holds the stream's shard (and with it every other product's next
+    /// logout).
     pub inline_budget: Duration,
-    /// How long a drain holds an entry it is trying (longer than the function's timeout).
-    pub lease_ms: i64,
-    /// Entries one drain takes at most.
-    pub batch: u32,
-    /// A drain claims no new entry after this long (its function times out at 60 s; an entry
-    /// claimed by a drain that is killed waits out its lease).
-    pub run_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -305,12 +288,13 @@ impl Default for RetryPolicy {
             backoff_ms: 30_000,
             max_backoff_ms: 600_000,
             inline_budget: Duration::from_millis(250),
-            lease_ms: 120_000,
-            batch: 500,
-            run_budget: Duration::from_secs(40),
         }
     }
 }
+
+/// How long a tombstone keeps its receipts after the horizon at least: a `failed` receipt stays
+/// readable, whatever `TOMBSTONE_TTL_SECONDS` says.
+pub const RECEIPTS_LINGER_MS: i64 = 3_600_000;
 
 impl RetryPolicy {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -319,25 +303,35 @@ impl RetryPolicy {
         let horizon_secs = number("LOGOUT_RETRY_HORIZON_SECONDS", d.horizon_ms / 1000, 1, 7 * 86_400)?;
         let default_inline = i64::try_from(d.inline_budget.as_millis()).unwrap_or(250);
         let inline_ms = number("LOGOUT_INLINE_BUDGET_MS", default_inline, 10, 3_000)?;
+        let max_delay = i64::try_from(crate::queue::MAX_DELAY.as_millis()).unwrap_or(900_000);
         Ok(Self {
             horizon_ms: horizon_secs * 1000,
-            backoff_ms: number("LOGOUT_RETRY_BACKOFF_MS", d.backoff_ms, 100, 3_600_000)?,
-            max_backoff_ms: number("LOGOUT_RETRY_MAX_BACKOFF_MS", d.max_backoff_ms, 100, 86_400_000)?,
+            backoff_ms: number("LOGOUT_RETRY_BACKOFF_MS", d.backoff_ms, 100, max_delay)?,
+            max_backoff_ms: number("LOGOUT_RETRY_MAX_BACKOFF_MS", d.max_backoff_ms, 100, max_delay)?,
             inline_budget: Duration::from_millis(inline_ms.unsigned_abs()),
-            ..d
         })
     }
 
-    /// When to try again after `attempts` failed attempts, at `now_ms`: the backoff doubled per
-    /// attempt, capped, and never past the horizon (so the last attempt is at the horizon).
-    /// `None`: the horizon has passed; give up.
+    /// The wait before step `step` (1: after the first failed attempt): the backoff doubled per
+    /// step, capped.
+    pub fn backoff(&self, step: u32) -> i64 {
+        let doublings = step.saturating_sub(1).min(30);
+        self.backoff_ms.saturating_mul(1_i64 << doublings).min(self.max_backoff_ms)
+    }
+
+    /// When to try again after `attempts` failed attempts, at `now_ms`: the backoff, never past
+    /// the horizon (so the last attempt is at the horizon). `None`: the horizon has passed; give up.
     pub fn next_due(&self, attempts: u32, now_ms: i64, give_up_at: i64) -> Option<i64> {
         if now_ms >= give_up_at {
             return None;
         }
-        let doublings = attempts.saturating_sub(1).min(30);
-        let backoff = self.backoff_ms.saturating_mul(1_i64 << doublings).min(self.max_backoff_ms);
-        Some(now_ms.saturating_add(backoff).min(give_up_at))
+        Some(now_ms.saturating_add(self.backoff(attempts)).min(give_up_at))
+    }
+
+    /// Until when (epoch seconds) a tombstone revoked at `started_ms` must keep its receipts:
+    /// past the horizon, by `RECEIPTS_LINGER_MS`.
+    pub fn receipts_until_secs(&self, started_ms: i64) -> i64 {
+        (started_ms + self.horizon_ms + RECEIPTS_LINGER_MS) / 1000
     }
 }
 
@@ -540,6 +534,7 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
     #[test]
     fn retries_back_off_and_stop_at_the_horizon() {
         let p = RetryPolicy { backoff_ms: 1_000, max_backoff_ms: 5_000, ..RetryPolicy::default() };
+        assert_eq!((p.backoff(1), p.backoff(2), p.backoff(3), p.backoff(99)), (1_000, 2_000, 4_000, 5_000));
         let give_up = 100_000;
         assert_eq!(p.next_due(1, 0, give_up), Some(1_000));
         assert_eq!(p.next_due(2, 0, give_up), Some(2_000));
@@ -558,7 +553,6 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
             kid: Some("k1".into()),
             jwks: jsonwebtoken::jwk::JwkSet { keys: vec![] },
             endpoints: vec![],
-            gates: vec![],
             http: reqwest::Client::new(),
         };
         let user = UserId::parse("alice").unwrap();

@@ -95,6 +95,10 @@ pub struct AuditEvent {
     /// moved on ("an admin of acme").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_workspace: Option<crate::domain::WorkspaceId>,
+    /// A revoke-all: when the fan-out's sweep had revoked every session its watermark covers
+    /// (epoch ms). Until then its receipts are not complete, whatever the swept sessions say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept_at: Option<i64>,
 }
 
 /// A session as stored (without its keys).
@@ -155,7 +159,14 @@ pub enum DeliveryStatus {
 impl ProductReceipt {
     /// `pending`, not tried yet.
     pub fn not_tried() -> Self {
-        Self { status: DeliveryStatus::Pending, attempts: 0, delivered_at: None, last_attempt_at: None, error: None }
+        Self {
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            delivered_at: None,
+            last_attempt_at: None,
+            error: None,
+            link: None,
+        }
     }
 }
 
@@ -174,6 +185,31 @@ pub struct ProductReceipt {
     /// The class of the last failure (`timeout`, `connect`, `http_503`, ...), never a body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// While `pending` after a first step: the id of the one queued retry allowed to make the next
+    /// attempt. A retry that names another link is stale (a second chain) and is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Where a receipt stood when an attempt was decided: it advances only from there, so two
+/// deliveries of one step (a redelivered record, a duplicated message) never both advance it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptStep {
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub link: Option<String>,
+}
+
+impl ReceiptStep {
+    /// A receipt no attempt and no retry has touched yet.
+    pub fn first() -> Self {
+        Self { attempts: 0, link: None }
+    }
+
+    /// Whether `receipt` is still `pending` at this step.
+    pub fn matches(&self, receipt: &ProductReceipt) -> bool {
+        receipt.status == DeliveryStatus::Pending && receipt.attempts == self.attempts && receipt.link == self.link
+    }
 }
 
 /// "Every session signed in at or before `before_ms` is revoked, except `keep`": written by
@@ -372,6 +408,7 @@ pub(crate) mod tests {
             at: 1_700_000_000_000,
             expires_at: 1_700_000_000 + 400 * 86_400,
             actor_workspace: None,
+            swept_at: Some(1_700_000_001_000),
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&e).unwrap();
         assert_eq!(item["Reason"], AttributeValue::S("admin_revoke".into()));

@@ -259,15 +259,16 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.receipts(user, session).await
     }
 
-    async fn record_receipt(
+    async fn advance_receipt(
         &self,
         user: &UserId,
         session: SessionId,
         aud: &str,
+        from: &crate::model::ReceiptStep,
         receipt: &crate::model::ProductReceipt,
-    ) -> Result<(), crate::StoreError> {
-        self.before("record_receipt").await?;
-        self.inner.record_receipt(user, session, aud, receipt).await
+    ) -> Result<bool, crate::StoreError> {
+        self.before("advance_receipt").await?;
+        self.inner.advance_receipt(user, session, aud, from, receipt).await
     }
 
     async fn record_caches_invalidated(
@@ -276,9 +277,20 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         session: SessionId,
         at_ms: i64,
         products: &[String],
+        keep_until_secs: i64,
     ) -> Result<(), crate::StoreError> {
         self.before("record_caches_invalidated").await?;
-        self.inner.record_caches_invalidated(user, session, at_ms, products).await
+        self.inner.record_caches_invalidated(user, session, at_ms, products, keep_until_secs).await
+    }
+
+    async fn create_tombstone(&self, tombstone: &crate::model::Session) -> Result<bool, crate::StoreError> {
+        self.before("create_tombstone").await?;
+        self.inner.create_tombstone(tombstone).await
+    }
+
+    async fn mark_swept(&self, user: &UserId, event_id: ulid::Ulid, at_ms: i64) -> Result<(), crate::StoreError> {
+        self.before("mark_swept").await?;
+        self.inner.mark_swept(user, event_id, at_ms).await
     }
 
     async fn query_members(
@@ -299,37 +311,5 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
     ) -> Result<crate::store::AuditPage, crate::StoreError> {
         self.before("query_audit").await?;
         self.inner.query_audit(user, after, limit).await
-    }
-}
-
-impl<S: crate::store::RetryLedger + SessionStore> crate::store::RetryLedger for ChaosStore<S> {
-    async fn schedule_retry(&self, entry: &crate::store::RetryEntry) -> Result<(), crate::StoreError> {
-        self.before("schedule_retry").await?;
-        self.inner.schedule_retry(entry).await
-    }
-
-    async fn due_retries(&self, now_ms: i64, limit: u32) -> Result<Vec<crate::store::RetryEntry>, crate::StoreError> {
-        self.before("due_retries").await?;
-        self.inner.due_retries(now_ms, limit).await
-    }
-
-    async fn claim_retry(
-        &self,
-        entry: &crate::store::RetryEntry,
-        now_ms: i64,
-        lease_until: i64,
-    ) -> Result<bool, crate::StoreError> {
-        self.before("claim_retry").await?;
-        self.inner.claim_retry(entry, now_ms, lease_until).await
-    }
-
-    async fn settle_retry(
-        &self,
-        entry: &crate::store::RetryEntry,
-        lease_until: i64,
-        next: Option<&crate::store::RetryEntry>,
-    ) -> Result<(), crate::StoreError> {
-        self.before("settle_retry").await?;
-        self.inner.settle_retry(entry, lease_until, next).await
     }
 }

@@ -22,7 +22,7 @@ async fn get<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Resu
 mod tests {
     use super::*;
     use active_sessions::domain::{ClientKind, UserId};
-    use active_sessions::model::{DeliveryStatus, ProductReceipt};
+    use active_sessions::model::{DeliveryStatus, ProductReceipt, ReceiptStep};
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::{parts, request, sign_in, with_path};
 
@@ -51,7 +51,7 @@ mod tests {
         let user = UserId::parse("alice").unwrap();
         // The caches let go; the products are on record before any is told: not complete.
         let products = ["chat-web".to_owned(), "codex".to_owned()];
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms(), &products).await.unwrap();
+        store.record_caches_invalidated(&user, other.session_id, service::now_ms(), &products, 0).await.unwrap();
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], false, "{body}");
         assert_eq!(body["products"].as_array().unwrap().len(), 2);
@@ -65,6 +65,7 @@ mod tests {
             delivered_at: Some(service::now_ms()),
             last_attempt_at: Some(service::now_ms()),
             error: None,
+            link: None,
         };
         let pending = ProductReceipt {
             status: DeliveryStatus::Pending,
@@ -72,17 +73,22 @@ mod tests {
             delivered_at: None,
             last_attempt_at: Some(service::now_ms()),
             error: Some("http_503".into()),
+            link: Some("a-link".into()),
         };
-        store.record_receipt(&user, other.session_id, "chat-web", &delivered).await.unwrap();
-        store.record_receipt(&user, other.session_id, "codex", &pending).await.unwrap();
+        let first = ReceiptStep::first();
+        assert!(store.advance_receipt(&user, other.session_id, "chat-web", &first, &delivered).await.unwrap());
+        assert!(store.advance_receipt(&user, other.session_id, "codex", &first, &pending).await.unwrap());
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert!(body["caches_invalidated_at"].as_str().unwrap().ends_with('Z'));
         assert_eq!(body["products"][0]["product"], "chat-web");
         assert_eq!(body["products"][1]["status"], "pending");
         assert_eq!(body["products"][1]["attempts"], 2);
         assert!(body["products"][1].get("error").is_none(), "the error class stays internal");
+        assert!(body["products"][1].get("link").is_none(), "the link stays internal");
         assert_eq!(body["complete"], false);
-        store.record_receipt(&user, other.session_id, "codex", &delivered).await.unwrap();
+        let step = ReceiptStep { attempts: 2, link: Some("a-link".into()) };
+        assert!(!store.advance_receipt(&user, other.session_id, "codex", &first, &delivered).await.unwrap(), "stale");
+        assert!(store.advance_receipt(&user, other.session_id, "codex", &step, &delivered).await.unwrap());
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], true, "{body}");
     }
@@ -108,7 +114,7 @@ mod tests {
         let revoke = with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(&me.token)), &[("id", &id)]);
         assert_eq!(service_revoke(&store, revoke).await, 204);
         let user = UserId::parse("alice").unwrap();
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms() + 60_000, &[]).await.unwrap();
+        store.record_caches_invalidated(&user, other.session_id, service::now_ms() + 60_000, &[], 0).await.unwrap();
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], false, "{body}");
     }

@@ -1,31 +1,103 @@
-//! `logout-retry`: drains the back-channel retry ledger. Deployed, an EventBridge schedule invokes
-//! it every minute; on the local stack, the stream poller does, every second. The event's content
-//! is not read: each run tries what is due at its own clock.
+//! `logout-retry`: the retry queue's consumer. An SQS event source mapping hands it up to ten
+//! messages at a time (`ReportBatchItemFailures`); each is one delivery still owed to a product
+//! (`queue::RetryMessage`), tried now, then recorded on its receipt (`Courier::retry`: delivered,
+//! retried later through a new message, put back while the product's circuit is open, or given
+//! up on at the horizon). A stale message (its step done or superseded) is dropped.
+//!
+//! A message whose outcome could not be recorded (a store or queue error) is reported failed:
+//! SQS delivers it again after its visibility timeout, and repeats only what was not recorded. A
+//! message that is not one this code writes is logged and reported failed every time, so SQS
+//! moves it to the dead-letter queue after `maxReceiveCount` receives; the others are not held.
 
-use active_sessions::logout::{Backchannel, RetryPolicy};
-use active_sessions::service::{self, DrainReport};
-use active_sessions::store::RetryLedger;
-use active_sessions::{SessionStore, StoreError};
+use active_sessions::queue::{RetryMessage, RetryQueue};
+use active_sessions::service::{Attempt, Courier};
+use active_sessions::SessionStore;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
-/// One drain: every entry due now, each tried, then rescheduled, settled or given up on.
-pub async fn handle<S: SessionStore + RetryLedger>(
-    store: &S,
-    backchannel: &Backchannel,
-    policy: &RetryPolicy,
-) -> Result<DrainReport, StoreError> {
+/// What one batch did, for its log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub delivered: usize,
+    pub retrying: usize,
+    pub deferred: usize,
+    pub failed: usize,
+    pub stale: usize,
+    /// Reported failed: delivered again by SQS.
+    pub errors: usize,
+    pub corrupt: usize,
+}
+
+/// One batch: every message at once (each product bounded by its own gate), each reported on its
+/// own.
+pub async fn handle<S: SessionStore, Q: RetryQueue>(
+    courier: &Courier<'_, S, Q>,
+    event: SqsEvent,
+) -> (SqsBatchResponse, Tally) {
     let started = std::time::Instant::now();
-    let report = service::drain(store, backchannel, policy, service::now_ms()).await?;
-    if report.due > 0 {
-        tracing::info!(
-            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            due = report.due,
-            delivered = report.delivered,
-            retrying = report.retrying,
-            failed = report.failed,
-            skipped = report.skipped,
-            errors = report.errors,
-            "retry ledger drained"
-        );
+    let runs = event.records.iter().map(|record| one(courier, record));
+    let mut tally = Tally::default();
+    let mut response = SqsBatchResponse::default();
+    for (record, outcome) in event.records.iter().zip(futures::future::join_all(runs).await) {
+        let failed = match outcome {
+            Outcome::Done(Attempt::Delivered) => bump(&mut tally.delivered),
+            Outcome::Done(Attempt::Retrying) => bump(&mut tally.retrying),
+            Outcome::Done(Attempt::Deferred) => bump(&mut tally.deferred),
+            Outcome::Done(Attempt::Failed) => bump(&mut tally.failed),
+            Outcome::Done(Attempt::Stale) => bump(&mut tally.stale),
+            Outcome::Error => !bump(&mut tally.errors),
+            Outcome::Corrupt => !bump(&mut tally.corrupt),
+        };
+        if failed {
+            if let Some(id) = &record.message_id {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.clone();
+                response.batch_item_failures.push(failure);
+            }
+        }
     }
-    Ok(report)
+    tracing::info!(
+        messages = event.records.len(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        delivered = tally.delivered,
+        retrying = tally.retrying,
+        deferred = tally.deferred,
+        failed = tally.failed,
+        stale = tally.stale,
+        errors = tally.errors,
+        corrupt = tally.corrupt,
+        "retry batch done"
+    );
+    (response, tally)
+}
+
+/// Counts one; `false`: the message is done (not reported failed).
+fn bump(n: &mut usize) -> bool {
+    *n += 1;
+    false
+}
+
+enum Outcome {
+    Done(Attempt),
+    Error,
+    Corrupt,
+}
+
+async fn one<S: SessionStore, Q: RetryQueue>(courier: &Courier<'_, S, Q>, record: &SqsMessage) -> Outcome {
+    let id = record.message_id.as_deref().unwrap_or("");
+    let receives = record.attributes.get("ApproximateReceiveCount").map_or("", String::as_str);
+    let message = match RetryMessage::from_body(record.body.as_deref().unwrap_or("")) {
+        Ok(m) => m,
+        Err(fault) => {
+            // Never the body: it names a user and a session at best, and anything at worst.
+            tracing::error!(message_id = id, receives, fault, "corrupt retry message; left to the dead-letter queue");
+            return Outcome::Corrupt;
+        }
+    };
+    match courier.retry(&message).await {
+        Ok(attempt) => Outcome::Done(attempt),
+        Err(e) => {
+            tracing::warn!(message_id = id, receives, user_id = %message.user, session_id = %message.session, aud = message.aud, error = %e, "retry not recorded; SQS delivers it again");
+            Outcome::Error
+        }
+    }
 }

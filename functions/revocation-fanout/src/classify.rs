@@ -16,10 +16,11 @@ pub enum Action {
         revoked_at_ms: i64,
         reason: Option<RevokeReason>,
     },
-    /// A revoke-all watermark was written or raised: sweep the sessions it covers.
-    Watermark { user: UserId, watermark: Watermark, revocation: Revocation },
-    /// TTL deleted a session that was still active: it expired.
-    SessionExpired { user: UserId, session: SessionId, token_hash: String, device_label: String, expires_at_ms: i64 },
+    /// A revoke-all watermark was written or raised: sweep the sessions it covers, then mark its
+    /// audit event (`event`; absent on watermarks written before events were named) swept.
+    Watermark { user: UserId, watermark: Watermark, revocation: Revocation, event: Option<ulid::Ulid> },
+    /// TTL deleted a session that was still active: it expired. The session as it was.
+    SessionExpired { session: Box<Session> },
     /// Nothing to do (sign-ins, trusted-flag changes, tombstone clean-up, audit events, ...).
     Ignore,
 }
@@ -42,6 +43,8 @@ struct WatermarkMeta {
     watermark_at: i64,
     watermark_by: String,
     watermark_reason: RevokeReason,
+    #[serde(default)]
+    watermark_event: Option<String>,
 }
 
 fn string_attr(item: &serde_dynamo::Item, name: &str) -> Option<String> {
@@ -89,7 +92,11 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
         let (actor, actor_id) = actor_of(&meta.watermark_by);
         let revocation =
             Revocation { at_ms: meta.watermark_at, actor, actor_id, reason: meta.watermark_reason, source_ip: None };
-        return Ok(Action::Watermark { user, watermark, revocation });
+        let event = match meta.watermark_event {
+            None => None,
+            Some(raw) => Some(ulid::Ulid::from_string(&raw).map_err(|_| ClassifyError::Watermark("WatermarkEvent"))?),
+        };
+        return Ok(Action::Watermark { user, watermark, revocation, event });
     }
 
     let Some(session) = keys::session_id_from_sk(&sk) else { return Ok(Action::Ignore) };
@@ -112,14 +119,8 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
         "REMOVE" if is_ttl_delete(record) => {
             let old: Session = serde_dynamo::from_item(change.old_image.clone())?;
             // A tombstone's removal is clean-up; only an active session's removal is an expiry.
-            Ok(if old.status == SessionStatus::Active {
-                Action::SessionExpired {
-                    user,
-                    session,
-                    token_hash: old.token_hash,
-                    device_label: old.device.label,
-                    expires_at_ms: old.expires_at * 1000,
-                }
+            Ok(if old.status == SessionStatus::Active && old.user_id == user && old.session_id == session {
+                Action::SessionExpired { session: Box::new(old) }
             } else {
                 Action::Ignore
             })
@@ -161,7 +162,8 @@ mod tests {
     #[test]
     fn a_raised_watermark_is_a_sweep() {
         match only("modify-watermark.json").unwrap() {
-            Action::Watermark { user, watermark, revocation } => {
+            Action::Watermark { user, watermark, revocation, event } => {
+                assert_eq!(event, None, "the fixture predates named events");
                 assert_eq!(user.as_str(), "alice");
                 assert_eq!(watermark.before_ms, 1_795_730_000_500);
                 assert_eq!(watermark.keep.map(|k| k.to_string()).as_deref(), Some("01M8CPVF8A7ZAP09JVSBBWZEQF"));
@@ -181,11 +183,11 @@ mod tests {
     #[test]
     fn a_ttl_delete_of_an_active_session_is_an_expiry() {
         match only("remove-ttl.json").unwrap() {
-            Action::SessionExpired { user, session, device_label, expires_at_ms, .. } => {
-                assert_eq!(user.as_str(), "alice");
-                assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
-                assert_eq!(device_label, "Chrome on macOS");
-                assert_eq!(expires_at_ms, 1_798_312_000_000);
+            Action::SessionExpired { session } => {
+                assert_eq!(session.user_id.as_str(), "alice");
+                assert_eq!(session.session_id.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");
+                assert_eq!(session.device.label, "Chrome on macOS");
+                assert_eq!(session.expires_at, 1_798_312_000);
             }
             other => panic!("{other:?}"),
         }

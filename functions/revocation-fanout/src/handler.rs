@@ -1,7 +1,9 @@
+use active_sessions::breaker::ProductGuards;
 use active_sessions::cache::TokenCache;
+use active_sessions::domain::{SessionId, UserId};
 use active_sessions::logout::{Backchannel, RetryPolicy};
-use active_sessions::service::{self, sweep_watermark};
-use active_sessions::store::RetryLedger;
+use active_sessions::queue::RetryQueue;
+use active_sessions::service::{self, sweep_watermark, Courier};
 use active_sessions::telemetry::emit_metric;
 use active_sessions::{Policy, SessionStore};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
@@ -11,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::classify::{classify, Action};
 
 /// Records whose store and cache work runs at once, at most. Back-channel deliveries are bounded
-/// per product instead (`logout::PER_PRODUCT_CONCURRENCY`) and by the inline budget, so a slow
+/// per product instead (`breaker::PER_PRODUCT_CONCURRENCY`) and by the inline budget, so a slow
 /// product never holds these.
 const RECORD_CONCURRENCY: usize = 16;
 
@@ -21,16 +23,33 @@ enum RecordError {
     Classify(#[from] crate::classify::ClassifyError),
     #[error("store error")]
     Store(#[from] active_sessions::StoreError),
+    #[error("delivery not recorded")]
+    Delivery(#[from] service::DeliveryError),
 }
 
-/// What the consumer acts with: the store, the policy, the token caches, the product endpoints
-/// and how products that do not take a logout are retried.
-pub struct Fanout<'a, S> {
+/// What the consumer acts with: the store, the policy, the token caches, the product endpoints,
+/// the retry queue, each product's gate and breaker, and how products that do not take a logout
+/// are retried.
+pub struct Fanout<'a, S, Q> {
     pub store: &'a S,
     pub policy: &'a Policy,
     pub cache: &'a TokenCache,
     pub backchannel: &'a Backchannel,
+    pub queue: &'a Q,
+    pub guards: &'a ProductGuards,
     pub retry: &'a RetryPolicy,
+}
+
+impl<S, Q> Fanout<'_, S, Q> {
+    fn courier(&self) -> Courier<'_, S, Q> {
+        Courier {
+            store: self.store,
+            queue: self.queue,
+            backchannel: self.backchannel,
+            guards: self.guards,
+            policy: self.retry,
+        }
+    }
 }
 
 /// Processes a batch: the records of one item in order, those of different items at once (store
@@ -39,14 +58,15 @@ pub struct Fanout<'a, S> {
 /// rest.
 ///
 /// Each effect of a record is attempted on its own. A record fails (and Lambda delivers it again)
-/// only for a store write that must be retried (the sweep, an expiry's audit event, a receipt or a
-/// retry ledger entry). A product that does not take its logout is the retry ledger's
-/// (`service::first_attempts`), never a reason to hold the shard. Token caches are not worth a
-/// retry that would hold the shard either: a failed invalidation is logged, and the propagation
-/// window ends the cached entry anyway. Redeliveries repeat only idempotent effects: products
-/// tried already are skipped (their receipts are on the tombstone), and the sweep and the expiry
-/// event write nothing twice.
-pub async fn handle<S: SessionStore + RetryLedger>(f: &Fanout<'_, S>, event: Event) -> DynamoDbEventResponse {
+/// only for a store write or a queue send that must be retried: the sweep, an expiry's audit
+/// event and tombstone, the caches' receipt, a product's receipt, a retry's message. A product
+/// that does not take its logout is the retry queue's (`Courier::first_attempts`), never a reason
+/// to hold the shard. Token caches are not worth a retry that would hold the shard either: a
+/// failed invalidation is logged, and the propagation window ends the cached entry anyway.
+/// Redeliveries repeat only idempotent effects: products tried already are skipped (their
+/// receipts are on the tombstone), and the sweep, the expiry's event and tombstone write nothing
+/// twice.
+pub async fn handle<S: SessionStore, Q: RetryQueue>(f: &Fanout<'_, S, Q>, event: Event) -> DynamoDbEventResponse {
     let gate = Semaphore::new(RECORD_CONCURRENCY);
     let mut items: Vec<(Option<ItemKey>, Vec<&EventRecord>)> = Vec::new();
     for record in &event.records {
@@ -99,8 +119,8 @@ fn item_key(record: &EventRecord) -> Option<ItemKey<'_>> {
     Some((key(active_sessions::keys::PK)?, key(active_sessions::keys::SK)?))
 }
 
-async fn process<S: SessionStore + RetryLedger>(
-    f: &Fanout<'_, S>,
+async fn process<S: SessionStore, Q: RetryQueue>(
+    f: &Fanout<'_, S, Q>,
     record: &EventRecord,
     gate: &Semaphore,
 ) -> Result<(), RecordError> {
@@ -109,45 +129,63 @@ async fn process<S: SessionStore + RetryLedger>(
     let slot = gate.acquire().await.ok();
     match action {
         Action::Ignore => {}
-        Action::Watermark { user, watermark, revocation } => {
+        Action::Watermark { user, watermark, revocation, event } => {
             // Caches honour the watermark at once; the sweep then gives each session its record.
             if let Err(e) = cache.invalidate_user(&user, watermark).await {
                 tracing::warn!(user_id = %user, error = %e, "token cache not told of the watermark; entries end with the window");
             }
-            let revoked = sweep_watermark(store, policy, &user, watermark, &revocation).await?;
+            let revoked = sweep_watermark(store, policy, &user, watermark, &revocation, event).await?;
             tracing::info!(user_id = %user, revoked, watermark = watermark.before_ms, "revoke-all swept");
         }
         Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
-            // The receipt's cache time: now once L2 and every validator are told; if Redis could
-            // not be told, when the window ends every cached entry (the latest they can live).
-            let caches_at = match cache.invalidate_token(&token_hash).await {
-                Ok(()) => service::now_ms(),
-                Err(e) => {
-                    tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
-                    revoked_at_ms + cache.window_ms()
-                }
-            };
-            let products: Vec<String> = f.backchannel.endpoints().iter().map(|e| e.aud.clone()).collect();
-            if let Err(e) = store.record_caches_invalidated(&user, session, caches_at, &products).await {
-                tracing::warn!(user_id = %user, session_id = %session, error = %e, "cache receipt not recorded");
-            }
-            drop(slot);
-            if f.backchannel.enabled() {
-                service::first_attempts(store, f.backchannel, f.retry, &user, session, revoked_at_ms).await?;
-            }
+            let told = tell(f, &user, session, &token_hash, revoked_at_ms, revoked_at_ms, slot).await?;
             let lag_ms = service::now_ms() - revoked_at_ms;
-            tracing::info!(user_id = %user, session_id = %session, reason = ?reason, propagation_lag_ms = lag_ms, "revocation seen");
+            tracing::info!(user_id = %user, session_id = %session, reason = ?reason, products = told, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
         }
-        Action::SessionExpired { user, session, token_hash, device_label, expires_at_ms } => {
-            if let Err(e) = cache.invalidate_token(&token_hash).await {
-                tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
-            }
-            service::record_expiry(store, policy, &user, session, &device_label, expires_at_ms).await?;
-            tracing::info!(user_id = %user, session_id = %session, "session expired");
+        Action::SessionExpired { session } => {
+            // The horizon counts from now: TTL removes an expired session up to days late.
+            let now = service::now_ms();
+            service::record_expiry(store, policy, &session, f.retry.receipts_until_secs(now)).await?;
+            let (user, id) = (&session.user_id, session.session_id);
+            let ended_ms = session.expires_at.saturating_mul(1000);
+            let told = tell(f, user, id, &session.token_hash, ended_ms, now, slot).await?;
+            tracing::info!(user_id = %user, session_id = %id, products = told, "session expired");
         }
     }
     Ok(())
+}
+
+/// What a session that ended at `ended_ms` (revoked, or expired) owes: the token caches let go,
+/// the caches' receipt with a `pending` receipt per product, then each product's first attempt.
+/// The horizon of the products' retries counts from `started_ms`. The record's store slot is
+/// released before the products are tried. Returns how many products were tried.
+async fn tell<S: SessionStore, Q: RetryQueue>(
+    f: &Fanout<'_, S, Q>,
+    user: &UserId,
+    session: SessionId,
+    token_hash: &str,
+    ended_ms: i64,
+    started_ms: i64,
+    slot: Option<tokio::sync::SemaphorePermit<'_>>,
+) -> Result<usize, RecordError> {
+    // The receipt's cache time: now once L2 and every validator are told; if Redis could not be
+    // told, when the window ends every cached entry (the latest they can live).
+    let caches_at = match f.cache.invalidate_token(token_hash).await {
+        Ok(()) => service::now_ms(),
+        Err(e) => {
+            tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
+            ended_ms + f.cache.window_ms()
+        }
+    };
+    let products: Vec<String> = f.backchannel.endpoints().iter().map(|e| e.aud.clone()).collect();
+    let keep_until = f.retry.receipts_until_secs(started_ms);
+    f.store.record_caches_invalidated(user, session, caches_at, &products, keep_until).await?;
+    drop(slot);
+    if !f.backchannel.enabled() {
+        return Ok(0);
+    }
+    Ok(f.courier().first_attempts(user, session, started_ms).await?.len())
 }
 
 /// The propagation lag as a CloudWatch Embedded Metric Format line.
@@ -161,6 +199,7 @@ mod tests {
     use active_sessions::cache::CacheConfig;
     use active_sessions::domain::{ClientKind, UserId};
     use active_sessions::model::SessionStatus;
+    use active_sessions::queue::MemoryQueue;
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::sign_in;
 
@@ -168,7 +207,17 @@ mod tests {
         let cache = TokenCache::new(&CacheConfig::default()).await.unwrap();
         let backchannel = Backchannel::disabled();
         let retry = RetryPolicy::default();
-        let f = Fanout { store, policy: &Policy::default(), cache: &cache, backchannel: &backchannel, retry: &retry };
+        let queue = MemoryQueue::default();
+        let guards = ProductGuards::default();
+        let f = Fanout {
+            store,
+            policy: &Policy::default(),
+            cache: &cache,
+            backchannel: &backchannel,
+            queue: &queue,
+            guards: &guards,
+            retry: &retry,
+        };
         handle(&f, event).await
     }
 

@@ -1,7 +1,10 @@
 // The stream handler's future (sweep inside the runtime's service) is deeper than the default limit.
 #![recursion_limit = "256"]
 
+use active_sessions::breaker::{BreakerConfig, ProductGuards};
 use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::logout::RetryPolicy;
+use active_sessions::queue::SqsQueue;
 use active_sessions::telemetry::{self, Trigger};
 use active_sessions::{Config, DynamoStore};
 use aws_lambda_events::event::dynamodb::Event;
@@ -16,8 +19,18 @@ async fn main() -> Result<(), Error> {
     let cache = TokenCache::new(&CacheConfig::load(&config.timeouts).await?).await?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     let backchannel = revocation_fanout::load_backchannel(&config.timeouts).await?;
-    let retry = active_sessions::logout::RetryPolicy::from_env()?;
-    let fanout = Fanout { store: &store, policy: &policy, cache: &cache, backchannel: &backchannel, retry: &retry };
+    let queue = SqsQueue::from_env(&config.timeouts).await?;
+    let guards = ProductGuards::new(BreakerConfig::from_env()?);
+    let retry = RetryPolicy::from_env()?;
+    let fanout = Fanout {
+        store: &store,
+        policy: &policy,
+        cache: &cache,
+        backchannel: &backchannel,
+        queue: &queue,
+        guards: &guards,
+        retry: &retry,
+    };
     let fanout = &fanout;
     let handler = service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<_, Error>(revocation_fanout::handle(fanout, event.payload).await)

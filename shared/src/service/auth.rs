@@ -201,5 +201,6 @@ pub(super) fn audit_event(
         at: revocation.at_ms,
         expires_at: revocation.at_ms / 1000 + policy.audit_ttl_secs,
         actor_workspace: None,
+        swept_at: None,
     })
 }

@@ -1,222 +1,282 @@
-//! Back-channel logout with receipts: the fan-out's first attempt at each product, and the retry
-//! ledger's drain (`logout-retry`). Each product is tried on its own and at once, and each outcome
+//! Back-channel logout with receipts: the fan-out's first attempt at each product, and each retry
+//! from the queue (`logout-retry`). Each product is tried on its own and at once, and each outcome
 //! is recorded on the revoked session's tombstone as that product's receipt:
 //!
 //! - answered 2xx: `delivered` (final: nothing turns it back);
 //! - anything else, or no answer within the fan-out's inline budget: `pending`, with the attempt
-//!   count and the failure's class, and an entry in the retry ledger, due after a backoff;
+//!   count and the failure's class, and a message on the retry queue, held back by the backoff;
 //! - still failing at the horizon: `failed`, counted by the `LogoutDeliveryFailed` metric.
 //!
-//! Only store errors fail the caller (the stream record is then delivered again, the drain's
-//! entry is tried again once its lease ends); a product's failure never does. A product can
-//! receive a logout twice, always with the same `jti`: when an attempt timed out after the
-//! product got it, or when an attempt's outcome could not be recorded. Products treat a repeated
-//! `jti` as done (README).
+//! A product whose circuit is open (`breaker`) is not connected to: its delivery is put back on
+//! the queue with its delay, and no attempt is counted.
+//!
+//! Each step is a chain link. The next step's message is queued before the receipt says
+//! `pending` (so nothing owed is ever left with nothing to retry it), and the receipt advances
+//! only from the step it was read at, naming the new message's link: a message whose link the
+//! receipt does not name is stale and dropped, so a step delivered twice (a redelivered stream
+//! record, a retry whose receipt write failed) never starts a second chain. A product can
+//! receive one logout twice, always with the same `jti` (an attempt that timed out after the
+//! product got it, or one whose outcome could not be recorded); products treat a repeated `jti`
+//! as done (README).
+//!
+//! Store and queue errors fail the caller: the stream record or the queue message is delivered
+//! again, and repeats only what was not recorded.
 
-use futures::StreamExt;
+use std::time::Duration;
 
+use crate::breaker::{Pass, ProductGuards};
 use crate::domain::{SessionId, UserId};
 use crate::logout::{Backchannel, RetryPolicy};
-use crate::model::{DeliveryStatus, ProductReceipt};
-use crate::store::{RetryEntry, RetryLedger};
+use crate::model::{DeliveryStatus, ProductReceipt, ReceiptStep};
+use crate::queue::{QueueError, RetryMessage, RetryQueue};
+use crate::store::{SessionStore, StoreError};
 use crate::telemetry::emit_metric;
-use crate::{SessionStore, StoreError};
 
 use super::now_ms;
 
-/// Ledger entries one drain tries at once (each product is bounded on its own besides).
-const DRAIN_CONCURRENCY: usize = 128;
-
-/// Where one attempt left a product.
+/// Where one step left a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
     Delivered,
-    /// Failed; retried from the ledger.
+    /// Failed; its retry is queued.
     Retrying,
+    /// Not attempted (the product's circuit is open); put back on the queue with its delay.
+    Deferred,
     /// Failed at the horizon; given up on.
     Failed,
+    /// Another delivery of the same step got there first (a duplicate): nothing to do.
+    Stale,
 }
 
-/// One attempt's outcome (`Err`: the failure's class).
-type Outcome = Result<(), String>;
-
-/// What one drain did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DrainReport {
-    pub due: usize,
-    pub delivered: usize,
-    pub retrying: usize,
-    pub failed: usize,
-    /// Entries another drain held, or that needed no attempt (delivered already, tombstone gone).
-    pub skipped: usize,
-    /// Entries whose store work failed: tried again once their lease ends.
-    pub errors: usize,
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("store error")]
+    Store(#[from] StoreError),
+    #[error("queue error")]
+    Queue(#[from] QueueError),
 }
 
-/// The fan-out's first attempt at every product the revoked session's receipts owe a first
-/// attempt (`pending` and never tried), each bounded by the inline budget. Products tried before
-/// are the ledger's: a redelivered stream record does not post to them again.
-pub async fn first_attempts<S: SessionStore + RetryLedger>(
-    store: &S,
-    backchannel: &Backchannel,
-    policy: &RetryPolicy,
-    user: &UserId,
+/// How long an attempt may take: the fan-out's inline budget, or the delivery's own timeouts.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Inline(Duration),
+    Full,
+}
+
+/// One step of one product's delivery for one session.
+struct Step<'m> {
+    user: &'m UserId,
     session: SessionId,
-    revoked_at_ms: i64,
-) -> Result<Vec<(String, Attempt)>, StoreError> {
-    let receipts = store.receipts(user, session).await?;
-    let give_up_at = revoked_at_ms + policy.horizon_ms;
-    let owed = backchannel
-        .endpoints()
-        .iter()
-        .map(|ep| ep.aud.as_str())
-        .filter(|aud| receipts.get(*aud).is_none_or(|r| r.status == DeliveryStatus::Pending && r.attempts == 0));
-    let tries = owed.map(|aud| async move {
-        let attempt = tokio::time::timeout(policy.inline_budget, backchannel.deliver_one(aud, user, session, now_ms()));
-        let outcome = match attempt.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.class()),
-            // Slower than the budget: the ledger tries again with the full delivery timeout.
-            Err(_) => Err("timeout".to_owned()),
-        };
-        let attempt = conclude(store, policy, user, session, aud, 1, outcome, give_up_at, None).await?;
-        Ok::<_, StoreError>((aud.to_owned(), attempt))
-    });
-    futures::future::join_all(tries).await.into_iter().collect()
-}
-
-/// Tries every ledger entry due at `now`, at once (bounded), each claimed first.
-pub async fn drain<S: SessionStore + RetryLedger>(
-    store: &S,
-    backchannel: &Backchannel,
-    policy: &RetryPolicy,
-    now: i64,
-) -> Result<DrainReport, StoreError> {
-    let due = store.due_retries(now, policy.batch).await?;
-    let mut report = DrainReport { due: due.len(), ..DrainReport::default() };
-    let lease_until = now + policy.lease_ms;
-    let started = std::time::Instant::now();
-    let mut runs = futures::stream::iter(due)
-        .map(|entry| async move {
-            // Past the run's budget, entries are left to the next drain, unclaimed.
-            if started.elapsed() > policy.run_budget {
-                return Ok(None);
-            }
-            let result = retry_one(store, backchannel, policy, &entry, lease_until).await;
-            if let Err(e) = &result {
-                tracing::warn!(user_id = %entry.user, session_id = %entry.session, aud = entry.aud, error = %e, "retry not settled; tried again after its lease");
-            }
-            result
-        })
-        .buffer_unordered(DRAIN_CONCURRENCY);
-    while let Some(result) = runs.next().await {
-        match result {
-            Ok(Some(Attempt::Delivered)) => report.delivered += 1,
-            Ok(Some(Attempt::Retrying)) => report.retrying += 1,
-            Ok(Some(Attempt::Failed)) => report.failed += 1,
-            Ok(None) => report.skipped += 1,
-            Err(_) => report.errors += 1,
-        }
-    }
-    Ok(report)
-}
-
-/// One ledger entry: claimed, checked against the receipt, tried, concluded. `None`: skipped.
-async fn retry_one<S: SessionStore + RetryLedger>(
-    store: &S,
-    backchannel: &Backchannel,
-    policy: &RetryPolicy,
-    entry: &RetryEntry,
-    lease_until: i64,
-) -> Result<Option<Attempt>, StoreError> {
-    if !store.claim_retry(entry, now_ms(), lease_until).await? {
-        return Ok(None);
-    }
-    let receipts = store.receipts(&entry.user, entry.session).await?;
-    let attempts = match receipts.get(&entry.aud) {
-        Some(r) if r.status == DeliveryStatus::Pending => r.attempts,
-        // Delivered or given up on already, or the tombstone is gone: nothing owed.
-        _ => {
-            store.settle_retry(entry, lease_until, None).await?;
-            return Ok(None);
-        }
-    };
-    let outcome =
-        backchannel.deliver_one(&entry.aud, &entry.user, entry.session, now_ms()).await.map_err(|e| e.class());
-    let attempt = conclude(
-        store,
-        policy,
-        &entry.user,
-        entry.session,
-        &entry.aud,
-        attempts + 1,
-        outcome,
-        entry.give_up_at,
-        Some((entry, lease_until)),
-    )
-    .await?;
-    Ok(Some(attempt))
-}
-
-/// Records an attempt's outcome: the receipt, and the ledger (the next attempt written before the
-/// receipt says `pending`, so a product is never left owed with nothing to retry it).
-#[allow(clippy::too_many_arguments)]
-async fn conclude<S: SessionStore + RetryLedger>(
-    store: &S,
-    policy: &RetryPolicy,
-    user: &UserId,
-    session: SessionId,
-    aud: &str,
-    attempts: u32,
-    outcome: Outcome,
+    aud: &'m str,
+    /// Where the receipt stands; it advances only from here.
+    from: ReceiptStep,
+    /// The attempt this step makes (attempts so far + 1).
+    attempt: u32,
     give_up_at: i64,
-    claimed: Option<(&RetryEntry, i64)>,
-) -> Result<Attempt, StoreError> {
-    let now = now_ms();
-    let (receipt, attempt, next) = match outcome {
-        Ok(()) => (
-            ProductReceipt {
-                status: DeliveryStatus::Delivered,
-                attempts,
-                delivered_at: Some(now),
-                last_attempt_at: Some(now),
-                error: None,
+    deferrals: u32,
+    /// The receipt as read at the step's start.
+    current: Option<ProductReceipt>,
+}
+
+/// What delivers: the store (receipts), the retry queue, the products' endpoints and each
+/// product's gate and breaker in this instance, and the retry policy.
+pub struct Courier<'a, S, Q> {
+    pub store: &'a S,
+    pub queue: &'a Q,
+    pub backchannel: &'a Backchannel,
+    pub guards: &'a ProductGuards,
+    pub policy: &'a RetryPolicy,
+}
+
+impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
+    /// The fan-out's first attempt at every product the session's receipts owe one (`pending`,
+    /// never tried, no retry queued), each bounded by the inline budget from the moment its
+    /// request can be sent. Products tried before are the queue's: a redelivered stream record
+    /// does not post to them again. The horizon counts from `started_ms`.
+    pub async fn first_attempts(
+        &self,
+        user: &UserId,
+        session: SessionId,
+        started_ms: i64,
+    ) -> Result<Vec<(String, Attempt)>, DeliveryError> {
+        let receipts = self.store.receipts(user, session).await?;
+        let give_up_at = started_ms + self.policy.horizon_ms;
+        let first = ReceiptStep::first();
+        let owed = self
+            .backchannel
+            .endpoints()
+            .iter()
+            .map(|ep| ep.aud.as_str())
+            .filter(|aud| receipts.get(*aud).is_none_or(|r| first.matches(r)));
+        let steps = owed.map(|aud| async {
+            let current = receipts.get(aud).cloned();
+            let step =
+                Step { user, session, aud, from: ReceiptStep::first(), attempt: 1, give_up_at, deferrals: 0, current };
+            let outcome = self.run(&step, Budget::Inline(self.policy.inline_budget)).await?;
+            Ok::<_, DeliveryError>((aud.to_owned(), outcome))
+        });
+        futures::future::join_all(steps).await.into_iter().collect()
+    }
+
+    /// One message from the retry queue: the step it names, if the receipt still stands there.
+    pub async fn retry(&self, message: &RetryMessage) -> Result<Attempt, DeliveryError> {
+        let from = ReceiptStep { attempts: message.attempt - 1, link: Some(message.link.clone()) };
+        let mut receipts = self.store.receipts(&message.user, message.session).await?;
+        let current = receipts.remove(&message.aud);
+        if !current.as_ref().is_some_and(|r| from.matches(r)) {
+            // Delivered or given up on already, moved on by another delivery of this step, or the
+            // tombstone is gone: nothing owed on this link.
+            return Ok(Attempt::Stale);
+        }
+        let step = Step {
+            user: &message.user,
+            session: message.session,
+            aud: &message.aud,
+            from,
+            attempt: message.attempt,
+            give_up_at: message.give_up_at,
+            deferrals: message.deferrals,
+            current,
+        };
+        self.run(&step, Budget::Full).await
+    }
+
+    /// Makes the step's attempt (or puts it back while the product's circuit is open) and records
+    /// where it left the product.
+    async fn run(&self, step: &Step<'_>, budget: Budget) -> Result<Attempt, DeliveryError> {
+        let guard = self.guards.get(step.aud);
+        if guard.is_open(now_ms()) {
+            return self.defer(step).await;
+        }
+        // The budget starts once the request can be sent: a product's own queue of deliveries is
+        // not its failure.
+        let slot = guard.gate.acquire().await.ok();
+        if guard.pass(now_ms()) == Pass::Refused {
+            return self.defer(step).await;
+        }
+        let attempt = self.backchannel.deliver_one(step.aud, step.user, step.session, now_ms());
+        let outcome = match budget {
+            Budget::Inline(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(result) => result.map_err(|e| e.class()),
+                // Slower than the budget: the queue tries again with the full delivery timeout.
+                Err(_) => Err("timeout".to_owned()),
             },
-            Attempt::Delivered,
-            None,
-        ),
-        Err(class) => {
-            let next = policy.next_due(attempts, now, give_up_at);
-            let status = if next.is_some() { DeliveryStatus::Pending } else { DeliveryStatus::Failed };
-            let receipt =
-                ProductReceipt { status, attempts, delivered_at: None, last_attempt_at: Some(now), error: Some(class) };
-            let next =
-                next.map(|due_at| RetryEntry { user: user.clone(), session, aud: aud.to_owned(), due_at, give_up_at });
-            let attempt = if next.is_some() { Attempt::Retrying } else { Attempt::Failed };
-            (receipt, attempt, next)
-        }
-    };
-    match (claimed, &next) {
-        (Some((entry, lease)), next) => {
-            // The receipt first: settling removes the only trace of what is owed.
-            store.record_receipt(user, session, aud, &receipt).await?;
-            store.settle_retry(entry, lease, next.as_ref()).await?;
-        }
-        (None, Some(next)) => {
-            store.schedule_retry(next).await?;
-            store.record_receipt(user, session, aud, &receipt).await?;
-        }
-        (None, None) => store.record_receipt(user, session, aud, &receipt).await?,
+            Budget::Full => attempt.await.map_err(|e| e.class()),
+        };
+        guard.record(outcome.is_ok(), now_ms());
+        drop(slot);
+        self.conclude(step, outcome).await
     }
-    match attempt {
-        Attempt::Delivered => emit_metric("LogoutDelivered", "Count", 1, Some(aud)),
-        Attempt::Retrying => {
-            tracing::warn!(user_id = %user, session_id = %session, aud, attempts, error = receipt.error.as_deref().unwrap_or(""), due_at = next.as_ref().map_or(0, |n| n.due_at), "back-channel logout failed; retrying");
+
+    /// Puts a step back on the queue without an attempt: a new link, the wait doubled as a failed
+    /// attempt's would be, the receipt's attempts unchanged. At the horizon, given up on.
+    async fn defer(&self, step: &Step<'_>) -> Result<Attempt, DeliveryError> {
+        let now = now_ms();
+        let error = step.current.as_ref().and_then(|r| r.error.clone()).unwrap_or_else(|| "circuit_open".into());
+        let last_attempt_at = step.current.as_ref().and_then(|r| r.last_attempt_at);
+        if now >= step.give_up_at {
+            let receipt = ProductReceipt {
+                status: DeliveryStatus::Failed,
+                attempts: step.from.attempts,
+                delivered_at: None,
+                last_attempt_at,
+                error: Some(error),
+                link: None,
+            };
+            return self.advance(step, &receipt, Attempt::Failed).await;
         }
-        Attempt::Failed => {
-            tracing::error!(user_id = %user, session_id = %session, aud, attempts, error = receipt.error.as_deref().unwrap_or(""), "back-channel logout given up at the horizon");
-            emit_metric("LogoutDeliveryFailed", "Count", 1, Some(aud));
-        }
+        let deferrals = step.deferrals.saturating_add(1);
+        let wait = self.policy.backoff(step.from.attempts.saturating_add(deferrals)).min(step.give_up_at - now);
+        let next = RetryMessage::new(step.user, step.session, step.aud, step.attempt, step.give_up_at, deferrals)?;
+        self.queue.send(&next, Duration::from_millis(wait.unsigned_abs())).await?;
+        let receipt = ProductReceipt {
+            status: DeliveryStatus::Pending,
+            attempts: step.from.attempts,
+            delivered_at: None,
+            last_attempt_at,
+            error: Some(error),
+            link: Some(next.link),
+        };
+        self.advance(step, &receipt, Attempt::Deferred).await
     }
-    Ok(attempt)
+
+    /// Records an attempt's outcome: `delivered`; or the next attempt queued, then `pending`
+    /// naming it; or, at the horizon, `failed`.
+    async fn conclude(&self, step: &Step<'_>, outcome: Result<(), String>) -> Result<Attempt, DeliveryError> {
+        let now = now_ms();
+        let made = step.attempt;
+        let (receipt, attempt) = match outcome {
+            Ok(()) => (
+                ProductReceipt {
+                    status: DeliveryStatus::Delivered,
+                    attempts: made,
+                    delivered_at: Some(now),
+                    last_attempt_at: Some(now),
+                    error: None,
+                    link: None,
+                },
+                Attempt::Delivered,
+            ),
+            Err(class) => match self.policy.next_due(made, now, step.give_up_at) {
+                Some(due) => {
+                    let next = RetryMessage::new(step.user, step.session, step.aud, made + 1, step.give_up_at, 0)?;
+                    self.queue.send(&next, Duration::from_millis((due - now).unsigned_abs())).await?;
+                    let receipt = ProductReceipt {
+                        status: DeliveryStatus::Pending,
+                        attempts: made,
+                        delivered_at: None,
+                        last_attempt_at: Some(now),
+                        error: Some(class),
+                        link: Some(next.link),
+                    };
+                    (receipt, Attempt::Retrying)
+                }
+                None => (
+                    ProductReceipt {
+                        status: DeliveryStatus::Failed,
+                        attempts: made,
+                        delivered_at: None,
+                        last_attempt_at: Some(now),
+                        error: Some(class),
+                        link: None,
+                    },
+                    Attempt::Failed,
+                ),
+            },
+        };
+        self.advance(step, &receipt, attempt).await
+    }
+
+    /// Writes the receipt if it still stands at the step's start; logs and counts the outcome.
+    async fn advance(
+        &self,
+        step: &Step<'_>,
+        receipt: &ProductReceipt,
+        attempt: Attempt,
+    ) -> Result<Attempt, DeliveryError> {
+        let (user, session, aud) = (step.user, step.session, step.aud);
+        if !self.store.advance_receipt(user, session, aud, &step.from, receipt).await? {
+            // Another delivery of this step advanced it first; a message queued above names a
+            // link the receipt does not, and is dropped when it comes due.
+            tracing::info!(user_id = %user, session_id = %session, aud, attempts = receipt.attempts, "receipt moved on already; this delivery of the step is a duplicate");
+            return Ok(Attempt::Stale);
+        }
+        let error = receipt.error.as_deref().unwrap_or("");
+        match attempt {
+            Attempt::Delivered => emit_metric("LogoutDelivered", "Count", 1, Some(aud)),
+            Attempt::Retrying => {
+                tracing::warn!(user_id = %user, session_id = %session, aud, attempts = receipt.attempts, error, "back-channel logout failed; retrying");
+            }
+            Attempt::Deferred => {
+                tracing::info!(user_id = %user, session_id = %session, aud, attempts = receipt.attempts, "product's circuit is open; put back on the queue");
+                emit_metric("LogoutDeferred", "Count", 1, Some(aud));
+            }
+            Attempt::Failed => {
+                tracing::error!(user_id = %user, session_id = %session, aud, attempts = receipt.attempts, error, "back-channel logout given up at the horizon");
+                emit_metric("LogoutDeliveryFailed", "Count", 1, Some(aud));
+            }
+            Attempt::Stale => {}
+        }
+        Ok(attempt)
+    }
 }

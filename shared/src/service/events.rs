@@ -9,7 +9,7 @@ use crate::config::Policy;
 use crate::cursor::{self, Cursor, Listing, Position};
 use crate::domain::PageSize;
 use crate::error::ServiceError;
-use crate::model::{AuditEvent, AuditScope, RevokeReason};
+use crate::model::{AuditEvent, AuditScope};
 use crate::store::SessionStore;
 use crate::token::SessionToken;
 
@@ -51,19 +51,16 @@ pub async fn list_events<S: SessionStore>(
     };
     let page = store.query_audit(&auth.target, after, limit.get()).await?;
     // One more Query for the page's receipts: the tombstones still kept. A per-session event's
-    // are its sessions'; a revoke-all's, those its sweep revoked (stamped with its time).
-    let tombstones = if page.events.iter().any(|e| e.reason != RevokeReason::Expired) {
-        store.tombstones(&auth.target).await?
-    } else {
-        Vec::new()
-    };
+    // (an expiry's too) are its sessions'; a revoke-all's, those its sweep revoked (stamped with
+    // its time), complete only once the sweep is done.
+    let tombstones = if page.events.is_empty() { Vec::new() } else { store.tombstones(&auth.target).await? };
     let receipts = |e: &AuditEvent| -> Option<ReceiptSummary> {
         match e.scope {
             AuditScope::Sessions => {
-                ReceiptSummary::of(tombstones.iter().filter(|t| e.session_ids.contains(&t.session_id)), now_ms)
+                ReceiptSummary::of(tombstones.iter().filter(|t| e.session_ids.contains(&t.session_id)), true, now_ms)
             }
             AuditScope::All | AuditScope::Others => {
-                ReceiptSummary::of(tombstones.iter().filter(|t| t.revoked_at == e.at), now_ms)
+                ReceiptSummary::of(tombstones.iter().filter(|t| t.revoked_at == e.at), e.swept_at.is_some(), now_ms)
             }
         }
     };

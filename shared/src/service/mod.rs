@@ -31,7 +31,7 @@ mod views;
 
 pub use auth::{after_token, authenticate, Caller, Principal, Subject};
 #[cfg(feature = "backchannel")]
-pub use delivery::{drain, first_attempts, Attempt, DrainReport};
+pub use delivery::{Attempt, Courier, DeliveryError};
 pub use events::{list_events, EventListing};
 #[cfg(feature = "cache")]
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};

@@ -9,7 +9,7 @@ use super::{bad, MAX_NOTE_LEN, SWEEP_CONCURRENCY, WATERMARK_RETRIES};
 use crate::config::Policy;
 use crate::domain::{SessionId, UserId};
 use crate::error::ServiceError;
-use crate::model::{Actor, AuditEvent, AuditScope, Revocation, RevokeReason, SessionStatus, Watermark};
+use crate::model::{Actor, AuditEvent, AuditScope, Revocation, RevokeReason, Session, SessionStatus, Watermark};
 use crate::store::{Audited, ReadSet, RevokeOutcome, SessionStore, StoreError};
 
 /// Revokes one session of the subject (never the caller's current one), with its audit event in
@@ -169,9 +169,10 @@ async fn kept_signed_in_at<S: SessionStore>(
 }
 
 /// Soft-revokes every still-active session a watermark covers, so each gets its tombstone and its
-/// own stream record. Idempotent: a session revoked already is left as it is. The revoke-all's
-/// own audit event covers these; no more are written. Run by the stream consumer on the
-/// watermark's MODIFY record.
+/// own stream record, then marks the revoke-all's audit event (`event`, when the watermark names
+/// it) swept: its receipts are complete only from then on. Idempotent: a session revoked already
+/// is left as it is. The revoke-all's own audit event covers these; no more are written. Run by
+/// the stream consumer on the watermark's record.
 #[tracing::instrument(skip_all, fields(user_id = %user, watermark = watermark.before_ms))]
 pub async fn sweep_watermark<S: SessionStore>(
     store: &S,
@@ -179,6 +180,7 @@ pub async fn sweep_watermark<S: SessionStore>(
     user: &UserId,
     watermark: Watermark,
     revocation: &Revocation,
+    event: Option<ulid::Ulid>,
 ) -> Result<u64, StoreError> {
     let states = store.session_states(user).await?;
     let targets = states
@@ -190,28 +192,33 @@ pub async fn sweep_watermark<S: SessionStore>(
         .buffer_unordered(SWEEP_CONCURRENCY)
         .try_fold(0u64, |n, outcome| async move { Ok(n + u64::from(outcome == RevokeOutcome::Revoked)) })
         .await?;
+    if let Some(event) = event {
+        store.mark_swept(user, event, super::now_ms()).await?;
+    }
     tracing::info!(revoked, "watermark swept");
     Ok(revoked)
 }
 
 /// Records that TTL removed a still-active session: an audit event by the system, reason
-/// `expired`. Its id is derived from the session, so a redelivered record writes nothing new.
+/// `expired`, and a tombstone in its place (revoked by the system, reason `expired`), which holds
+/// the receipts of the back-channel logout that follows; it lives `tombstone_secs`, and at least
+/// until `keep_until_secs` (epoch seconds). The event's id is derived from the session, and the
+/// tombstone is written only where nothing is, so a redelivered record writes nothing new.
 pub async fn record_expiry<S: SessionStore>(
     store: &S,
     policy: &Policy,
-    user: &UserId,
-    session: SessionId,
-    device_label: &str,
-    expired_at_ms: i64,
+    session: &Session,
+    keep_until_secs: i64,
 ) -> Result<(), StoreError> {
+    let expired_at_ms = session.expires_at.saturating_mul(1000);
     let event = AuditEvent {
-        event_id: ulid::Ulid::from_parts(u64::try_from(expired_at_ms).unwrap_or(0), session.ulid().random()),
+        event_id: ulid::Ulid::from_parts(u64::try_from(expired_at_ms).unwrap_or(0), session.session_id.ulid().random()),
         actor: Actor::System,
         actor_id: "system".into(),
-        target_user: user.clone(),
+        target_user: session.user_id.clone(),
         scope: AuditScope::Sessions,
-        session_ids: vec![session],
-        device_labels: vec![device_label.to_owned()],
+        session_ids: vec![session.session_id],
+        device_labels: vec![session.device.label.clone()],
         count: 1,
         reason: RevokeReason::Expired,
         source_ip: None,
@@ -219,7 +226,20 @@ pub async fn record_expiry<S: SessionStore>(
         at: expired_at_ms,
         expires_at: expired_at_ms / 1000 + policy.audit_ttl_secs,
         actor_workspace: None,
+        swept_at: None,
     };
+    let now_secs = super::now_ms() / 1000;
+    let tombstone = Session {
+        status: SessionStatus::Revoked,
+        revoked_at: Some(expired_at_ms),
+        revoked_by: Some("system".into()),
+        revoke_reason: Some(RevokeReason::Expired),
+        expires_at: (now_secs + policy.tombstone_secs).max(keep_until_secs),
+        caches_invalidated_at: None,
+        receipts: Default::default(),
+        ..session.clone()
+    };
+    store.create_tombstone(&tombstone).await?;
     store.put_audit(&event).await
 }
 

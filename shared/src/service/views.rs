@@ -89,8 +89,8 @@ pub struct EventView {
     /// A sentence for the row, e.g. "Chrome on macOS signed out by an admin".
     pub summary: String,
     /// Where the revocation's receipts stand, over every session it revoked (a revoke-all: every
-    /// session its sweep reached). Null when none is kept: an expiry, or once the tombstones are
-    /// gone (`TOMBSTONE_TTL_SECONDS`).
+    /// session its sweep reached). Null when none is kept: once the tombstones are gone
+    /// (`TOMBSTONE_TTL_SECONDS`).
     pub receipts: Option<ReceiptSummary>,
 }
 
@@ -104,13 +104,17 @@ pub struct ReceiptSummary {
     pub delivered: u64,
     pub pending: u64,
     pub failed: u64,
-    /// When the last cache let go and the last product was told, once all are; else null.
+    /// When the last cache let go and the last product was told, once all are (and, for a
+    /// revoke-all, once its sweep has reached every session); else null.
     pub completed_at: Option<String>,
 }
 
 impl ReceiptSummary {
+    /// Over `tombstones`; `settled`: every session the revocation covers is among them (a
+    /// revoke-all's sweep is done).
     pub(super) fn of<'t>(
         tombstones: impl IntoIterator<Item = &'t crate::store::Tombstone>,
+        settled: bool,
         now_ms: i64,
     ) -> Option<Self> {
         use crate::model::DeliveryStatus;
@@ -134,7 +138,7 @@ impl ReceiptSummary {
                 }
             }
         }
-        complete &= summary.pending == 0 && summary.failed == 0 && last <= now_ms;
+        complete &= settled && summary.pending == 0 && summary.failed == 0 && last <= now_ms;
         summary.completed_at = complete.then(|| rfc3339_ms(last));
         (summary.sessions > 0).then_some(summary)
     }

@@ -17,8 +17,6 @@ struct Inner {
     profiles: HashMap<UserId, Profile>,
     memberships: HashMap<(WorkspaceId, UserId), Role>,
     audit: HashMap<UserId, BTreeMap<ulid::Ulid, AuditEvent>>,
-    /// The retry ledger by sort key: each entry with its lease.
-    retries: BTreeMap<String, (super::RetryEntry, Option<i64>)>,
     writes: usize,
 }
 
@@ -330,23 +328,26 @@ impl SessionStore for MemoryStore {
         Ok(inner.sessions.get(user).and_then(|m| m.get(&session)).map(|s| s.receipts.clone()).unwrap_or_default())
     }
 
-    async fn record_receipt(
+    async fn advance_receipt(
         &self,
         user: &UserId,
         session: SessionId,
         aud: &str,
+        from: &crate::model::ReceiptStep,
         receipt: &crate::model::ProductReceipt,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
-            let final_already =
-                s.receipts.get(aud).is_some_and(|r| r.status == crate::model::DeliveryStatus::Delivered);
-            if s.status == SessionStatus::Revoked && !final_already {
-                s.receipts.insert(aud.to_owned(), receipt.clone());
-                inner.writes += 1;
-            }
+        let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) else { return Ok(false) };
+        let at_step = match s.receipts.get(aud) {
+            Some(r) => from.matches(r),
+            None => *from == crate::model::ReceiptStep::first(),
+        };
+        if s.status != SessionStatus::Revoked || s.receipts.is_empty() || !at_step {
+            return Ok(false);
         }
-        Ok(())
+        s.receipts.insert(aud.to_owned(), receipt.clone());
+        inner.writes += 1;
+        Ok(true)
     }
 
     async fn record_caches_invalidated(
@@ -355,16 +356,38 @@ impl SessionStore for MemoryStore {
         session: SessionId,
         at_ms: i64,
         products: &[String],
+        keep_until_secs: i64,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
             if s.status == SessionStatus::Revoked {
                 s.caches_invalidated_at.get_or_insert(at_ms);
+                s.expires_at = s.expires_at.max(keep_until_secs);
                 if s.receipts.is_empty() {
                     s.receipts =
                         products.iter().map(|p| (p.clone(), crate::model::ProductReceipt::not_tried())).collect();
                 }
             }
+        }
+        Ok(())
+    }
+
+    async fn create_tombstone(&self, tombstone: &Session) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let sessions = inner.sessions.entry(tombstone.user_id.clone()).or_default();
+        if sessions.contains_key(&tombstone.session_id) {
+            return Ok(false);
+        }
+        sessions.insert(tombstone.session_id, tombstone.clone());
+        inner.writes += 1;
+        Ok(true)
+    }
+
+    async fn mark_swept(&self, user: &UserId, event_id: ulid::Ulid, at_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(event) = inner.audit.get_mut(user).and_then(|events| events.get_mut(&event_id)) {
+            event.swept_at.get_or_insert(at_ms);
+            inner.writes += 1;
         }
         Ok(())
     }
@@ -376,59 +399,5 @@ impl SessionStore for MemoryStore {
             all.values().rev().filter(|e| after.is_none_or(|a| e.event_id < a)).take(limit as usize).cloned().collect();
         let more = events.len() == limit as usize;
         Ok(AuditPage { last_evaluated: if more { events.last().map(|e| e.event_id) } else { None }, events })
-    }
-}
-
-fn retry_key(entry: &super::RetryEntry) -> String {
-    crate::keys::retry_sk(entry.due_at, &entry.session, &entry.aud)
-}
-
-impl super::RetryLedger for MemoryStore {
-    async fn schedule_retry(&self, entry: &super::RetryEntry) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        inner.retries.insert(retry_key(entry), (entry.clone(), None));
-        inner.writes += 1;
-        Ok(())
-    }
-
-    async fn due_retries(&self, now_ms: i64, limit: u32) -> Result<Vec<super::RetryEntry>, StoreError> {
-        let bound = crate::keys::retry_due_bound(now_ms);
-        let inner = self.lock();
-        Ok(inner
-            .retries
-            .range(..=bound)
-            .filter(|(_, (_, lease))| lease.is_none_or(|l| l < now_ms))
-            .take(limit as usize)
-            .map(|(_, (e, _))| e.clone())
-            .collect())
-    }
-
-    async fn claim_retry(&self, entry: &super::RetryEntry, now_ms: i64, lease_until: i64) -> Result<bool, StoreError> {
-        let mut inner = self.lock();
-        match inner.retries.get_mut(&retry_key(entry)) {
-            Some((_, lease)) if lease.is_none_or(|l| l < now_ms) => {
-                *lease = Some(lease_until);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn settle_retry(
-        &self,
-        entry: &super::RetryEntry,
-        lease_until: i64,
-        next: Option<&super::RetryEntry>,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let key = retry_key(entry);
-        if inner.retries.get(&key).is_some_and(|(_, lease)| *lease == Some(lease_until)) {
-            inner.retries.remove(&key);
-            if let Some(next) = next {
-                inner.retries.insert(retry_key(next), (next.clone(), None));
-            }
-            inner.writes += 1;
-        }
-        Ok(())
     }
 }

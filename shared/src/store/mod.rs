@@ -8,12 +8,10 @@ use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::model::{AuditEvent, Profile, Revocation, Session, Watermark};
 
 mod dynamo;
-mod ledger;
 #[cfg(any(test, feature = "test-utils"))]
 mod memory;
 
 pub use dynamo::DynamoStore;
-pub use ledger::{RetryEntry, RetryLedger};
 #[cfg(any(test, feature = "test-utils"))]
 pub use memory::MemoryStore;
 
@@ -231,26 +229,46 @@ pub trait SessionStore: Send + Sync {
         session: SessionId,
     ) -> impl Future<Output = Result<std::collections::BTreeMap<String, crate::model::ProductReceipt>, StoreError>> + Send;
 
-    /// Records a product's receipt on a revoked session's tombstone (only there: never on an
-    /// active session, never recreating an item TTL removed). A write to a revoked session: the
-    /// stream filter lets it pass to no one.
-    fn record_receipt(
+    /// Replaces a product's receipt on a revoked session's tombstone with `receipt`, only while it
+    /// is still at step `from` (pending, with those attempts and that link; at the first step, a
+    /// product with no receipt yet counts too). `false` when another attempt moved it first, or
+    /// the item is not a tombstone (never recreating one TTL removed). A write to a revoked
+    /// session: the stream filter lets it pass to no one.
+    fn advance_receipt(
         &self,
         user: &UserId,
         session: SessionId,
         aud: &str,
+        from: &crate::model::ReceiptStep,
         receipt: &crate::model::ProductReceipt,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records when the token caches let go of a revoked session (the first time only) and, in
     /// the same write, a `pending` receipt with no attempt for each of `products` if the
-    /// tombstone has no receipts yet: from then on, the products still to tell are on record.
+    /// tombstone has no receipts yet: from then on, the products still to tell are on record. The
+    /// tombstone is kept at least until `keep_until_secs` (epoch seconds), so that what is owed
+    /// outlives its retries whatever the tombstone's own lifetime.
     fn record_caches_invalidated(
         &self,
         user: &UserId,
         session: SessionId,
         at_ms: i64,
         products: &[String],
+        keep_until_secs: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes the tombstone of a session that TTL removed while it was still active (a revoked
+    /// session, reason `expired`), so that its receipts have a home. `false` when the item exists
+    /// already (a redelivered record): nothing is written.
+    fn create_tombstone(&self, tombstone: &Session) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records on a revoke-all's audit event that its sweep is done (the first time only). An
+    /// event that is gone is left gone.
+    fn mark_swept(
+        &self,
+        user: &UserId,
+        event_id: ulid::Ulid,
+        at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One Query: up to `limit` of a workspace's members in user id order, after `after`.

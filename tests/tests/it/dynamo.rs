@@ -65,6 +65,7 @@ fn audit(target: &UserId, r: &Revocation) -> AuditEvent {
         at: r.at_ms,
         expires_at: r.at_ms / 1000 + 86_400,
         actor_workspace: None,
+        swept_at: None,
     }
 }
 
@@ -368,8 +369,12 @@ async fn the_sweep_soft_revokes_each_covered_session_once() {
     let wm = watermark(&t, &user("alice")).await.unwrap();
     let rev = revocation("alice", RevokeReason::UserLogoutOthers, service::now_ms());
 
-    assert_eq!(service::sweep_watermark(&t.store, &policy(), &user("alice"), wm, &rev).await.unwrap(), 20);
-    assert_eq!(service::sweep_watermark(&t.store, &policy(), &user("alice"), wm, &rev).await.unwrap(), 0, "idempotent");
+    assert_eq!(service::sweep_watermark(&t.store, &policy(), &user("alice"), wm, &rev, None).await.unwrap(), 20);
+    assert_eq!(
+        service::sweep_watermark(&t.store, &policy(), &user("alice"), wm, &rev, None).await.unwrap(),
+        0,
+        "idempotent"
+    );
     for s_in in &all[1..] {
         let item = t.get("USER#alice", &format!("SESSION#{}", s_in.session_id)).await.unwrap();
         assert_eq!(s(&item, "Status"), "revoked");

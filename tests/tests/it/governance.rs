@@ -2,8 +2,9 @@
 //! session limit and the trusted flag. One fresh table per test.
 
 use active_sessions::domain::ClientKind;
+use active_sessions::store::ReadSet;
 use active_sessions::testing::{json_request, parts, request, sign_in, with_path, with_query, SignedIn};
-use active_sessions::Policy;
+use active_sessions::{Policy, SessionStore};
 use integration_tests::{s, Item, TestTable};
 use lambda_http::Request;
 use serde_json::Value;
@@ -383,21 +384,30 @@ async fn the_trusted_flag_changes_without_a_logout() {
 async fn an_expiry_is_recorded_once_however_often_it_is_delivered() {
     let t = TestTable::new().await;
     let alice = active_sessions::domain::UserId::parse("alice").unwrap();
-    let session = active_sessions::domain::SessionId::new();
-    for _ in 0..3 {
-        active_sessions::service::record_expiry(
-            &t.store,
-            &policy(),
-            &alice,
-            session,
-            "Chrome on macOS",
-            1_795_000_000_000,
-        )
+    let signed = sign_in(&t.store, "alice", ClientKind::Browser).await;
+    let read = ReadSet { sessions: vec![(alice.clone(), signed.session_id)], ..Default::default() };
+    let session = t.store.read(&read).await.unwrap().sessions.remove(&(alice.clone(), signed.session_id)).unwrap();
+    // TTL removes it; the fan-out sees the removal (maybe more than once).
+    t.store
+        .client()
+        .delete_item()
+        .table_name(&t.name)
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S("USER#alice".into()))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S(format!("SESSION#{}", signed.session_id)))
+        .send()
         .await
         .unwrap();
+    let keep_until = active_sessions::service::now_ms() / 1000 + 7_200;
+    for _ in 0..3 {
+        active_sessions::service::record_expiry(&t.store, &policy(), &session, keep_until).await.unwrap();
     }
     let items = t.items().await;
     let audits = audit_items(&items);
     assert_eq!(audits.len(), 1);
     assert_eq!((s(audits[0], "Reason"), s(audits[0], "Actor")), ("expired".to_owned(), "system".to_owned()));
+    // In the session's place, its tombstone: revoked by the system because it expired, kept at
+    // least until the receipts may be read.
+    let tombstone = t.get("USER#alice", &format!("SESSION#{}", signed.session_id)).await.unwrap();
+    assert_eq!((s(&tombstone, "Status"), s(&tombstone, "RevokeReason")), ("revoked".to_owned(), "expired".to_owned()));
+    assert!(s(&tombstone, "ExpiresAt").parse::<i64>().unwrap() >= keep_until);
 }

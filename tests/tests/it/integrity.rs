@@ -247,6 +247,7 @@ async fn a_stalled_dynamodb_is_a_503_within_the_budget() {
         at: revocation.at_ms,
         expires_at: revocation.at_ms / 1000 + 3600,
         actor_workspace: None,
+        swept_at: None,
     };
     let user = UserId::parse("alice").unwrap();
     let audited = Audited { event: &event, signed_in_at: service::now_ms() - 60_000 };

@@ -254,7 +254,7 @@ async fn run_op<S: SessionStore>(
                 reason: RevokeReason::UserLogoutAll,
                 source_ip: None,
             };
-            service::sweep_watermark(store, &f.policy, &f.member, watermark, &revocation).await?;
+            service::sweep_watermark(store, &f.policy, &f.member, watermark, &revocation, None).await?;
             Ok(Effect::None)
         }
         Op::Expire => Ok(Effect::None),

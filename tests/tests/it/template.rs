@@ -308,7 +308,7 @@ async fn the_stream_filter_passes_every_real_revocation_record() {
         reason: RevokeReason::UserLogoutAll,
         source_ip: None,
     };
-    assert_eq!(service::sweep_watermark(&t.store, &policy, &user, watermark, &revocation).await.unwrap(), 2);
+    assert_eq!(service::sweep_watermark(&t.store, &policy, &user, watermark, &revocation, None).await.unwrap(), 2);
 
     let filters = fanout_filters();
     let records = t.lambda_stream_records().await;

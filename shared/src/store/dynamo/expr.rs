@@ -76,13 +76,15 @@ impl RevokeUpdate {
 }
 
 /// The watermark swap as an update on the profile: `new` in place of `expected`, and only if the
-/// watermark in force is still `expected` (compare-and-set).
+/// watermark in force is still `expected` (compare-and-set). Beside it, who wrote it, when, why,
+/// and the audit event it belongs to (which the sweep marks done).
 pub(super) fn watermark_swap(
     table: &str,
     user: &UserId,
     expected: Option<Watermark>,
     new: Watermark,
     revocation: &Revocation,
+    event_id: ulid::Ulid,
 ) -> Result<Update, StoreError> {
     let keep_clause = if new.keep.is_some() { ", RevokeKeep = :keep" } else { " REMOVE RevokeKeep" };
     let mut values = HashMap::from([
@@ -91,6 +93,7 @@ pub(super) fn watermark_swap(
         (":at".to_owned(), n(revocation.at_ms)),
         (":by".to_owned(), s(revocation.by())),
         (":reason".to_owned(), attr(revocation.reason)?),
+        (":event".to_owned(), s(event_id.to_string())),
     ]);
     if let Some(keep) = new.keep {
         values.insert(":keep".into(), s(keep.to_string()));
@@ -112,7 +115,7 @@ pub(super) fn watermark_swap(
         .table_name(table)
         .set_key(Some(profile_key(user)))
         .update_expression(format!(
-            "SET #type = :type, RevokedBefore = :before, WatermarkAt = :at, WatermarkBy = :by, WatermarkReason = :reason{keep_clause}"
+            "SET #type = :type, RevokedBefore = :before, WatermarkAt = :at, WatermarkBy = :by, WatermarkReason = :reason, WatermarkEvent = :event{keep_clause}"
         ))
         .condition_expression(condition)
         .expression_attribute_names("#type", "Type")

@@ -25,7 +25,6 @@ mod batch;
 mod codec;
 mod error;
 mod expr;
-mod ledger;
 mod session_store;
 
 use codec::*;

@@ -224,7 +224,7 @@ impl SessionStore for DynamoStore {
         revocation: &Revocation,
         audit: &AuditEvent,
     ) -> Result<Result<(), Option<Watermark>>, StoreError> {
-        let update = watermark_swap(&self.table, user, expected, new, revocation)?;
+        let update = watermark_swap(&self.table, user, expected, new, revocation, audit.event_id)?;
         let items = vec![
             TransactWriteItem::builder().update(update).build(),
             TransactWriteItem::builder().put(audit_put(&self.table, audit)?).build(),
@@ -408,62 +408,58 @@ impl SessionStore for DynamoStore {
                     delivered_at: None,
                     last_attempt_at: None,
                     error: None,
+                    link: None,
                 });
             }
         }
         Ok(receipts)
     }
 
-    async fn record_receipt(
+    async fn advance_receipt(
         &self,
         user: &UserId,
         session: SessionId,
         aud: &str,
+        from: &crate::model::ReceiptStep,
         receipt: &crate::model::ProductReceipt,
-    ) -> Result<(), StoreError> {
-        // Into the tombstone's receipt map; the map is made by the first receipt. Two writes race
-        // only to make it: the loser of that race sets its entry in the winner's map.
-        for attempt in 0..3 {
-            let first = attempt % 2 == 1;
-            let request = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(session_key(user, session)))
-                .expression_attribute_names("#status", "Status")
-                .expression_attribute_names("#receipts", RECEIPTS)
-                .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
-            let request = if first {
-                let map = std::collections::BTreeMap::from([(aud.to_owned(), receipt.clone())]);
-                request
-                    .update_expression("SET #receipts = :map")
-                    .condition_expression(
-                        "attribute_exists(PK) AND #status = :revoked AND attribute_not_exists(#receipts)",
-                    )
-                    .expression_attribute_values(":map", attr(map)?)
-            } else {
-                // A delivered receipt is final: a late failure (a drain and a redelivered
-                // stream record racing) never turns it back.
-                request
-                    .update_expression("SET #receipts.#aud = :receipt")
-                    .condition_expression(
-                        "attribute_exists(PK) AND #status = :revoked AND attribute_exists(#receipts) \
-                         AND (attribute_not_exists(#receipts.#aud) OR #receipts.#aud.#status <> :delivered)",
-                    )
-                    .expression_attribute_names("#aud", aud)
-                    .expression_attribute_values(":delivered", attr(crate::model::DeliveryStatus::Delivered)?)
-                    .expression_attribute_values(":receipt", attr(receipt)?)
-            };
-            match request.send().await {
-                Ok(_) => return Ok(()),
-                Err(SdkError::ServiceError(e))
-                    if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {}
-                Err(e) => return Err(send_error(e)),
+    ) -> Result<bool, StoreError> {
+        let mut step = String::from("(#receipts.#aud.#status = :pending AND #receipts.#aud.Attempts = :attempts AND ");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user, session)))
+            .update_expression("SET #receipts.#aud = :receipt")
+            .expression_attribute_names("#status", "Status")
+            .expression_attribute_names("#receipts", RECEIPTS)
+            .expression_attribute_names("#aud", aud)
+            .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?)
+            .expression_attribute_values(":pending", attr(crate::model::DeliveryStatus::Pending)?)
+            .expression_attribute_values(":attempts", n(i64::from(from.attempts)))
+            .expression_attribute_values(":receipt", attr(receipt)?);
+        match &from.link {
+            Some(link) => {
+                step.push_str("#receipts.#aud.Link = :link)");
+                request = request.expression_attribute_values(":link", s(link.as_str()));
             }
+            None => step.push_str("attribute_not_exists(#receipts.#aud.Link))"),
         }
-        // Neither form applied three times over: the session is not a tombstone (or is gone), or
-        // the product's receipt is `delivered` already.
-        Ok(())
+        // A product the tombstone has no receipt for (added to the configuration since) is at the
+        // first step too.
+        if *from == crate::model::ReceiptStep::first() {
+            step = format!("({step} OR attribute_not_exists(#receipts.#aud))");
+        }
+        let condition =
+            format!("attribute_exists(PK) AND #status = :revoked AND attribute_exists(#receipts) AND {step}");
+        match request.condition_expression(condition).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(send_error(e)),
+        }
     }
 
     async fn record_caches_invalidated(
@@ -472,30 +468,83 @@ impl SessionStore for DynamoStore {
         session: SessionId,
         at_ms: i64,
         products: &[String],
+        keep_until_secs: i64,
     ) -> Result<(), StoreError> {
-        let mut request = self
+        // One write in the usual case, where the tombstone outlives the retries anyway; a second
+        // that also extends its life when it would not.
+        for extend in [false, true] {
+            let mut set = vec!["CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)"];
+            let mut condition = String::from("attribute_exists(PK) AND #status = :revoked");
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(session_key(user, session)))
+                .expression_attribute_names("#status", "Status")
+                .expression_attribute_names("#expires", keys::EXPIRES_AT)
+                .expression_attribute_values(":at", n(at_ms))
+                .expression_attribute_values(":keep", n(keep_until_secs))
+                .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
+            if extend {
+                set.push("#expires = :keep");
+                condition.push_str(" AND #expires < :keep");
+            } else {
+                condition.push_str(" AND #expires >= :keep");
+            }
+            if !products.is_empty() {
+                let pending: std::collections::BTreeMap<&String, crate::model::ProductReceipt> =
+                    products.iter().map(|p| (p, crate::model::ProductReceipt::not_tried())).collect();
+                set.push("#receipts = if_not_exists(#receipts, :pending)");
+                request = request
+                    .expression_attribute_names("#receipts", RECEIPTS)
+                    .expression_attribute_values(":pending", attr(pending)?);
+            }
+            let result = request
+                .update_expression(format!("SET {}", set.join(", ")))
+                .condition_expression(condition)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) => {}
+                Err(e) => return Err(send_error(e)),
+            }
+        }
+        // Neither applied: not a tombstone (gone, or not revoked), or its life changed between the
+        // two writes, which only a later revocation write does: nothing to record.
+        Ok(())
+    }
+
+    async fn create_tombstone(&self, tombstone: &Session) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(session_item(tombstone)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                Ok(false)
+            }
+            Err(e) => Err(send_error(e)),
+        }
+    }
+
+    async fn mark_swept(&self, user: &UserId, event_id: ulid::Ulid, at_ms: i64) -> Result<(), StoreError> {
+        let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(session_key(user, session)))
-            .condition_expression("attribute_exists(PK) AND #status = :revoked")
-            .expression_attribute_names("#status", "Status")
-            .expression_attribute_values(":at", AttributeValue::N(at_ms.to_string()))
-            .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
-        request = if products.is_empty() {
-            request.update_expression("SET CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)")
-        } else {
-            let pending: std::collections::BTreeMap<&String, crate::model::ProductReceipt> =
-                products.iter().map(|p| (p, crate::model::ProductReceipt::not_tried())).collect();
-            request
-                .update_expression(
-                    "SET CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at), \
-                     #receipts = if_not_exists(#receipts, :pending)",
-                )
-                .expression_attribute_names("#receipts", RECEIPTS)
-                .expression_attribute_values(":pending", attr(pending)?)
-        };
-        let result = request.send().await;
+            .set_key(Some(key(keys::user_pk(user), keys::audit_sk(&event_id))))
+            .update_expression("SET SweptAt = if_not_exists(SweptAt, :at)")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", n(at_ms))
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e))
