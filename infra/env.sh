@@ -18,6 +18,12 @@ BROWSER_PKG_DIR="$LOCAL/browser"
 PLAYWRIGHT_CORE_VERSION="1.64.1"
 AXE_CORE_VERSION="4.14.1"
 ST_VENV="$LOCAL/schemathesis"
+# The local SQS (the back-channel retry queue): moto's server mode (Apache-2.0), in a venv of its
+# own, with the Flask it serves through (moto[server] would pull every AWS service's dependencies).
+MOTO_VENV="$LOCAL/moto"
+MOTO_VERSION="5.2.5"
+FLASK_VERSION="3.1.3"
+FLASK_CORS_VERSION="6.0.5"
 
 export DDB_PORT="${DDB_PORT:-8000}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
@@ -35,12 +41,16 @@ export AWS_DEFAULT_REGION="$AWS_REGION"
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
 export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$DDB_PORT"
+export SQS_PORT="${SQS_PORT:-9324}"
+export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$SQS_PORT"
 export SAM_CLI_TELEMETRY=0
 # DynamoDB Local on two cores answers far slower than DynamoDB when a whole parallel test run (or a
 # JVM still warming up) hits it: locally every DynamoDB call may take longer than in production
 # (500 ms connect, 1 s an attempt, 2.5 s in all). The stall tests check the production defaults.
-# The local schedule of logout-retry runs every second (every minute deployed): retry sooner too.
-export LOGOUT_RETRY_BACKOFF_MS="${LOGOUT_RETRY_BACKOFF_MS:-500}"
+# Locally, retries come sooner (1 s, SQS's shortest delay, instead of 30 s), and a product's
+# circuit is tried again after 2 s instead of 30.
+export LOGOUT_RETRY_BACKOFF_MS="${LOGOUT_RETRY_BACKOFF_MS:-1000}"
+export LOGOUT_BREAKER_COOLDOWN_MS="${LOGOUT_BREAKER_COOLDOWN_MS:-2000}"
 export DYNAMODB_ATTEMPT_TIMEOUT_MS="${DYNAMODB_ATTEMPT_TIMEOUT_MS:-10000}"
 export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
 export PATH="$VENV/bin:$PATH"
@@ -131,18 +141,36 @@ stop_group() {
   done
 }
 
-# start_poller TABLE FUNCTIONS_PORT: the local event source mapping, table stream → revocation-fanout,
-# and the local schedule of logout-retry (every LOCAL_RETRY_EVERY_MS, 1000).
+# start_poller TABLE FUNCTIONS_PORT: the local event source mappings, table stream → revocation-fanout
+# and the retry queue ($LOGOUT_RETRY_QUEUE_URL) → logout-retry (LOCAL_RETRY_CONCURRENCY at once, 2).
 start_poller() {
   local table=$1 port=$2
   (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" --template "$ROOT/template.yaml" \
       --invoke-url "http://127.0.0.1:$port/2015-03-31/functions/revocation-fanout/invocations" \
-      --retry-url "http://127.0.0.1:$port/2015-03-31/functions/logout-retry/invocations" \
-      --retry-every-ms "${LOCAL_RETRY_EVERY_MS:-1000}" \
+      --queue-url "$LOGOUT_RETRY_QUEUE_URL" \
+      --queue-invoke-url "http://127.0.0.1:$port/2015-03-31/functions/logout-retry/invocations" \
+      --queue-concurrency "${LOCAL_RETRY_CONCURRENCY:-2}" \
       >"$LOCAL/logs/poller-$port.log" 2>&1) &
   local pid=$!
   wait_until 120 "stream-poller" grep -q "reading" "$LOCAL/logs/poller-$port.log" || { kill -- -"$pid" 2>/dev/null; return 1; }
   echo "$pid"
+}
+
+# start_sqs PORT: moto's server (SQS) on 127.0.0.1:PORT, in memory. Prints its pid.
+start_sqs() {
+  local port=$1
+  (cd "$LOCAL/run" && exec setsid "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOCAL/logs/sqs-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 60 "moto (SQS) on port $port" curl -sf "http://127.0.0.1:$port/moto-api/" || { kill "$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
+# retry_queue TABLE: creates the retry queue (and its dead-letter queue) for TABLE on the local SQS,
+# as the template deploys them, and exports LOGOUT_RETRY_QUEUE_URL for what starts next.
+retry_queue() {
+  local table=$1 line
+  line="$(cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$table" --queue "$table-retries" | grep '^LOGOUT_RETRY_QUEUE_URL=')"
+  export LOGOUT_RETRY_QUEUE_URL="${line#LOGOUT_RETRY_QUEUE_URL=}"
 }
 
 # start_redis PORT: redis-server on 127.0.0.1:PORT, nothing persisted, with ACLs as on ElastiCache:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack, from nothing: installs what is missing, starts DynamoDB Local (in memory,
-# 127.0.0.1:$DDB_PORT) and redis-server (the token cache, 127.0.0.1:$REDIS_PORT), creates the
-# table, runs the functions with `cargo lambda watch` (127.0.0.1:$FUNCTIONS_PORT) behind the local API
+# 127.0.0.1:$DDB_PORT), redis-server (the token cache, 127.0.0.1:$REDIS_PORT) and moto (SQS, the
+# back-channel retry queue, 127.0.0.1:$SQS_PORT), creates the table and the queues, runs the functions with `cargo lambda watch` (127.0.0.1:$FUNCTIONS_PORT) behind the local API
 # Gateway on 127.0.0.1:$WATCH_PORT, polls the table's stream into revocation-fanout (the local event source
 # mapping), sends the functions' spans to a stand-in trace collector (127.0.0.1:$COLLECTOR_PORT),
 # loads demo data, and prints curl commands. Ctrl-C stops it all.
@@ -10,9 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/infra/setup.sh"
 
 TABLE_NAME="${TABLE_NAME:-active-sessions-local}"
-for port in "$DDB_PORT" "$WATCH_PORT" "$FUNCTIONS_PORT" "$REDIS_PORT" "${RECEIVER_PORT:-9100}" "${COLLECTOR_PORT:-9200}"; do
+for port in "$DDB_PORT" "$WATCH_PORT" "$FUNCTIONS_PORT" "$REDIS_PORT" "$SQS_PORT" "${RECEIVER_PORT:-9100}" "${COLLECTOR_PORT:-9200}"; do
   if curl -s -o /dev/null "http://127.0.0.1:$port" 2>/dev/null; then
-    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT / FUNCTIONS_PORT / REDIS_PORT / RECEIVER_PORT / COLLECTOR_PORT." >&2
+    echo "error: port $port is in use (another local stack?). Stop it, or set DDB_PORT / WATCH_PORT / FUNCTIONS_PORT / REDIS_PORT / SQS_PORT / RECEIVER_PORT / COLLECTOR_PORT." >&2
     exit 1
   fi
 done
@@ -30,6 +30,8 @@ pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "DynamoDB Local on 127.0.0.1:$DDB_PORT"
 pids+=("$(start_redis "$REDIS_PORT")")
 echo "redis-server (token cache) on 127.0.0.1:$REDIS_PORT"
+pids+=("$(start_sqs "$SQS_PORT")")
+echo "moto (SQS: the back-channel retry queue) on 127.0.0.1:$SQS_PORT"
 RECEIVER_PORT="${RECEIVER_PORT:-9100}"
 logout_key
 pids+=("$(start_receiver "$RECEIVER_PORT")")
@@ -40,12 +42,14 @@ pids+=("$(start_collector "$COLLECTOR_PORT")")
 export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$COLLECTOR_PORT"
 echo "trace-collector (a stand-in for the collector layer) on 127.0.0.1:$COLLECTOR_PORT: curl http://127.0.0.1:$COLLECTOR_PORT/spans"
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME")
+retry_queue "$TABLE_NAME"
+echo "retry queue: $LOGOUT_RETRY_QUEUE_URL"
 
 echo "starting cargo lambda watch (the functions) on 127.0.0.1:$FUNCTIONS_PORT"
 pids+=("$(start_functions "$FUNCTIONS_PORT" "$TABLE_NAME")")
 echo "starting the local API Gateway on 127.0.0.1:$WATCH_PORT"
 pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
-echo "starting the stream poller (table stream -> revocation-fanout)"
+echo "starting the stream poller (table stream -> revocation-fanout, retry queue -> logout-retry)"
 pids+=("$(start_poller "$TABLE_NAME" "$FUNCTIONS_PORT")")
 
 (cd "$ROOT" && cargo run --quiet -p local-stack --bin local-setup -- --table "$TABLE_NAME" --demo \

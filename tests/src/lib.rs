@@ -504,7 +504,7 @@ impl TestQueue {
         let name = format!("retry-{}", active_sessions::domain::SessionId::new().to_string().to_lowercase());
         let (url, dlq_url) = local_stack::sqs::create_retry_queue(&sqs, &name, visibility_secs, max_receives)
             .await
-            .unwrap_or_else(|e| panic!("creating queue {name} on the local SQS (moto) failed: {e}"));
+            .unwrap_or_else(|e| panic!("creating queue {name} on the local SQS (moto) failed: {e:?}"));
         let queue = active_sessions::queue::SqsQueue::new(sqs.clone(), &url);
         Self { sqs, url, dlq_url, queue }
     }

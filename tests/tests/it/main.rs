@@ -12,4 +12,5 @@ mod governance;
 mod integrity;
 mod model;
 mod security;
+mod sqs;
 mod template;

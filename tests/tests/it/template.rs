@@ -41,10 +41,6 @@ fn template_routes(doc: &Value) -> BTreeMap<(String, String), (String, Option<St
         let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().expect("Binary").to_owned();
         let Some(events) = f["Properties"]["Events"].as_mapping() else { continue };
         for (name, event) in events {
-            // The one other event: the retry drain's schedule.
-            if id == "LogoutRetryFunction" && event["Type"].as_str() == Some("ScheduleV2") {
-                continue;
-            }
             assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{id}.{name:?}: only HttpApi events here");
             let p = &event["Properties"];
             assert_eq!(p["PayloadFormatVersion"].as_str(), Some("2.0"), "{id}.{name:?}: payload format 2.0");
@@ -218,8 +214,9 @@ async fn the_local_table_is_the_deployed_table() {
 fn the_stream_mapping_is_bounded_and_reports_partial_failures() {
     let doc = template();
     let mappings = resources_of(&doc, "AWS::Lambda::EventSourceMapping");
-    let [(_, m)] = mappings.iter().collect::<Vec<_>>()[..] else { panic!("one event source mapping") };
-    let p = &m["Properties"];
+    let p = &mappings["RevocationStreamMapping"]["Properties"];
+    let Value::Tagged(source) = &p["EventSourceArn"] else { panic!("!GetAtt the table's stream") };
+    assert_eq!(source.value.as_str(), Some("SessionsTable.StreamArn"));
     assert_eq!(strings(&p["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
     assert_eq!(p["BisectBatchOnFunctionError"].as_bool(), Some(true));
     let retries = p["MaximumRetryAttempts"].as_i64().expect("MaximumRetryAttempts");
@@ -442,14 +439,22 @@ fn deploys_shift_the_live_alias_with_rollback_and_everything_invokes_it() {
         }
     }
     assert!(integrations >= 20, "{integrations}");
-    let mapping = of("AWS::Lambda::EventSourceMapping").next().unwrap().1;
-    assert_eq!(mapping["Properties"]["FunctionName"]["Ref"], "RevocationFanoutFunctionAliaslive");
+    let mappings: BTreeMap<String, &serde_json::Value> =
+        of("AWS::Lambda::EventSourceMapping").map(|(id, m)| (id.clone(), m)).collect();
+    assert_eq!(mappings.len(), 2, "the stream's and the retry queue's");
+    assert_eq!(
+        mappings["RevocationStreamMapping"]["Properties"]["FunctionName"]["Ref"],
+        "RevocationFanoutFunctionAliaslive"
+    );
+    assert_eq!(
+        mappings["LogoutRetryQueueMapping"]["Properties"]["FunctionName"]["Ref"],
+        "LogoutRetryFunctionAliaslive"
+    );
     // No generated role carries AWSLambdaBasicExecutionRole (logs on `*`), #14 (5).
     for (id, role) in of("AWS::IAM::Role") {
         assert!(!role.to_string().contains("AWSLambdaBasicExecutionRole"), "{id}");
     }
-    let schedule = of("AWS::Scheduler::Schedule").next().unwrap().1;
-    assert_eq!(schedule["Properties"]["Target"]["Arn"]["Ref"], "LogoutRetryFunctionAliaslive");
+    assert!(of("AWS::Scheduler::Schedule").next().is_none(), "no schedule: the queue drives logout-retry");
 }
 
 /// #14 (2): with `TraceCollectorLayerArn`, every function (after SAM's transform) carries the
@@ -559,24 +564,63 @@ fn the_local_sign_in_route_is_not_deployed() {
     assert!(!watch_routes().iter().any(|(_, p)| p.starts_with("/local")), "nor in the cargo lambda watch router");
 }
 
-/// #12 (3): the retry ledger is drained on a schedule, and a product given up on fires an alarm on
-/// the metric the drain emits (`LogoutDeliveryFailed`, by the drain's function name).
+/// The retry queue: SQS, consumed by logout-retry through an event source mapping with partial
+/// batch failures and a maximum concurrency; poison messages go to a dead-letter queue; the
+/// dead-letter queue's depth and the oldest message's age alarm; no schedule and no reserved
+/// concurrency are left; the local queues are made with the deployed settings.
 #[test]
-fn the_retry_drain_is_scheduled_and_giving_up_alarms() {
+fn retries_run_on_an_sqs_queue_with_its_alarms() {
     let doc = template();
-    let retry = &resources_of(&doc, "AWS::Serverless::Function")["LogoutRetryFunction"];
-    let schedule = retry["Properties"]["Events"]
-        .as_mapping()
-        .and_then(|events| events.values().find(|e| e["Type"].as_str() == Some("ScheduleV2")))
-        .expect("a ScheduleV2 event");
-    assert_eq!(schedule["Properties"]["ScheduleExpression"].as_str(), Some("rate(1 minute)"));
-    let env = &retry["Properties"]["Environment"]["Variables"];
-    assert!(!env["LOGOUT_RETRY_HORIZON_SECONDS"].is_null() && !env["BACKCHANNEL_SECRET_ARN"].is_null());
-    let fanout_env = &resources_of(&doc, "AWS::Serverless::Function")["RevocationFanoutFunction"]["Properties"]
-        ["Environment"]["Variables"];
-    assert!(!fanout_env["LOGOUT_RETRY_HORIZON_SECONDS"].is_null() && !fanout_env["LOGOUT_INLINE_BUDGET_MS"].is_null());
-    let alarm = &resources_of(&doc, "AWS::CloudWatch::Alarm")["LogoutDeliveryFailedAlarm"]["Properties"];
-    // The metric from both functions that can give up on a product.
+    let functions = resources_of(&doc, "AWS::Serverless::Function");
+    let retry = &functions["LogoutRetryFunction"]["Properties"];
+    assert!(retry["Events"].is_null(), "no schedule: {:?}", retry["Events"]);
+    assert!(retry["ReservedConcurrentExecutions"].is_null(), "no reserved concurrency");
+    let timeout = retry["Timeout"].as_i64().unwrap();
+    let queues = resources_of(&doc, "AWS::SQS::Queue");
+    let queue = &queues["LogoutRetryQueue"]["Properties"];
+    assert_eq!(queue["VisibilityTimeout"].as_i64(), Some(i64::from(local_stack::sqs::VISIBILITY_TIMEOUT_SECS)));
+    assert!(queue["VisibilityTimeout"].as_i64().unwrap() >= 6 * timeout, "AWS: at least six times the timeout");
+    assert_eq!(queue["MessageRetentionPeriod"].as_i64(), Some(i64::from(local_stack::sqs::RETENTION_SECS)));
+    let horizon_max = doc["Parameters"]["LogoutRetryHorizonSeconds"]["MaxValue"].as_i64().unwrap();
+    assert!(queue["MessageRetentionPeriod"].as_i64().unwrap() > horizon_max, "a message outlives any horizon");
+    let redrive = &queue["RedrivePolicy"];
+    assert_eq!(redrive["maxReceiveCount"].as_i64(), Some(i64::from(local_stack::sqs::MAX_RECEIVE_COUNT)));
+    let Value::Tagged(dlq) = &redrive["deadLetterTargetArn"] else { panic!("!GetAtt the dead-letter queue") };
+    assert_eq!(dlq.value.as_str(), Some("LogoutRetryDeadLetterQueue.Arn"));
+    let mapping = &resources_of(&doc, "AWS::Lambda::EventSourceMapping")["LogoutRetryQueueMapping"]["Properties"];
+    let Value::Tagged(source) = &mapping["EventSourceArn"] else { panic!("!GetAtt the queue") };
+    assert_eq!(source.value.as_str(), Some("LogoutRetryQueue.Arn"));
+    assert_eq!(strings(&mapping["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+    assert_eq!(mapping["BatchSize"].as_i64(), Some(10));
+    let Value::Tagged(max) = &mapping["ScalingConfig"]["MaximumConcurrency"] else { panic!("a parameter") };
+    assert_eq!(max.value.as_str(), Some("LogoutRetryMaximumConcurrency"));
+    assert!(doc["Parameters"]["LogoutRetryMaximumConcurrency"]["MinValue"].as_i64() >= Some(2), "SQS's minimum");
+    // Both functions know the queue.
+    for f in ["LogoutRetryFunction", "RevocationFanoutFunction"] {
+        let env = &functions[f]["Properties"]["Environment"]["Variables"];
+        let Value::Tagged(url) = &env["LOGOUT_RETRY_QUEUE_URL"] else { panic!("{f}: LOGOUT_RETRY_QUEUE_URL") };
+        assert_eq!(url.value.as_str(), Some("LogoutRetryQueue"), "{f}");
+        assert!(!env["LOGOUT_RETRY_HORIZON_SECONDS"].is_null(), "{f}");
+    }
+    // The alarms: dead letters at all, and a message older than the longest backoff step.
+    let alarms = resources_of(&doc, "AWS::CloudWatch::Alarm");
+    let on_queue = |alarm: &str, queue: &str, metric: &str| {
+        let a = &alarms[alarm]["Properties"];
+        assert_eq!((a["Namespace"].as_str(), a["MetricName"].as_str()), (Some("AWS/SQS"), Some(metric)), "{alarm}");
+        let Value::Tagged(q) = &a["Dimensions"][0]["Value"] else { panic!("{alarm}: !GetAtt <queue>.QueueName") };
+        assert_eq!(q.value.as_str(), Some(format!("{queue}.QueueName").as_str()), "{alarm}");
+        assert!(!a["AlarmActions"].is_null(), "{alarm} notifies");
+        a["Threshold"].as_i64().unwrap()
+    };
+    assert_eq!(on_queue("RetryDeadLetterAlarm", "LogoutRetryDeadLetterQueue", "ApproximateNumberOfMessagesVisible"), 0);
+    let age = on_queue("RetryQueueAgeAlarm", "LogoutRetryQueue", "ApproximateAgeOfOldestMessage");
+    let longest_step = active_sessions::queue::MAX_DELAY.as_secs() as i64;
+    assert!(
+        age > longest_step,
+        "the age alarm ({age} s) must not fire on a message merely held back ({longest_step} s)"
+    );
+    // A product given up on alarms, from either function that can give up.
+    let alarm = &alarms["LogoutDeliveryFailedAlarm"]["Properties"];
     let mut watched = Vec::new();
     for m in alarm["Metrics"].as_sequence().expect("metric math") {
         let stat = &m["MetricStat"]["Metric"];
@@ -596,7 +640,6 @@ fn the_retry_drain_is_scheduled_and_giving_up_alarms() {
         (alarm["Threshold"].as_i64(), alarm["ComparisonOperator"].as_str()),
         (Some(0), Some("GreaterThanThreshold"))
     );
-    assert!(!alarm["AlarmActions"].is_null());
 }
 
 /// #14 (5): no function has a SAM-generated role (it would carry AWSLambdaBasicExecutionRole,
@@ -648,13 +691,10 @@ fn every_permission_is_named_and_scoped() {
     assert!(all.len() >= 10, "statements found: {}", all.len());
     let table_actions =
         ["dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
-    let fanout_only = [
-        "dynamodb:GetRecords",
-        "dynamodb:GetShardIterator",
-        "dynamodb:DescribeStream",
-        "dynamodb:ListStreams",
-        "sqs:SendMessage",
-    ];
+    let fanout_only =
+        ["dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream", "dynamodb:ListStreams"];
+    let retry_consumer_only =
+        ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"];
     for (owner, st) in all {
         let st = unconditional(&st);
         assert_eq!(st["Effect"].as_str(), Some("Allow"), "{owner}");
@@ -693,6 +733,23 @@ fn every_permission_is_named_and_scoped() {
                 );
             } else if fanout_only.contains(&action.as_str()) {
                 assert!(owner.contains("RevocationFanout") || owner == "revocation-fanout", "{owner} may not {action}");
+            } else if action == "sqs:SendMessage" {
+                // The fan-out to its dead-letter queue and both to the retry queue.
+                let queue = match &st["Resource"] {
+                    Value::Tagged(t) => t.value.as_str().unwrap_or_default().to_owned(),
+                    other => panic!("{owner}: {action} on {other:?}"),
+                };
+                let fanout = owner.contains("RevocationFanout");
+                let retry = owner.contains("LogoutRetry");
+                assert!(
+                    (queue == "LogoutRetryQueue.Arn" && (fanout || retry))
+                        || (queue == "FanoutDeadLetterQueue.Arn" && fanout),
+                    "{owner} may not send to {queue}"
+                );
+            } else if retry_consumer_only.contains(&action.as_str()) {
+                assert!(owner.contains("LogoutRetry"), "{owner} may not {action}");
+                let Value::Tagged(res) = &st["Resource"] else { panic!("{owner}: {action} on {:?}", st["Resource"]) };
+                assert_eq!(res.value.as_str(), Some("LogoutRetryQueue.Arn"), "{owner}: {action} beyond its queue");
             } else if action.starts_with("dynamodb:") {
                 assert!(table_actions.contains(&action.as_str()), "{owner}: {action} is not an action the store calls");
                 let Value::Tagged(res) = &st["Resource"] else { panic!("{owner}: {action} on {:?}", st["Resource"]) };
