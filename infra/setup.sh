@@ -63,12 +63,13 @@ if ! "$VENV/bin/sam" --version 2>/dev/null | grep -q "$SAM_CLI_VERSION" \
   "$VENV/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 fi
 
-if ! "$VENV/bin/pip" show cfn-lint-serverless 2>/dev/null | grep -q "^Version: $CFN_LINT_SERVERLESS_VERSION$"; then
+# (grep without -q: with pipefail, grep -q quitting early would fail pip on SIGPIPE.)
+if ! "$VENV/bin/pip" show cfn-lint-serverless 2>/dev/null | grep "^Version: $CFN_LINT_SERVERLESS_VERSION$" >/dev/null; then
   echo "setup: installing cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION" "cfn-lint==$CFN_LINT_VERSION"
 fi
 
-if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION$"; then
+if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep "^Version: $MOTO_VERSION$" >/dev/null; then
   echo "setup: installing moto==$MOTO_VERSION (the local SQS) into $MOTO_VENV"
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check "moto==$MOTO_VERSION" "flask==$FLASK_VERSION" "flask-cors==$FLASK_CORS_VERSION"
