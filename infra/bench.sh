@@ -2,11 +2,14 @@
 # Benchmarks (release build) on a local stack of their own: DynamoDB Local, redis-server, the
 # stand-in product, cargo lambda watch and the stream poller. Not part of the test command.
 #   infra/bench.sh                 # all: handlers, validation (criterion), propagation (up, then fan-out down)
-#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout | coldstart | receipts
+#   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout | coldstart
+#   infra/bench.sh delivery        # not in all (about 25 minutes): delivery at scale, beside a dead and a hanging product
+#   infra/bench.sh ttl             # not in all: how soon DynamoDB Local's TTL deletes an expired item
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
 export DDB_PORT="${BENCH_DDB_PORT:-$(free_port)}" REDIS_PORT="$(free_port)" WATCH_PORT="$(free_port)" FUNCTIONS_PORT="$(free_port)"
+export SQS_PORT="$(free_port)"
 RECEIVER_PORT="$(free_port)"
 source "$HERE/env.sh"
 bash "$ROOT/infra/setup.sh"
@@ -18,6 +21,8 @@ cargo build --workspace --quiet
 pids=()
 trap 'stop_group "${pids[@]}"' EXIT
 pids+=("$(start_dynamodb "$DDB_PORT")")
+# The retry queue (moto's SQS): the fan-out benches and the local stack deliver through it.
+pids+=("$(start_sqs "$SQS_PORT")")
 if [ "$which" = all ] || [ "$which" = handlers ]; then
   cargo bench -p integration-tests --bench handlers --quiet
 fi
@@ -37,7 +42,7 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
   pids+=("$(start_receiver "$RECEIVER_PORT")")
   export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
   export E2E_TABLE="bench-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
-  cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
+  retry_queue "$E2E_TABLE"
   pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
   pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
   poller="$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")"
@@ -48,50 +53,85 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
   BENCH_FANOUT=down BENCH_WINDOW_SECONDS="${BENCH_DOWN_WINDOW_SECONDS:-5}" BENCH_SESSIONS="${BENCH_DOWN_SESSIONS:-200}" \
     cargo bench -p integration-tests --bench propagation --quiet
 fi
-if [ "$which" = all ] || [ "$which" = receipts ]; then
-  # Three stand-in products (fast; every answer after 2 s; 503 to each session's first two
-  # deliveries), then the same without the slow one: the fast product's times should not move.
+if [ "$which" = delivery ]; then
+  # Delivery at scale (#20): BENCH_SESSIONS (2000) revocations at BENCH_RATE (25/s) to four
+  # stand-in products (healthy-a, healthy-b; dead: refuses connections for the load's first
+  # 60 s; hanging: every answer after 3 s), against the same load with the two healthy ones
+  # alone, interleaved BENCH_RUNS (3) times; then one run at half the rate, for partition heat at
+  # a second load level. Release builds of everything; each run on a fresh table, queue and stack.
+  # Deployed retry settings but a short backoff (1 s doubling to 8 s), so a drain is measured in
+  # seconds, not in the 10-minute steps of a real outage.
   export REDIS_PORT="$(free_port)"
   export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
   pids+=("$(start_redis "$REDIS_PORT")")
   logout_key
-  export LOGOUT_RETRY_HORIZON_SECONDS="${BENCH_HORIZON_SECONDS:-60}" LOGOUT_RETRY_BACKOFF_MS="${LOGOUT_RETRY_BACKOFF_MS:-500}"
-  export BENCH_HORIZON_SECONDS="$LOGOUT_RETRY_HORIZON_SECONDS"
+  export LOGOUT_RETRY_HORIZON_SECONDS="${BENCH_HORIZON_SECONDS:-3600}"
+  export LOGOUT_RETRY_BACKOFF_MS="${BENCH_BACKOFF_MS:-1000}" LOGOUT_RETRY_MAX_BACKOFF_MS="${BENCH_MAX_BACKOFF_MS:-8000}"
+  export LOGOUT_BREAKER_COOLDOWN_MS="${BENCH_BREAKER_COOLDOWN_MS:-30000}"
+  export WATCH_FLAGS=--release RUN_FLAGS=--release
+  cargo build --release --quiet -p local-stack --bins
+  receiver_bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/backchannel-receiver"
   receiver() { # receiver PORT AUD [flags]: a stand-in product that verifies what it gets
     local port=$1 aud=$2; shift 2
-    (cd "$ROOT" && exec setsid cargo run --release --quiet -p local-stack --bin backchannel-receiver -- --port "$port" \
-        --jwks-url "http://127.0.0.1:$WATCH_PORT/.well-known/jwks.json" --aud "$aud" "$@" \
-        >"$LOCAL/logs/receiver-$port.log" 2>&1) &
+    (exec setsid "$receiver_bin" --port "$port" --jwks-url "http://127.0.0.1:$WATCH_PORT/.well-known/jwks.json" \
+        --aud "$aud" "$@" >"$LOCAL/logs/receiver-$port.log" 2>&1) &
     local pid=$!
-    wait_until 120 "receiver $aud" curl -sf "http://127.0.0.1:$port/received" || return 1
+    wait_until 30 "receiver $aud" curl -sf "http://127.0.0.1:$port/received" || return 1
     echo "$pid"
   }
-  # Release builds, as deployed: a debug build's ES256 signing and verifying would be the bottleneck.
-  export WATCH_FLAGS=--release
-  cargo build --release --quiet -p local-stack --bins
-  fast_port="$(free_port)"; slow_port="$(free_port)"; flaky_port="$(free_port)"
-  pids+=("$(receiver "$fast_port" fast)" "$(receiver "$slow_port" slow --delay-ms 2000)" "$(receiver "$flaky_port" flaky --fail-first 2)")
-  endpoint() { echo "{\"aud\":\"$1\",\"url\":\"http://127.0.0.1:$2/logout\"}"; }
-  for run in ${BENCH_RECEIPTS_RUNS:-with-slow without-slow}; do
-    if [ "$run" = with-slow ]; then
-      export BACKCHANNEL_ENDPOINTS="[$(endpoint fast "$fast_port"),$(endpoint slow "$slow_port"),$(endpoint flaky "$flaky_port")]" BENCH_PRODUCTS=fast,slow,flaky
-    else
-      export BACKCHANNEL_ENDPOINTS="[$(endpoint fast "$fast_port"),$(endpoint flaky "$flaky_port")]" BENCH_PRODUCTS=fast,flaky
+  export BENCH_RECEIVER_BIN="$receiver_bin" BENCH_JWKS_URL="http://127.0.0.1:$WATCH_PORT/.well-known/jwks.json"
+  results="$LOCAL/logs/delivery-$(date +%s).jsonl"
+  runs=()
+  for _ in $(seq "${BENCH_RUNS:-3}"); do runs+=(with-bad baseline); done
+  runs+=(half-rate)
+  for run in "${runs[@]}"; do
+    a="$(free_port)"; b="$(free_port)"; dead="$(free_port)"; hanging="$(free_port)"
+    stack=("$(receiver "$a" healthy-a)" "$(receiver "$b" healthy-b)")
+    endpoints="{\"aud\":\"healthy-a\",\"url\":\"http://127.0.0.1:$a/logout\"},{\"aud\":\"healthy-b\",\"url\":\"http://127.0.0.1:$b/logout\"}"
+    export BENCH_RECEIVERS="healthy-a=http://127.0.0.1:$a,healthy-b=http://127.0.0.1:$b"
+    rate="${BENCH_RATE:-25}" sessions="${BENCH_SESSIONS:-2000}"
+    if [ "$run" = with-bad ]; then
+      stack+=("$(receiver "$hanging" hanging --delay-ms 3000)")
+      endpoints="$endpoints,{\"aud\":\"dead\",\"url\":\"http://127.0.0.1:$dead/logout\"},{\"aud\":\"hanging\",\"url\":\"http://127.0.0.1:$hanging/logout\"}"
+      BENCH_RECEIVERS="$BENCH_RECEIVERS,dead=http://127.0.0.1:$dead,hanging=http://127.0.0.1:$hanging"
+    elif [ "$run" = half-rate ]; then
+      rate=$(( rate / 2 )); sessions=$(( sessions / 2 ))
     fi
-    export E2E_TABLE="receipts-$run-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
-    cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
-    stack=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+    export BACKCHANNEL_ENDPOINTS="[$endpoints]" BENCH_VARIANT="$run" BENCH_RATE="$rate" BENCH_SESSIONS="$sessions"
+    export E2E_TABLE="delivery-$run-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
+    retry_queue "$E2E_TABLE"
+    stack+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
     stack+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
     stack+=("$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")")
     pids+=("${stack[@]}")
-    # Build every function before the clock starts (cargo lambda watch builds on first invocation).
-    for f in revocation-fanout logout-retry revoke-session; do
+    # Build and start every function before the clock starts (cargo lambda watch builds on first use).
+    for f in revocation-fanout logout-retry revoke-session get-jwks; do
       curl -s -o /dev/null -X POST "http://127.0.0.1:$FUNCTIONS_PORT/2015-03-31/functions/$f/invocations" -d '{}' || true
     done
-    echo "== receipts, $run"
-    cargo bench -p integration-tests --bench receipts --quiet
+    cargo bench -p integration-tests --bench delivery --quiet | tee -a "$LOCAL/logs/delivery-bench.log" | tee /dev/stderr | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
     stop_group "${stack[@]}"
-    cp "$LOCAL/logs/watch-$FUNCTIONS_PORT.log" "$LOCAL/logs/receipts-$run.log"
     sleep 1
   done
+  python3 - "$results" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(variant, key):
+    xs = [r[key] for r in rows if r["variant"] == variant and r[key] is not None and r[key] >= 0]
+    return statistics.median(xs) if xs else None
+bad, base = med("with-bad", "healthy_p99_ms"), med("baseline", "healthy_p99_ms")
+print("== delivery, summary (medians over runs)")
+for v in ("with-bad", "baseline", "half-rate"):
+    n = sum(1 for r in rows if r["variant"] == v)
+    print(f"  {v:<9} runs {n}: healthy p50 {med(v, 'healthy_p50_ms')} ms, p99 {med(v, 'healthy_p99_ms')} ms, raw UpdateItem {med(v, 'raw_ms'):.2f} ms, hottest key {med(v, 'hottest_key_writes_per_s')} writes/s, busiest second {med(v, 'busiest_second_writes')} writes")
+if bad and base:
+    print(f"  healthy p99 with a dead and a hanging product / without: {bad / base:.2f}x (target <= 1.2), p99 {bad} ms (target <= 1000)")
+print(f"  dead product's backlog drained after it came back: {[r['dead_drain_ms'] for r in rows if r['variant'] == 'with-bad']} ms")
+print(f"  lost: {sum(r['lost'] for r in rows)} over {len(rows)} runs (must be 0)")
+print(f"  repeated jti per product: {[r['repeated_jti'] for r in rows if r['variant'] == 'with-bad']}")
+PY
+fi
+if [ "$which" = ttl ]; then
+  # How long DynamoDB Local takes to delete expired items by TTL (README, Session lifetimes).
+  "$MOTO_VENV/bin/python" "$ROOT/infra/ttl_probe.py" "http://127.0.0.1:$DDB_PORT" 20
+  "$MOTO_VENV/bin/python" "$ROOT/infra/ttl_probe.py" "http://127.0.0.1:$DDB_PORT" 50
 fi

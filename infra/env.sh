@@ -108,7 +108,7 @@ build_functions() {
 # on TABLE (the Lambda emulator; clients go through the gateway, start_gateway). Prints its pid.
 start_functions() {
   local port=$1 table=$2
-  # WATCH_FLAGS: extra flags, e.g. --release (the receipts bench: debug builds sign ES256 slowly).
+  # WATCH_FLAGS: extra flags, e.g. --release (the delivery bench: debug builds sign ES256 slowly).
   # shellcheck disable=SC2086
   (cd "$ROOT" && TABLE_NAME="$table" exec setsid cargo lambda watch ${WATCH_FLAGS:-} -A 127.0.0.1 -P "$port" \
       >"$LOCAL/logs/watch-$port.log" 2>&1) &
@@ -145,7 +145,8 @@ stop_group() {
 # and the retry queue ($LOGOUT_RETRY_QUEUE_URL) → logout-retry (LOCAL_RETRY_CONCURRENCY at once, 2).
 start_poller() {
   local table=$1 port=$2
-  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stream-poller -- --table "$table" --template "$ROOT/template.yaml" \
+  # RUN_FLAGS: extra cargo flags, e.g. --release (the delivery bench).
+  (cd "$ROOT" && exec setsid cargo run --quiet ${RUN_FLAGS:-} -p local-stack --bin stream-poller -- --table "$table" --template "$ROOT/template.yaml" \
       --invoke-url "http://127.0.0.1:$port/2015-03-31/functions/revocation-fanout/invocations" \
       --queue-url "$LOGOUT_RETRY_QUEUE_URL" \
       --queue-invoke-url "http://127.0.0.1:$port/2015-03-31/functions/logout-retry/invocations" \

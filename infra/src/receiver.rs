@@ -7,8 +7,11 @@
 //!   product down for a while);
 //! - `dead-`: 503 always (a product that never comes back).
 //!
-//! For the receipts bench, one receiver can also play a slow product (`--delay-ms`: every answer
-//! that late) or a flaky one (`--fail-first N`: 503 to the first N deliveries of each session).
+//! For the benches, one receiver can also play a slow product (`--delay-ms`: every answer that
+//! late), a flaky one (`--fail-first N`: 503 to the first N deliveries of each session), or one
+//! that is down at first (`--closed-for-ms N`: its port is not bound, so connections are refused,
+//! for N ms from its start; `GET /status` then says since when it listens, epoch ms). Each
+//! delivery is listed with the epoch ms it arrived at (`at_ms`).
 //!
 //! As a product must (README), it verifies each token with the key its `kid` names in the
 //! service's JWKS (`--jwks-url`, fetched on first use and again for an unknown `kid`), for its
@@ -16,6 +19,7 @@
 //! with `verified`.
 //!
 //! Usage: backchannel-receiver --port PORT [--jwks-url URL --aud AUD] [--delay-ms N] [--fail-first N]
+//! [--closed-for-ms N]
 //! (binds 127.0.0.1 only)
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +43,8 @@ const OUTAGE: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct State {
     received: Vec<Value>,
+    /// Epoch ms since when the port is bound.
+    listening_since_ms: i64,
     failed_once: HashSet<String>,
     /// Per session: the first delivery's time and the deliveries so far.
     seen: HashMap<String, (Instant, u32)>,
@@ -103,6 +109,10 @@ impl Verifier {
     }
 }
 
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn claims(token: &str) -> Option<Value> {
     let payload = token.split('.').nth(1)?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
@@ -139,7 +149,7 @@ async fn serve(
             };
             if verifier.is_some() && !verified {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                s.received.push(json!({ "token": token, "status": 400, "verified": false }));
+                s.received.push(json!({ "token": token, "status": 400, "verified": false, "at_ms": epoch_ms() }));
                 return reply(StatusCode::BAD_REQUEST, "the logout token does not verify".into());
             }
             let sub = claims(&token).and_then(|c| c["sub"].as_str().map(str::to_owned)).unwrap_or_default();
@@ -157,11 +167,15 @@ async fn serve(
                 } else {
                     200
                 };
-                s.received.push(json!({ "token": token, "status": status, "verified": verified }));
+                s.received.push(json!({ "token": token, "status": status, "verified": verified, "at_ms": epoch_ms() }));
                 status
             };
             tokio::time::sleep(behaviour.delay).await;
             reply(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), String::new())
+        }
+        (&Method::GET, "/status") => {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            reply(StatusCode::OK, json!({ "listening_since_ms": s.listening_since_ms }).to_string())
         }
         (&Method::GET, "/received") => {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,9 +208,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         delay: Duration::from_millis(number("--delay-ms")?.unwrap_or(0).into()),
         fail_first: number("--fail-first")?.unwrap_or(0),
     };
+    // Down at first: nothing listens on the port, so every connection is refused.
+    tokio::time::sleep(Duration::from_millis(number("--closed-for-ms")?.unwrap_or(0).into())).await;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("backchannel-receiver: listening on 127.0.0.1:{port}");
-    let state = Arc::new(Mutex::new(State::default()));
+    let state = Arc::new(Mutex::new(State { listening_since_ms: epoch_ms(), ..State::default() }));
     loop {
         let (stream, _) = listener.accept().await?;
         let (state, verifier) = (Arc::clone(&state), verifier.clone());

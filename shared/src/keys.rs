@@ -44,21 +44,6 @@ pub fn member_sk(user: &UserId) -> String {
     format!("{MEMBER_PREFIX}{}", user.as_str())
 }
 
-/// `LOGOUT_RETRY`: the partition of the back-channel retry ledger, one item per delivery still
-/// owed to a product. Not a user partition, so the stream's consumer ignores it.
-pub const RETRY_PK: &str = "LOGOUT_RETRY";
-
-/// `<due ms, 15 digits>#<sessionId>#<aud>`: ledger entries sort by when they are due, so the
-/// entries due by a time are one Query (`SK <= retry_due_bound(now)`).
-pub fn retry_sk(due_ms: i64, session: &SessionId, aud: &str) -> String {
-    format!("{:015}#{session}#{aud}", due_ms.max(0))
-}
-
-/// The upper bound of the sort keys due at or before `now_ms`.
-pub fn retry_due_bound(now_ms: i64) -> String {
-    format!("{:015}#~", now_ms.max(0))
-}
-
 /// The user id inside a membership sort key, if it is one.
 pub fn user_id_from_member_sk(sk: &str) -> Option<UserId> {
     sk.strip_prefix(MEMBER_PREFIX).and_then(|id| UserId::parse(id).ok())
@@ -108,18 +93,6 @@ mod tests {
         let ws = WorkspaceId::parse("acme").unwrap();
         assert_eq!(workspace_pk(&ws), "WORKSPACE#acme");
         assert_eq!(member_sk(&UserId::parse("bob").unwrap()), "MEMBER#bob");
-    }
-
-    #[test]
-    fn retry_entries_sort_by_due_time() {
-        let id = SessionId::parse("01JD2Z5R8B3W4K9Q7N6M5X4Y3Z").unwrap();
-        let early = retry_sk(999, &id, "codex");
-        let late = retry_sk(1_795_000_000_000, &id, "chatgpt");
-        assert_eq!(late, "001795000000000#01JD2Z5R8B3W4K9Q7N6M5X4Y3Z#chatgpt");
-        assert!(early < late);
-        assert!(late <= retry_due_bound(1_795_000_000_000), "due at now is due");
-        assert!(late > retry_due_bound(1_794_999_999_999), "due a millisecond later is not");
-        assert_eq!(user_id_from_pk(RETRY_PK), None, "the stream consumer ignores the ledger");
     }
 
     #[test]

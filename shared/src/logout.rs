@@ -531,6 +531,21 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the redirect was followed");
     }
 
+    /// SQS holds a message back at most 900 s: a longer step could not be a message's delay.
+    #[test]
+    fn a_backoff_longer_than_sqs_can_delay_is_refused() {
+        std::env::set_var("LOGOUT_RETRY_MAX_BACKOFF_MS", "900001");
+        let refused = RetryPolicy::from_env();
+        std::env::set_var("LOGOUT_RETRY_MAX_BACKOFF_MS", "900000");
+        let longest = RetryPolicy::from_env();
+        std::env::remove_var("LOGOUT_RETRY_MAX_BACKOFF_MS");
+        assert!(
+            matches!(refused, Err(ConfigError::Invalid { name: "LOGOUT_RETRY_MAX_BACKOFF_MS", .. })),
+            "{refused:?}"
+        );
+        assert_eq!(longest.map(|p| p.max_backoff_ms).ok(), Some(900_000));
+    }
+
     #[test]
     fn retries_back_off_and_stop_at_the_horizon() {
         let p = RetryPolicy { backoff_ms: 1_000, max_backoff_ms: 5_000, ..RetryPolicy::default() };

@@ -67,14 +67,18 @@ async fn revoke_one(t: &TestTable) -> active_sessions::domain::SessionId {
     phone.session_id
 }
 
-/// A healthy product that answers in 150 ms, told of a sweep of 100 sessions: every request is
-/// sent within its budget. On main, the budget included the wait for the product's 32-permit
-/// gate, so the third wave timed out without being sent (43 of 100 `pending`, `timeout`).
+/// A healthy product that answers in 500 ms, told of a sweep of 100 sessions with a 1 s inline
+/// budget: every request is sent within its budget. On main, the budget included the wait for
+/// the product's 32-permit gate, so the third and fourth waves (36 of 100, started 1 s and 1.5 s
+/// in) timed out without being sent. (Seen failing on main with 150 ms and 250 ms: 43 of 100
+/// `pending`, `timeout`; that pair left 100 ms for a loaded CI machine, and failed there after
+/// the fix as well, so the margin is now 500 ms.)
 #[tokio::test]
 async fn a_healthy_product_is_not_timed_out_by_its_own_queue() {
     let t = TestTable::new().await;
-    let product = StandInProduct::start(Duration::from_millis(150), 0).await;
-    let mut d = Delivery::new(&[("chatgpt", &product.url)], RETRY).await;
+    let product = StandInProduct::start(Duration::from_millis(500), 0).await;
+    let retry = RetryPolicy { inline_budget: Duration::from_millis(1_000), ..RETRY };
+    let mut d = Delivery::new(&[("chatgpt", &product.url)], retry).await;
     d.policy = Policy { max_sessions: 200, ..Policy::default() };
     let f = d.fanout(&t.store);
     let me = sign_in_with(&t.store, &d.policy, "alice", ClientKind::Browser).await;

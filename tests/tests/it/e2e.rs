@@ -521,8 +521,8 @@ async fn a_product_answering_500_gets_the_logout_again() {
     let me = api.sign_in(&user, "browser").await;
     let other = api.sign_in(&user, "browser").await;
     assert_eq!(api.revoke(&me.token, &other.id).await.0, 204);
-    // The first delivery is refused (500): the retry ledger tries again (logout-retry, which the
-    // local poller invokes every second), with the same jti.
+    // The first delivery is refused (500): a message on the retry queue has it tried again
+    // (logout-retry, which the local poller hands the queue's messages), with the same jti.
     let deliveries = wait_for_logouts(&other.id, 2).await;
     let statuses: Vec<i64> = deliveries.iter().map(|d| d["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses[0], 500, "{statuses:?}");
@@ -617,8 +617,8 @@ async fn watch_receipt(api: &mut Api, token: &str, id: &str, done: impl Fn(&Valu
 }
 
 /// #12 (3): the product is down for a while (503 for 2 s from its first delivery, `outage-`
-/// users), then back: its receipt goes `pending` (with the failure's class) → `delivered`, by the
-/// retry drain, and the revoke-one's event summary completes.
+/// users), then back: its receipt goes `pending` (with the failure's class) → `delivered`, by
+/// `logout-retry` from the retry queue, and the revoke-one's event summary completes.
 #[tokio::test]
 async fn a_product_down_for_a_while_ends_delivered() {
     let mut api = Api::new();
