@@ -108,7 +108,10 @@ if [ "$which" = delivery ]; then
     for f in revocation-fanout logout-retry revoke-session get-jwks; do
       curl -s -o /dev/null -X POST "http://127.0.0.1:$FUNCTIONS_PORT/2015-03-31/functions/$f/invocations" -d '{}' || true
     done
-    cargo bench -p integration-tests --bench delivery --quiet | tee -a "$LOCAL/logs/delivery-bench.log" | tee /dev/stderr | grep '^RESULT ' | sed 's/^RESULT //' >>"$results"
+    run_log="$LOCAL/logs/delivery-$run-$(date +%s).log"
+    cargo bench -p integration-tests --bench delivery --quiet >"$run_log" 2>&1 || { cat "$run_log"; exit 1; }
+    grep -v '^RESULT ' "$run_log"
+    grep '^RESULT ' "$run_log" | sed 's/^RESULT //' >>"$results"
     stop_group "${stack[@]}"
     sleep 1
   done

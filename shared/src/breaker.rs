@@ -111,9 +111,10 @@ impl Breaker {
         self.state = State::Closed { failures: 0, since: 0 };
     }
 
-    /// A delivery failed at `now`.
-    pub fn failure(&mut self, now: i64) {
+    /// A delivery failed at `now`. Whether this failure opened the breaker.
+    pub fn failure(&mut self, now: i64) -> bool {
         let cool_down = ms(self.config.cool_down);
+        let was_closed = matches!(self.state, State::Closed { .. });
         self.state = match self.state {
             State::Closed { failures, since } => {
                 let (failures, since) = if failures == 0 || now - since > ms(self.config.period) {
@@ -122,7 +123,6 @@ impl Breaker {
                     (failures + 1, since)
                 };
                 if failures >= self.config.failures {
-                    tracing::warn!(failures, "circuit opened");
                     State::Open { until: now + cool_down }
                 } else {
                     State::Closed { failures, since }
@@ -132,11 +132,13 @@ impl Breaker {
             State::HalfOpen { .. } => State::Open { until: now + cool_down },
             open @ State::Open { .. } => open,
         };
+        was_closed && matches!(self.state, State::Open { .. })
     }
 }
 
 /// One product's gate and breaker.
 pub struct Guard {
+    aud: String,
     pub gate: tokio::sync::Semaphore,
     breaker: Mutex<Breaker>,
 }
@@ -159,8 +161,12 @@ impl Guard {
         let mut breaker = self.breaker();
         if delivered {
             breaker.success();
-        } else {
-            breaker.failure(now);
+        } else if breaker.failure(now) {
+            tracing::warn!(
+                aud = self.aud,
+                failures = breaker.config.failures,
+                "product's circuit opened: its deliveries go back on the queue until a probe succeeds"
+            );
         }
     }
 }
@@ -181,6 +187,7 @@ impl ProductGuards {
         let mut guards = self.guards.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(guards.entry(aud.to_owned()).or_insert_with(|| {
             Arc::new(Guard {
+                aud: aud.to_owned(),
                 gate: tokio::sync::Semaphore::new(PER_PRODUCT_CONCURRENCY),
                 breaker: Mutex::new(Breaker::new(self.config)),
             })

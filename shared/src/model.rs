@@ -193,10 +193,12 @@ pub struct ProductReceipt {
 
 /// Where a receipt stood when an attempt was decided: it advances only from there, so two
 /// deliveries of one step (a redelivered record, a duplicated message) never both advance it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReceiptStep {
     /// Attempts made so far.
     pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
 }
 

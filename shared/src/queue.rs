@@ -4,11 +4,13 @@
 //! and its fair queues keep one product's backlog from raising the others' dwell time: each
 //! message's `MessageGroupId` is its product.
 //!
-//! A message names the attempt it is to make and the receipt's link it belongs to. The receipt on
-//! the tombstone names the one link allowed to make the next attempt, and advances only from the
-//! step it was read at, so a message delivered twice, or one left behind by a write that failed
-//! between sending it and recording it, is stale and dropped: a delivery never runs as two
-//! chains.
+//! A message names the attempt it is to make, the receipt's link it belongs to, and the step it
+//! was made from (its origin). The receipt on the tombstone names the one link allowed to make the
+//! next attempt, and advances only from the step it was read at, so a message delivered twice is
+//! stale and dropped: a delivery never runs as two chains. A message whose sender queued it but
+//! never recorded its link (the receipt write failed, and the stream record or queue message that
+//! sent it was given up on) finds the receipt still at its origin, and takes the step from there:
+//! conditionally, so if the sender's redelivery gets there first, this message is the stale one.
 
 use std::future::Future;
 use std::time::Duration;
@@ -42,10 +44,16 @@ pub struct RetryMessage {
     /// open): each one doubles the wait, as a failed attempt would.
     #[serde(default)]
     pub deferrals: u32,
+    /// The receipt's step when this message was queued, before its sender recorded the link:
+    /// if the receipt is still there when the message comes due, the recording never happened,
+    /// and this message takes the step from there.
+    #[serde(default)]
+    pub origin: Option<crate::model::ReceiptStep>,
 }
 
 impl RetryMessage {
-    /// A message for `attempt`, with a fresh link (128 random bits from the OS generator).
+    /// A message for `attempt`, queued from the receipt's step `origin`, with a fresh link (128
+    /// random bits from the OS generator).
     pub fn new(
         user: &UserId,
         session: SessionId,
@@ -53,6 +61,7 @@ impl RetryMessage {
         attempt: u32,
         give_up_at: i64,
         deferrals: u32,
+        origin: &crate::model::ReceiptStep,
     ) -> Result<Self, QueueError> {
         let mut link = [0u8; 16];
         getrandom::fill(&mut link).map_err(|e| QueueError(Box::new(e)))?;
@@ -65,6 +74,7 @@ impl RetryMessage {
             link: hex::encode(link),
             give_up_at,
             deferrals,
+            origin: Some(origin.clone()),
         })
     }
 
@@ -82,6 +92,13 @@ impl RetryMessage {
         }
         if message.attempt == 0 || message.aud.is_empty() || message.link.is_empty() {
             return Err("empty field".into());
+        }
+        // A message is queued from a step before its own: the attempts it was made after are
+        // fewer than the one it makes, and its origin's link is never its own.
+        if let Some(origin) = &message.origin {
+            if origin.attempts >= message.attempt || origin.link.as_deref() == Some(message.link.as_str()) {
+                return Err("origin".into());
+            }
         }
         Ok(message)
     }
@@ -198,7 +215,16 @@ mod tests {
 
     #[test]
     fn a_message_round_trips_and_anything_else_is_corrupt() {
-        let m = RetryMessage::new(&UserId::parse("alice").unwrap(), SessionId::new(), "codex", 2, 1_000, 0).unwrap();
+        let m = RetryMessage::new(
+            &UserId::parse("alice").unwrap(),
+            SessionId::new(),
+            "codex",
+            2,
+            1_000,
+            0,
+            &crate::model::ReceiptStep::first(),
+        )
+        .unwrap();
         assert_eq!(RetryMessage::from_body(&m.to_body()).unwrap(), m);
         for bad in [
             "",

@@ -94,16 +94,24 @@ async fn received(http: &reqwest::Client, url: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Partition heat from the stream: (hottest key's writes in its busiest second, that key, all
-/// writes in the busiest second, seconds with writes).
-async fn heat(table: &TestTable) -> (usize, String, usize, usize) {
+/// Partition heat from the stream, over the seconds `from..=to` (epoch s: the load and its
+/// drain, not the sign-ins before it), leaving out the bench's own yardstick item (`BENCH#raw`):
+/// (hottest key's writes in its busiest second, that key, all writes in the busiest second,
+/// seconds with writes).
+async fn heat(table: &TestTable, from: i64, to: i64) -> (usize, String, usize, usize) {
     let (_, records) = table.raw_stream_records().await;
     let mut per_key: HashMap<(String, i64), usize> = HashMap::new();
     let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
     for r in &records {
         let Some(data) = r.dynamodb.as_ref() else { continue };
         let second = data.approximate_creation_date_time.map_or(0, |t| t.secs());
+        if !(from..=to).contains(&second) {
+            continue;
+        }
         let pk = data.keys.as_ref().and_then(|k| k.get("PK")).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        if pk.starts_with("BENCH#") {
+            continue;
+        }
         *per_key.entry((pk, second)).or_default() += 1;
         *per_second.entry(second).or_default() += 1;
     }
@@ -171,6 +179,7 @@ async fn main() {
             .expect("the dead product")
     });
     let started = Instant::now();
+    let load_from = now_ms() / 1000;
     let revoked: Vec<Revoked> = stream::iter(targets.into_iter().enumerate())
         .map(|(i, (user, me, target))| {
             let at = tokio::time::Instant::from_std(started) + Duration::from_micros(i as u64 * 1_000_000 / rate);
@@ -244,6 +253,7 @@ async fn main() {
             }
         }
     }
+    let load_to = now_ms() / 1000;
     let raw = raw_update_ms(&table, 200).await;
     println!("  raw DynamoDB UpdateItem (same table, same run): p50 {raw:.2} ms");
     let q = quantiles(healthy_ms.clone());
@@ -296,7 +306,7 @@ async fn main() {
         repeats.insert(aud.clone(), repeated);
     }
 
-    let (hottest, key, busiest, seconds) = heat(&table).await;
+    let (hottest, key, busiest, seconds) = heat(&table, load_from, load_to).await;
     println!(
         "  partition heat: hottest key {hottest} writes in one second ({key}); all writes in the busiest second {busiest}; {seconds} seconds with writes"
     );

@@ -67,6 +67,17 @@ pub async fn handle<S: SessionStore, Q: RetryQueue>(
         corrupt = tally.corrupt,
         "retry batch done"
     );
+    // Partial batch failures are not Lambda errors: this metric is what rolls back a deploy that
+    // fails messages (LogoutRetryMessagesFailedAlarm), long before they reach the dead letters.
+    let not_handled = tally.errors + tally.corrupt;
+    if not_handled > 0 {
+        active_sessions::telemetry::emit_metric(
+            "RetryMessagesFailed",
+            "Count",
+            i64::try_from(not_handled).unwrap_or(i64::MAX),
+            None,
+        );
+    }
     (response, tally)
 }
 

@@ -175,6 +175,24 @@ mod tests {
         }
     }
 
+    /// A revoke-all names its audit event on the watermark, so that its sweep can mark the event
+    /// swept; a malformed name is a poison record, not a sweep without its event.
+    #[test]
+    fn a_watermark_names_its_event() {
+        let mut event = fixture("modify-watermark.json");
+        let mut raw = serde_json::to_value(&event.records[0]).unwrap();
+        let id = ulid::Ulid::from_string("01M8CPVF8A7ZAP09JVSBBWZEQF").unwrap();
+        raw["dynamodb"]["NewImage"]["WatermarkEvent"] = serde_json::json!({ "S": id.to_string() });
+        event.records[0] = serde_json::from_value(raw.clone()).unwrap();
+        match classify(&event.records[0]).unwrap() {
+            Action::Watermark { event, .. } => assert_eq!(event, Some(id)),
+            other => panic!("{other:?}"),
+        }
+        raw["dynamodb"]["NewImage"]["WatermarkEvent"] = serde_json::json!({ "S": "not-a-ulid" });
+        event.records[0] = serde_json::from_value(raw).unwrap();
+        assert!(classify(&event.records[0]).is_err());
+    }
+
     #[test]
     fn the_first_watermark_arrives_as_an_insert() {
         assert!(matches!(only("insert-watermark.json").unwrap(), Action::Watermark { .. }));

@@ -50,9 +50,9 @@ pub enum Attempt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("store error")]
+    #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("queue error")]
+    #[error("queue: {0}")]
     Queue(#[from] QueueError),
 }
 
@@ -118,16 +118,25 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
         futures::future::join_all(steps).await.into_iter().collect()
     }
 
-    /// One message from the retry queue: the step it names, if the receipt still stands there.
+    /// One message from the retry queue: the step it names, if the receipt still stands there;
+    /// or, if the receipt never moved past the step the message was queued from (its sender's
+    /// receipt write failed and was never redone), that step.
     pub async fn retry(&self, message: &RetryMessage) -> Result<Attempt, DeliveryError> {
-        let from = ReceiptStep { attempts: message.attempt - 1, link: Some(message.link.clone()) };
+        let named = ReceiptStep { attempts: message.attempt - 1, link: Some(message.link.clone()) };
         let mut receipts = self.store.receipts(&message.user, message.session).await?;
         let current = receipts.remove(&message.aud);
-        if !current.as_ref().is_some_and(|r| from.matches(r)) {
+        let origin = message.origin.as_ref().filter(|o| current.as_ref().is_some_and(|r| o.matches(r)));
+        let from = match (&current, origin) {
+            (Some(r), _) if named.matches(r) => named,
+            // Still where the message was queued from: its link was never recorded.
+            (_, Some(origin)) => {
+                tracing::warn!(user_id = %message.user, session_id = %message.session, aud = message.aud, attempt = message.attempt, "the receipt never recorded this message; taking the step from where it was queued");
+                origin.clone()
+            }
             // Delivered or given up on already, moved on by another delivery of this step, or the
             // tombstone is gone: nothing owed on this link.
-            return Ok(Attempt::Stale);
-        }
+            _ => return Ok(Attempt::Stale),
+        };
         let step = Step {
             user: &message.user,
             session: message.session,
@@ -187,7 +196,8 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
         }
         let deferrals = step.deferrals.saturating_add(1);
         let wait = self.policy.backoff(step.from.attempts.saturating_add(deferrals)).min(step.give_up_at - now);
-        let next = RetryMessage::new(step.user, step.session, step.aud, step.attempt, step.give_up_at, deferrals)?;
+        let next =
+            RetryMessage::new(step.user, step.session, step.aud, step.attempt, step.give_up_at, deferrals, &step.from)?;
         self.queue.send(&next, Duration::from_millis(wait.unsigned_abs())).await?;
         let receipt = ProductReceipt {
             status: DeliveryStatus::Pending,
@@ -219,7 +229,8 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
             ),
             Err(class) => match self.policy.next_due(made, now, step.give_up_at) {
                 Some(due) => {
-                    let next = RetryMessage::new(step.user, step.session, step.aud, made + 1, step.give_up_at, 0)?;
+                    let next =
+                        RetryMessage::new(step.user, step.session, step.aud, made + 1, step.give_up_at, 0, &step.from)?;
                     self.queue.send(&next, Duration::from_millis((due - now).unsigned_abs())).await?;
                     let receipt = ProductReceipt {
                         status: DeliveryStatus::Pending,

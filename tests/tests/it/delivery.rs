@@ -52,18 +52,16 @@ async fn chaos(t: &TestTable) -> ChaosStore<DynamoStore> {
 
 /// One revoked session of alice's, through the real service; its id.
 async fn revoke_one(t: &TestTable) -> active_sessions::domain::SessionId {
+    revoke_one_with(t, &Policy::default()).await
+}
+
+/// The same, under `policy` (its tombstone lifetime).
+async fn revoke_one_with(t: &TestTable, policy: &Policy) -> active_sessions::domain::SessionId {
     let me = sign_in(&t.store, "alice", ClientKind::Browser).await;
     let phone = sign_in(&t.store, "alice", ClientKind::MobileApp).await;
-    service::revoke_session(
-        &t.store,
-        &Policy::default(),
-        &caller(&me.token),
-        &Subject::Own,
-        phone.session_id,
-        service::now_ms(),
-    )
-    .await
-    .unwrap();
+    service::revoke_session(&t.store, policy, &caller(&me.token), &Subject::Own, phone.session_id, service::now_ms())
+        .await
+        .unwrap();
     phone.session_id
 }
 
@@ -200,6 +198,33 @@ async fn a_failed_receipt_write_in_a_retry_starts_no_second_chain() {
     assert_eq!(owed.0 + owed.1 + owed.2, 1, "one chain of retries: {owed:?}");
 }
 
+/// The fan-out queued the retry but its receipt write failed, and the record was never redelivered
+/// (the stream mapping gave up on it): the message finds the receipt still where it was queued
+/// from, and takes the step from there, so the delivery is not left with nothing to retry it.
+/// Before, the message was dropped as stale and the receipt stayed `pending` with no message.
+#[tokio::test]
+async fn a_message_whose_link_was_never_recorded_takes_the_step() {
+    let t = TestTable::new().await;
+    let store = chaos(&t).await;
+    let product = StandInProduct::start(Duration::ZERO, 0).await;
+    product.set_down(true);
+    let d = Delivery::new(&[("codex", &product.url)], RETRY).await;
+    let target = revoke_one(&t).await;
+    store.fail("advance_receipt");
+    let first = revocation_fanout::handle(&d.fanout(&store), stream_event(&t).await).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "the step was not recorded: the record fails");
+    let receipt = t.store.receipts(&user("alice"), target).await.unwrap()["codex"].clone();
+    assert_eq!((receipt.attempts, receipt.link), (0, None), "the receipt never named the message");
+    // The record is not handed over again. The product comes back; the message comes due.
+    product.set_down(false);
+    let courier = d.courier(&t.store);
+    let tally = d.queue.pump_until(&courier, Duration::from_secs(6), |t| t.delivered + t.stale == 1).await;
+    assert_eq!((tally.delivered, tally.stale), (1, 0), "{tally:?}");
+    let receipt = t.store.receipts(&user("alice"), target).await.unwrap()["codex"].clone();
+    assert_eq!((receipt.status, receipt.attempts), (DeliveryStatus::Delivered, 2), "{receipt:?}");
+    assert_eq!(product.received().len(), 2, "the fan-out's attempt and the message's");
+}
+
 /// A retry's queue send fails: nothing advances (the receipt still names the message being
 /// handled), the message is reported failed, and SQS delivers it again.
 #[tokio::test]
@@ -325,6 +350,9 @@ async fn a_revoke_all_summary_completes_only_once_swept() {
 
 /// The tombstone carries the receipts: it outlives the retry horizon, whatever
 /// `TOMBSTONE_TTL_SECONDS` says. On main, a short tombstone TTL dropped what was still owed.
+/// (The revoke itself must use the short lifetime: with the default's, 24 h, past the 1 h horizon,
+/// this test could not fail; a cold review caught it, and it was seen failing with the fan-out's
+/// `keep_until` at 0: "the tombstone ends at ..., before the horizon".)
 #[tokio::test]
 async fn the_tombstone_outlives_the_retry_horizon() {
     let t = TestTable::new().await;
@@ -332,7 +360,12 @@ async fn the_tombstone_outlives_the_retry_horizon() {
     let mut d = Delivery::new(&[("codex", &down.url)], RETRY).await;
     d.policy = Policy { tombstone_secs: 60, ..Policy::default() };
     let now = service::now_ms();
-    let target = revoke_one(&t).await;
+    let target = revoke_one_with(&t, &d.policy).await;
+    let revoked: i64 =
+        integration_tests::s(&t.get("USER#alice", &format!("SESSION#{target}")).await.unwrap(), "ExpiresAt")
+            .parse()
+            .unwrap();
+    assert!(revoked < now / 1000 + RETRY.horizon_ms / 1000, "the revoke wrote the short tombstone");
     assert!(revocation_fanout::handle(&d.fanout(&t.store), stream_event(&t).await)
         .await
         .batch_item_failures

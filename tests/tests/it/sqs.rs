@@ -5,12 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use active_sessions::model::ReceiptStep;
 use active_sessions::queue::{RetryMessage, RetryQueue};
 use integration_tests::TestQueue;
 
 fn message(n: u32) -> RetryMessage {
     let user = active_sessions::domain::UserId::parse("alice").unwrap();
-    RetryMessage::new(&user, active_sessions::domain::SessionId::new(), "codex", n, 0, 0).unwrap()
+    RetryMessage::new(&user, active_sessions::domain::SessionId::new(), "codex", n, 0, 0, &ReceiptStep::first())
+        .unwrap()
 }
 
 #[tokio::test]

@@ -619,6 +619,15 @@ fn retries_run_on_an_sqs_queue_with_its_alarms() {
         age > longest_step,
         "the age alarm ({age} s) must not fire on a message merely held back ({longest_step} s)"
     );
+    // Messages the consumer could not handle roll a deploy back (partial batch failures are not
+    // Lambda errors, which the alias alarm watches).
+    let failed = &alarms["LogoutRetryMessagesFailedAlarm"]["Properties"];
+    assert_eq!(
+        (failed["Namespace"].as_str(), failed["MetricName"].as_str(), failed["Threshold"].as_i64()),
+        (Some("ActiveSessions"), Some("RetryMessagesFailed"), Some(0))
+    );
+    let rollback = format!("{:?}", functions["LogoutRetryFunction"]["Properties"]["DeploymentPreference"]["Alarms"]);
+    assert!(rollback.contains("LogoutRetryMessagesFailedAlarm"), "{rollback}");
     // A product given up on alarms, from either function that can give up.
     let alarm = &alarms["LogoutDeliveryFailedAlarm"]["Properties"];
     let mut watched = Vec::new();
