@@ -76,6 +76,8 @@ struct Step<'m> {
     deferrals: u32,
     /// The receipt as read at the step's start.
     current: Option<ProductReceipt>,
+    /// The queue message making this step, when the receipt names its link.
+    message: Option<&'m RetryMessage>,
 }
 
 /// What delivers: the store (receipts), the retry queue, the products' endpoints and each
@@ -110,8 +112,17 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
             .filter(|aud| receipts.get(*aud).is_none_or(|r| first.matches(r)));
         let steps = owed.map(|aud| async {
             let current = receipts.get(aud).cloned();
-            let step =
-                Step { user, session, aud, from: ReceiptStep::first(), attempt: 1, give_up_at, deferrals: 0, current };
+            let step = Step {
+                user,
+                session,
+                aud,
+                from: ReceiptStep::first(),
+                attempt: 1,
+                give_up_at,
+                deferrals: 0,
+                current,
+                message: None,
+            };
             let outcome = self.run(&step, Budget::Inline(self.policy.inline_budget)).await?;
             Ok::<_, DeliveryError>((aud.to_owned(), outcome))
         });
@@ -126,8 +137,9 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
         let mut receipts = self.store.receipts(&message.user, message.session).await?;
         let current = receipts.remove(&message.aud);
         let origin = message.origin.as_ref().filter(|o| current.as_ref().is_some_and(|r| o.matches(r)));
+        let named_by_receipt = current.as_ref().is_some_and(|r| named.matches(r));
         let from = match (&current, origin) {
-            (Some(r), _) if named.matches(r) => named,
+            _ if named_by_receipt => named,
             // Still where the message was queued from: its link was never recorded.
             (_, Some(origin)) => {
                 tracing::warn!(user_id = %message.user, session_id = %message.session, aud = message.aud, attempt = message.attempt, "the receipt never recorded this message; taking the step from where it was queued");
@@ -146,6 +158,7 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
             give_up_at: message.give_up_at,
             deferrals: message.deferrals,
             current,
+            message: named_by_receipt.then_some(message),
         };
         self.run(&step, Budget::Full).await
     }
@@ -177,8 +190,11 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
         self.conclude(step, outcome).await
     }
 
-    /// Puts a step back on the queue without an attempt: a new link, the wait doubled as a failed
-    /// attempt's would be, the receipt's attempts unchanged. At the horizon, given up on.
+    /// Puts a step back on the queue without an attempt, the wait doubled as a failed attempt's
+    /// would be, the receipt's attempts unchanged. A message the receipt names goes back as it is
+    /// (its link, one more deferral), and the table is not written: while a product is down, its
+    /// owed deliveries cost the queue only. Else (the fan-out's first step, or a message taking
+    /// up its origin) a new link, recorded on the receipt. At the horizon, given up on.
     async fn defer(&self, step: &Step<'_>) -> Result<Attempt, DeliveryError> {
         let now = now_ms();
         let error = step.current.as_ref().and_then(|r| r.error.clone()).unwrap_or_else(|| "circuit_open".into());
@@ -196,9 +212,19 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
         }
         let deferrals = step.deferrals.saturating_add(1);
         let wait = self.policy.backoff(step.from.attempts.saturating_add(deferrals)).min(step.give_up_at - now);
+        let wait = Duration::from_millis(wait.unsigned_abs());
+        if let Some(message) = step.message {
+            // A copy left by a failed delete is the same link at the same step: whichever moves
+            // the receipt first wins, and the other is stale.
+            self.queue.send(&RetryMessage { deferrals, ..message.clone() }, wait).await?;
+            let (user, session, aud) = (step.user, step.session, step.aud);
+            tracing::info!(user_id = %user, session_id = %session, aud, attempts = step.from.attempts, "product's circuit is open; put back on the queue");
+            emit_metric("LogoutDeferred", "Count", 1, Some(aud));
+            return Ok(Attempt::Deferred);
+        }
         let next =
             RetryMessage::new(step.user, step.session, step.aud, step.attempt, step.give_up_at, deferrals, &step.from)?;
-        self.queue.send(&next, Duration::from_millis(wait.unsigned_abs())).await?;
+        self.queue.send(&next, wait).await?;
         let receipt = ProductReceipt {
             status: DeliveryStatus::Pending,
             attempts: step.from.attempts,

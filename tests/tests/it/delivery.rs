@@ -502,6 +502,37 @@ async fn a_product_whose_circuit_is_open_is_not_connected_to() {
     }
 }
 
+/// A retry put back while its product's circuit is open writes nothing to the table: the same
+/// message (its link, one more deferral) goes back on the queue. Before, each deferral wrote a new
+/// link to the receipt, so a product down for a while cost a table write per owed delivery at
+/// every backoff step, and the delivery bench's healthy products waited behind that churn.
+#[tokio::test]
+async fn a_deferred_retry_writes_nothing_to_the_table() {
+    let t = TestTable::new().await;
+    let product = StandInProduct::start(Duration::ZERO, 0).await;
+    product.set_down(true);
+    let breaker = BreakerConfig { failures: 1, period: Duration::from_secs(30), cool_down: Duration::from_secs(60) };
+    let d = Delivery::with(&[("codex", &product.url)], RETRY, breaker, None).await;
+    let target = revoke_one(&t).await;
+    assert!(revocation_fanout::handle(&d.fanout(&t.store), stream_event(&t).await)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let before = t.store.receipts(&user("alice"), target).await.unwrap()["codex"].clone();
+    assert_eq!((before.status, before.attempts), (DeliveryStatus::Pending, 1), "the first attempt failed: {before:?}");
+    let courier = d.courier(&t.store);
+    let tally = d.queue.pump_until(&courier, Duration::from_secs(5), |t| t.deferred == 1).await;
+    assert_eq!(tally.deferred, 1, "{tally:?}");
+    let after = t.store.receipts(&user("alice"), target).await.unwrap()["codex"].clone();
+    assert_eq!(before, after, "the receipt is untouched");
+    assert_eq!(product.received().len(), 1, "no connection while the circuit is open");
+    // The message is back, delayed (2 s: the backoff of one failure and one deferral).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let queued = d.queue.peek().await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!((Some(queued[0].link.clone()), queued[0].deferrals, queued[0].attempt), (before.link, 1, 2));
+}
+
 /// A delivery owed to a product is written to no partition shared by every user. On main, every
 /// owed delivery went to the one `LOGOUT_RETRY` partition, whose sort key only grows: its write
 /// rate grew with total load (about 1 000 writes/s per partition at most).
