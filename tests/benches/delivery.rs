@@ -1,6 +1,6 @@
 //! Delivery at scale, one run (`infra/bench.sh delivery` runs several, interleaved, each on a
 //! fresh table, queue and stack): `BENCH_SESSIONS` (2000) revocations through the API at a steady
-//! `BENCH_RATE` (25) per second, spread round-robin over `BENCH_USERS` (400) users, to the stand-in
+//! `BENCH_RATE` (10) per second, spread round-robin over `BENCH_USERS` (400) users, to the stand-in
 //! products of `BENCH_RECEIVERS` (`aud=http://127.0.0.1:port,...`). `infra/bench.sh` starts:
 //! - `healthy-a`, `healthy-b`: answer at once;
 //! - `dead` (variant `with-bad` only): refuses connections for the first `BENCH_DEAD_FOR_MS`
@@ -128,7 +128,7 @@ async fn heat(table: &TestTable, from: i64, to: i64) -> (f64, String, f64, bool)
 async fn main() {
     let sessions = env_num("BENCH_SESSIONS", 2000) as usize;
     let users = env_num("BENCH_USERS", 400).max(1) as usize;
-    let rate = env_num("BENCH_RATE", 25).max(1);
+    let rate = env_num("BENCH_RATE", 10).max(1);
     let drain_deadline = Duration::from_secs(env_num("BENCH_DRAIN_SECONDS", 240));
     let variant = std::env::var("BENCH_VARIANT").unwrap_or_else(|_| "with-bad".into());
     let receivers: Vec<(String, String)> = std::env::var("BENCH_RECEIVERS")
