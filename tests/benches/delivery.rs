@@ -129,7 +129,7 @@ async fn main() {
     let sessions = env_num("BENCH_SESSIONS", 2000) as usize;
     let users = env_num("BENCH_USERS", 400).max(1) as usize;
     let rate = env_num("BENCH_RATE", 10).max(1);
-    let drain_deadline = Duration::from_secs(env_num("BENCH_DRAIN_SECONDS", 240));
+    let drain_deadline = Duration::from_secs(env_num("BENCH_DRAIN_SECONDS", 420));
     let variant = std::env::var("BENCH_VARIANT").unwrap_or_else(|_| "with-bad".into());
     let receivers: Vec<(String, String)> = std::env::var("BENCH_RECEIVERS")
         .expect("BENCH_RECEIVERS: aud=url,... (infra/bench.sh delivery)")
