@@ -199,6 +199,9 @@ logout_key() {
   export LOGOUT_KEY_ID="local-1"
   LOGOUT_SIGNING_KEY_PEM="$(cat "$key")"
   export LOGOUT_SIGNING_KEY_PEM
+  # get-jwks serves the published public keys only, as deployed (its own secret there).
+  BACKCHANNEL_JWKS="$(cd "$ROOT" && cargo run --quiet -p local-stack --bin rotate -- jwks --from-env)"
+  export BACKCHANNEL_JWKS
 }
 
 # start_collector PORT: the stand-in trace collector (OTLP/HTTP on /v1/traces, spans on /spans);

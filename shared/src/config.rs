@@ -414,7 +414,7 @@ impl crate::cache::CacheConfig {
 
 /// A Secrets Manager secret's string value (`name`: the variable holding its ARN), read with the
 /// store's timeouts. Errors name the secret, never its value.
-#[cfg(any(feature = "cache", feature = "backchannel"))]
+#[cfg(feature = "secrets")]
 pub async fn read_secret(name: &'static str, arn: &str, timeouts: &StoreTimeouts) -> Result<String, ConfigError> {
     let config = timeouts.sdk_loader().load().await;
     let out =
@@ -468,6 +468,15 @@ impl crate::logout::Backchannel {
         };
         let raw = read_secret("BACKCHANNEL_SECRET_ARN", &arn, timeouts).await?;
         Self::from_secret_json(&raw)
+    }
+
+    /// `load` now, and again every `CONFIG_RELOAD_SECONDS` (300): a product added to the secret, or
+    /// a rotated key, reaches every warm instance within that, without a redeploy. A failed
+    /// reload keeps the last good configuration.
+    pub async fn reloadable(timeouts: &StoreTimeouts) -> Result<crate::reload::Reloadable<Self>, ConfigError> {
+        let timeouts = *timeouts;
+        let ttl = crate::reload::ttl_from_env()?;
+        crate::reload::Reloadable::load("backchannel", ttl, move || async move { Self::load(&timeouts).await }).await
     }
 }
 

@@ -16,12 +16,14 @@ pub mod device;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod jwks;
 pub mod keys;
 #[cfg(feature = "backchannel")]
 pub mod logout;
 pub mod model;
 #[cfg(feature = "backchannel")]
 pub mod queue;
+pub mod reload;
 pub mod service;
 pub mod store;
 pub mod table;

@@ -92,6 +92,75 @@ struct BackchannelSecret {
     next_signing_key_pem: Option<String>,
     #[serde(default)]
     next_key_id: Option<String>,
+    /// Epoch s: when the next key was first published (`rotate stage`).
+    #[serde(default)]
+    next_since: Option<i64>,
+    /// Epoch s: when the current key began signing (`rotate promote`).
+    #[serde(default)]
+    key_since: Option<i64>,
+    /// Epoch s: when the current key was first published, as the next one.
+    #[serde(default)]
+    key_published_since: Option<i64>,
+    /// The key that signed before the current one, public half only (a JWK with its `kid`): still
+    /// published, for tokens it signed and instances not yet reloaded, until `keep_previous`.
+    #[serde(default)]
+    previous_key: Option<serde_json::Value>,
+}
+
+use crate::jwks::MAX_AGE_SECS as JWKS_MAX_AGE_SECS;
+
+/// The rotation's timing, from the JWKS max-age, the configuration's reload TTL and the logout
+/// token's lifetime:
+/// - a key is published (as the next one) at least `publish_ahead` before it signs: by then every
+///   product's cached JWKS and every `get-jwks` instance has it;
+/// - the key it replaces stays published at least `keep_previous` after: an instance still on the
+///   old configuration signs with it for up to one reload TTL, a token it signed lives
+///   `TOKEN_TTL_SECS`, and a product that refetched the JWKS for it may keep that JWKS for max-age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationRule {
+    pub reload_ttl_secs: i64,
+}
+
+impl RotationRule {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let ttl = crate::reload::ttl_from_env()?;
+        Ok(Self { reload_ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX) })
+    }
+
+    pub fn publish_ahead_secs(&self) -> i64 {
+        JWKS_MAX_AGE_SECS + self.reload_ttl_secs
+    }
+
+    pub fn keep_previous_secs(&self) -> i64 {
+        JWKS_MAX_AGE_SECS + self.reload_ttl_secs + TOKEN_TTL_SECS
+    }
+
+    /// Refuses a secret that signs with a key published too late, or drops the previous key too
+    /// soon (the error says until when it must stay). Numbers only in errors, never a key.
+    fn check(&self, secret: &BackchannelSecret, now_secs: i64) -> Result<(), String> {
+        let Some(since) = secret.key_since else { return Ok(()) };
+        if let Some(published) = secret.key_published_since {
+            if since - published < self.publish_ahead_secs() {
+                return Err(format!(
+                    "the current key began signing {} s after it was published; it must be published {} s first \
+                     (JWKS max-age {JWKS_MAX_AGE_SECS} s + reload {} s)",
+                    since - published,
+                    self.publish_ahead_secs(),
+                    self.reload_ttl_secs
+                ));
+            }
+        }
+        let keep_until = since + self.keep_previous_secs();
+        if secret.previous_key.is_none() && now_secs < keep_until {
+            return Err(format!(
+                "previous_key was dropped too soon: keep it published until {keep_until} (epoch s; the current key \
+                 began signing at {since}, + max-age {JWKS_MAX_AGE_SECS} s + reload {} s + token lifetime \
+                 {TOKEN_TTL_SECS} s)",
+                self.reload_ttl_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The signing key products should be ready for before it becomes the current one.
@@ -150,12 +219,39 @@ impl Backchannel {
         if secret.issuer.trim().is_empty() {
             return Err(invalid("issuer is empty".into()));
         }
+        let rule = RotationRule::from_env()?;
+        rule.check(&secret, now_secs()).map_err(invalid)?;
+        let previous = previous_jwk(&secret)?;
+        // Reports when the rotation's next step may be taken (README, Rotating the signing key).
+        if let (Some(since), Some(_)) = (secret.key_since, &previous) {
+            let droppable = since + rule.keep_previous_secs();
+            if now_secs() >= droppable {
+                tracing::info!(
+                    droppable_since = droppable,
+                    "the previous logout signing key may be dropped from the secret"
+                );
+            }
+        }
+        if let (Some(published), Some(_)) = (secret.next_since, &secret.next_key_id) {
+            let promotable = published + rule.publish_ahead_secs();
+            if now_secs() >= promotable {
+                tracing::info!(promotable_since = promotable, "the next logout signing key may be promoted");
+            }
+        }
         let next = match (secret.next_signing_key_pem, secret.next_key_id) {
             (Some(pem), Some(kid)) => Some(NextKey { pem, kid }),
             (None, None) => None,
             _ => return Err(invalid("next_signing_key_pem and next_key_id go together".into())),
         };
-        Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, next, SECRET)
+        let mut built =
+            Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, next, SECRET)?;
+        if let Some(previous) = previous {
+            if built.jwks.keys.iter().any(|k| k.common.key_id == previous.common.key_id) {
+                return Err(invalid("previous_key's kid is the current or the next key's".into()));
+            }
+            built.jwks.keys.insert(0, previous);
+        }
+        Ok(built)
     }
 
     pub(crate) fn build(
@@ -179,20 +275,7 @@ impl Backchannel {
                 reason: format!("endpoint {:?}: {reason}", ep.aud),
             })?;
         }
-        let bad_key =
-            || ConfigError::Invalid { name: source, reason: "expected an EC P-256 private key in PEM".into() };
-        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| bad_key())?;
-        if next.as_ref().is_some_and(|n| kid.is_none() || kid.as_deref() == Some(n.kid.as_str())) {
-            return Err(ConfigError::Invalid {
-                name: source,
-                reason: "with a next key, both keys need a key id, and different ones".into(),
-            });
-        }
-        let mut jwks = jsonwebtoken::jwk::JwkSet { keys: vec![public_jwk(&key, kid.as_deref()).ok_or_else(bad_key)?] };
-        if let Some(next) = &next {
-            let next_key = EncodingKey::from_ec_pem(next.pem.as_bytes()).map_err(|_| bad_key())?;
-            jwks.keys.push(public_jwk(&next_key, Some(&next.kid)).ok_or_else(bad_key)?);
-        }
+        let (key, jwks) = key_set(pem, kid.as_deref(), next.as_ref(), source)?;
         // No redirects: a logout token goes to the configured URL or nowhere (a 3xx is a failed
         // delivery), so an endpoint that answers with a redirect cannot send it elsewhere, nor
         // downgrade it to plain HTTP. Every delivery is bounded: 1 s to connect, 3 s in all.
@@ -335,6 +418,69 @@ impl RetryPolicy {
     }
 }
 
+/// The signing key, and the public keys products verify with: the current one, then the next one
+/// if any.
+fn key_set(
+    pem: &str,
+    kid: Option<&str>,
+    next: Option<&NextKey>,
+    source: &'static str,
+) -> Result<(EncodingKey, jsonwebtoken::jwk::JwkSet), ConfigError> {
+    let bad_key = || ConfigError::Invalid { name: source, reason: "expected an EC P-256 private key in PEM".into() };
+    let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| bad_key())?;
+    if next.is_some_and(|n| kid.is_none() || kid == Some(n.kid.as_str())) {
+        return Err(ConfigError::Invalid {
+            name: source,
+            reason: "with a next key, both keys need a key id, and different ones".into(),
+        });
+    }
+    let mut jwks = jsonwebtoken::jwk::JwkSet { keys: vec![public_jwk(&key, kid).ok_or_else(bad_key)?] };
+    if let Some(next) = next {
+        let next_key = EncodingKey::from_ec_pem(next.pem.as_bytes()).map_err(|_| bad_key())?;
+        jwks.keys.push(public_jwk(&next_key, Some(&next.kid)).ok_or_else(bad_key)?);
+    }
+    Ok((key, jwks))
+}
+
+/// The public JWK Set for a back-channel secret (its keys only; endpoints may be empty): the
+/// previous key if any, the current one, the next one if any. What `rotate jwks` publishes for
+/// `get-jwks`, after the same rotation check the signing functions make. Errors name the field at
+/// fault, never its value.
+pub fn public_jwks_of_secret(raw: &str) -> Result<jsonwebtoken::jwk::JwkSet, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { name: SECRET, reason };
+    let secret: BackchannelSecret = serde_json::from_str(raw)
+        .map_err(|e| invalid(format!("not the back-channel secret's JSON ({:?} error)", e.classify())))?;
+    RotationRule::from_env()?.check(&secret, now_secs()).map_err(invalid)?;
+    let previous = previous_jwk(&secret)?;
+    let next = match (secret.next_signing_key_pem.clone(), secret.next_key_id.clone()) {
+        (Some(pem), Some(kid)) => Some(NextKey { pem, kid }),
+        (None, None) => None,
+        _ => return Err(invalid("next_signing_key_pem and next_key_id go together".into())),
+    };
+    let mut set = key_set(&secret.signing_key_pem, secret.key_id.as_deref(), next.as_ref(), SECRET)?.1;
+    if let Some(previous) = previous {
+        if set.keys.iter().any(|k| k.common.key_id == previous.common.key_id) {
+            return Err(invalid("previous_key's kid is the current or the next key's".into()));
+        }
+        set.keys.insert(0, previous);
+    }
+    Ok(set)
+}
+
+/// The secret's previous key, checked to be a public EC P-256 signing key with a kid.
+fn previous_jwk(secret: &BackchannelSecret) -> Result<Option<jsonwebtoken::jwk::Jwk>, ConfigError> {
+    let Some(previous) = &secret.previous_key else { return Ok(None) };
+    let set = serde_json::json!({ "keys": [previous] }).to_string();
+    crate::jwks::PublishedJwks::parse(&set, SECRET)?;
+    let jwk = serde_json::from_value(previous.clone())
+        .map_err(|_| ConfigError::Invalid { name: SECRET, reason: "previous_key is not a JWK".into() })?;
+    Ok(Some(jwk))
+}
+
+fn now_secs() -> i64 {
+    crate::service::now_ms() / 1000
+}
+
 /// The public half of a signing key as a JWK (`kty` EC, `crv` P-256, `x`, `y`, `alg` ES256, `use`
 /// sig, `kid`): never the private scalar.
 fn public_jwk(key: &EncodingKey, kid: Option<&str>) -> Option<jsonwebtoken::jwk::Jwk> {
@@ -472,6 +618,23 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
         let ep = Endpoint { aud: "a".into(), url: "https://a.example/l".into() };
         let same = NextKey { pem: NEXT_KEY.into(), kid: "k1".into() };
         assert!(Backchannel::build(vec![ep], "i".into(), TEST_KEY, Some("k1".into()), Some(same), "T").is_err());
+    }
+
+    /// What `rotate jwks` publishes for get-jwks: the secret's public keys, in a set get-jwks takes
+    /// (no private member), the same as the signing functions' own.
+    #[test]
+    fn the_published_jwks_is_the_secret_public_keys() {
+        let raw = serde_json::json!({
+            "endpoints": [], "issuer": "", "signing_key_pem": TEST_KEY, "key_id": "k1",
+        })
+        .to_string();
+        let set = public_jwks_of_secret(&raw).unwrap();
+        let body = serde_json::to_string(&set).unwrap();
+        assert!(!body.contains("\"d\""), "{body}");
+        let published = crate::jwks::PublishedJwks::parse(&body, "T").unwrap();
+        assert_eq!(published.kids(), ["k1"]);
+        let err = public_jwks_of_secret(&raw.replace("k1", "k1\", \"next_key_id\": \"k2")).unwrap_err().to_string();
+        assert!(!err.contains("PRIVATE"), "{err}");
     }
 
     /// #10 (4): only https, or plain http to a loopback address. On main any URL was accepted.

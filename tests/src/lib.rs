@@ -393,6 +393,8 @@ pub struct Received {
     pub sid: String,
     pub jti: String,
     pub status: u16,
+    /// The logout token as received.
+    pub token: String,
 }
 
 impl StandInProduct {
@@ -445,7 +447,7 @@ impl StandInProduct {
                         let attempts = log.iter().filter(|r| r.sid == sid).count();
                         let failing = attempts < fail_first || is_down.load(std::sync::atomic::Ordering::SeqCst);
                         let status = if failing { 500 } else { 200 };
-                        log.push(Received { at: std::time::Instant::now(), sid, jti, status });
+                        log.push(Received { at: std::time::Instant::now(), sid, jti, status, token });
                         status
                     };
                     let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
@@ -605,7 +607,7 @@ async fn depth_of(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64, u64) {
 }
 
 /// A throwaway P-256 key for tests and benchmarks only.
-const TEST_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
+pub const TEST_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg8/bL2AVkj2NPrp4B
 vO/IRYw+K8SPoKvhTQDpXa8lc0KhRANCAASZed04bTb0nTqiWJ8lybHCaDPaE1pN
 2i8U+9A5GvoZ+9zMN4JEFKFVpi+TCo13GJhBKFQxkshFeHE3RgA+2+un

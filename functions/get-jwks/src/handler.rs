@@ -1,16 +1,10 @@
 use active_sessions::http::{self, HttpMethod};
-use active_sessions::logout::Backchannel;
 use lambda_http::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use lambda_http::{Body, Request, Response};
 
 /// How long products and caches may keep the key set. A rotation publishes the next key at
-/// least this long before it signs anything.
-pub const MAX_AGE_SECS: u32 = 3600;
-
-/// The JWK Set as served: public keys only (`kty`, `crv`, `x`, `y`, `alg`, `use`, `kid`).
-pub fn body(backchannel: &Backchannel) -> String {
-    serde_json::to_string(backchannel.jwks()).unwrap_or_else(|_| r#"{"keys":[]}"#.into())
-}
+/// least this long (plus the reload TTL) before it signs anything.
+pub use active_sessions::jwks::MAX_AGE_SECS;
 
 /// `GET /.well-known/jwks.json`: no token needed; cacheable.
 pub fn handle(jwks: &str, req: &Request) -> Response<Body> {

@@ -1,4 +1,7 @@
-use active_sessions::logout::Backchannel;
+use std::sync::Arc;
+
+use active_sessions::jwks::PublishedJwks;
+use active_sessions::reload::{self, Reloadable};
 use active_sessions::{telemetry, Config};
 use lambda_http::{service_fn, Error, Request};
 
@@ -6,9 +9,17 @@ use lambda_http::{service_fn, Error, Request};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    // Only the public halves leave this function; the keys are read once, at start.
-    let jwks = get_jwks::handler::body(&Backchannel::load(&config.timeouts).await?);
+    // The published public keys only (never the signing secret), read again every
+    // CONFIG_RELOAD_SECONDS: a rotation reaches every instance within that.
+    let timeouts = config.timeouts;
+    let jwks = Arc::new(
+        Reloadable::load("jwks", reload::ttl_from_env()?, move || async move { PublishedJwks::load(&timeouts).await })
+            .await?,
+    );
     let jwks = &jwks;
-    telemetry::run_http(service_fn(move |req: Request| async move { Ok::<_, Error>(get_jwks::handle(jwks, &req)) }))
-        .await
+    telemetry::run_http(service_fn(move |req: Request| async move {
+        let current = jwks.current().await;
+        Ok::<_, Error>(get_jwks::handle(current.body(), &req))
+    }))
+    .await
 }

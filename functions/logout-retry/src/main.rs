@@ -12,14 +12,17 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let backchannel = Backchannel::load(&config.timeouts).await?;
+    // Products and keys are read again every CONFIG_RELOAD_SECONDS; each batch uses one reading,
+    // and signs each token when its attempt is made.
+    let backchannel = Backchannel::reloadable(&config.timeouts).await?;
     let queue = SqsQueue::from_env(&config.timeouts).await?;
     let guards = ProductGuards::new(BreakerConfig::from_env()?);
     let policy = RetryPolicy::from_env()?;
-    let courier = Courier { store: &store, queue: &queue, backchannel: &backchannel, guards: &guards, policy: &policy };
-    let courier = &courier;
+    let (store, backchannel, queue, guards, policy) = (&store, &backchannel, &queue, &guards, &policy);
     let handler = service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(logout_retry::handle(courier, event.payload).await.0)
+        let backchannel = backchannel.current().await;
+        let courier = Courier { store, queue, backchannel: &backchannel, guards, policy };
+        Ok::<_, Error>(logout_retry::handle(&courier, event.payload).await.0)
     });
     telemetry::serve(Runtime::new(handler), Trigger::PubSub).await
 }

@@ -3,7 +3,7 @@
 
 use active_sessions::breaker::{BreakerConfig, ProductGuards};
 use active_sessions::cache::{CacheConfig, TokenCache};
-use active_sessions::logout::RetryPolicy;
+use active_sessions::logout::{Backchannel, RetryPolicy};
 use active_sessions::queue::SqsQueue;
 use active_sessions::telemetry::{self, Trigger};
 use active_sessions::{Config, DynamoStore};
@@ -18,22 +18,17 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let cache = TokenCache::new(&CacheConfig::load(&config.timeouts).await?).await?;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let backchannel = revocation_fanout::load_backchannel(&config.timeouts).await?;
+    // Products and keys are read again every CONFIG_RELOAD_SECONDS; each batch uses one reading.
+    let backchannel = Backchannel::reloadable(&config.timeouts).await?;
     let queue = SqsQueue::from_env(&config.timeouts).await?;
     let guards = ProductGuards::new(BreakerConfig::from_env()?);
     let retry = RetryPolicy::from_env()?;
-    let fanout = Fanout {
-        store: &store,
-        policy: &policy,
-        cache: &cache,
-        backchannel: &backchannel,
-        queue: &queue,
-        guards: &guards,
-        retry: &retry,
-    };
-    let fanout = &fanout;
+    let (store, cache, backchannel, queue, guards, retry) = (&store, &cache, &backchannel, &queue, &guards, &retry);
+    let policy = &policy;
     let handler = service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(revocation_fanout::handle(fanout, event.payload).await)
+        let backchannel = backchannel.current().await;
+        let fanout = Fanout { store, policy, cache, backchannel: &backchannel, queue, guards, retry };
+        Ok::<_, Error>(revocation_fanout::handle(&fanout, event.payload).await)
     });
     telemetry::serve(Runtime::new(handler), Trigger::Datasource).await
 }

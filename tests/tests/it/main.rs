@@ -11,6 +11,7 @@ mod faults;
 mod governance;
 mod integrity;
 mod model;
+mod reload;
 mod security;
 mod sqs;
 mod template;

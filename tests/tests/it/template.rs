@@ -727,8 +727,8 @@ fn every_permission_is_named_and_scoped() {
                 let allowed = match owner.as_str() {
                     o if o.contains("RevocationFanout") => ["BackchannelSecretArn", "CacheSecretArn"].as_slice(),
                     o if o.contains("IntrospectToken") => ["CacheSecretArn"].as_slice(),
-                    // It derives the public keys it serves from the signing keys.
-                    o if o.contains("GetJwks") || o == "get-jwks" => ["BackchannelSecretArn"].as_slice(),
+                    // The public function reads the published public keys, never the signing key.
+                    o if o.contains("GetJwks") || o == "get-jwks" => ["BackchannelJwksSecretArn"].as_slice(),
                     // It signs the logout tokens it retries.
                     o if o.contains("LogoutRetry") || o == "logout-retry" => ["BackchannelSecretArn"].as_slice(),
                     _ => [].as_slice(),
@@ -768,4 +768,29 @@ fn every_permission_is_named_and_scoped() {
             }
         }
     }
+}
+
+/// #21: the public, unauthenticated, cacheable function never reads a private key. Its role may
+/// read the published JWKS secret and nothing else, its environment names no signing secret, and
+/// it links no token signing. On main its role read the back-channel secret (signing key
+/// included).
+#[test]
+fn the_public_jwks_function_cannot_read_the_signing_secret() {
+    let doc = template();
+    let text = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let role = &resources_of(&doc, "AWS::IAM::Role")["GetJwksRole"];
+    assert!(!text(role).contains("BackchannelSecretArn"), "get-jwks's role reads the signing secret:\n{}", text(role));
+    let reads: Vec<String> = statements(&doc)
+        .into_iter()
+        .filter(|(owner, _)| owner == "GetJwksRole")
+        .filter(|(_, st)| text(unconditional(st)).contains("secretsmanager:"))
+        .map(|(_, st)| text(&unconditional(&st)["Resource"]))
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert!(reads[0].contains("BackchannelJwksSecretArn"), "{reads:?}");
+    let function = &resources_of(&doc, "AWS::Serverless::Function")["GetJwksFunction"];
+    let env = text(&function["Properties"]["Environment"]);
+    assert!(!env.contains("BACKCHANNEL_SECRET_ARN") && !env.contains("BackchannelSecretArn"), "{env}");
+    let manifest = repo_file("functions/get-jwks/Cargo.toml");
+    assert!(!manifest.contains("backchannel"), "get-jwks links the signing code:\n{manifest}");
 }
