@@ -476,7 +476,11 @@ impl crate::logout::Backchannel {
     pub async fn reloadable(timeouts: &StoreTimeouts) -> Result<crate::reload::Reloadable<Self>, ConfigError> {
         let timeouts = *timeouts;
         let ttl = crate::reload::ttl_from_env()?;
-        crate::reload::Reloadable::load("backchannel", ttl, move || async move { Self::load(&timeouts).await }).await
+        let config =
+            crate::reload::Reloadable::load("backchannel", ttl, move || async move { Self::load(&timeouts).await })
+                .await?;
+        // A warm instance never moves to a secret that unpublishes the key it signs with too soon.
+        Ok(config.with_check(|in_use: &Self, fresh: &Self| in_use.may_be_replaced_by(fresh)))
     }
 }
 

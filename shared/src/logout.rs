@@ -109,6 +109,11 @@ struct BackchannelSecret {
 
 use crate::jwks::MAX_AGE_SECS as JWKS_MAX_AGE_SECS;
 
+/// 2020-01-01 in epoch seconds: no rotation time is older.
+const EPOCH_2020: i64 = 1_577_836_800;
+/// How far ahead of this clock a rotation time may be.
+const CLOCK_SKEW_SECS: i64 = 300;
+
 /// The rotation's timing, from the JWKS max-age, the configuration's reload TTL and the logout
 /// token's lifetime:
 /// - a key is published (as the next one) at least `publish_ahead` before it signs: by then every
@@ -138,7 +143,22 @@ impl RotationRule {
     /// Refuses a secret that signs with a key published too late, or drops the previous key too
     /// soon (the error says until when it must stay). Numbers only in errors, never a key.
     fn check(&self, secret: &BackchannelSecret, now_secs: i64) -> Result<(), String> {
-        let Some(since) = secret.key_since else { return Ok(()) };
+        // Epoch seconds, from 2020 to a few minutes ahead: milliseconds, or a time in the
+        // future, would pass the checks below without the waits they stand for.
+        for (name, at) in [
+            ("key_since", secret.key_since),
+            ("key_published_since", secret.key_published_since),
+            ("next_since", secret.next_since),
+        ] {
+            if at.is_some_and(|t| !(EPOCH_2020..=now_secs + CLOCK_SKEW_SECS).contains(&t)) {
+                return Err(format!("{name} must be epoch seconds, not in the future"));
+            }
+        }
+        let since = match (secret.key_since, secret.key_published_since) {
+            (Some(since), Some(_)) => since,
+            (None, None) => return Ok(()),
+            _ => return Err("key_since and key_published_since go together (set both when promoting)".into()),
+        };
         if let Some(published) = secret.key_published_since {
             if since - published < self.publish_ahead_secs() {
                 return Err(format!(
@@ -173,6 +193,9 @@ pub struct NextKey {
 const SECRET: &str = "BACKCHANNEL_SECRET_ARN";
 
 pub struct Backchannel {
+    /// Epoch s from which the key before the current one may be unpublished (`key_since` +
+    /// `RotationRule::keep_previous_secs`), if the secret says when the current one began.
+    previous_droppable_at: Option<i64>,
     issuer: String,
     key: Option<EncodingKey>,
     kid: Option<String>,
@@ -186,6 +209,7 @@ pub struct Backchannel {
 impl Backchannel {
     pub fn disabled() -> Self {
         Self {
+            previous_droppable_at: None,
             issuer: String::new(),
             key: None,
             kid: None,
@@ -251,6 +275,7 @@ impl Backchannel {
             }
             built.jwks.keys.insert(0, previous);
         }
+        built.previous_droppable_at = secret.key_since.map(|since| since + rule.keep_previous_secs());
         Ok(built)
     }
 
@@ -285,7 +310,23 @@ impl Backchannel {
             .timeout(POST_TIMEOUT)
             .build()
             .map_err(|e| ConfigError::Invalid { name: source, reason: format!("HTTP client: {e}") })?;
-        Ok(Self { issuer, key: Some(key), kid, jwks, endpoints, http })
+        Ok(Self { previous_droppable_at: None, issuer, key: Some(key), kid, jwks, endpoints, http })
+    }
+
+    /// Whether `next` may replace this configuration in a warm instance: it must still publish the
+    /// key this one signs with (as its current or previous key). A promotion that left out
+    /// `previous_key`, or an edit that swapped the key without `key_since`, would otherwise make
+    /// the tokens this instance signed until now unverifiable.
+    pub fn may_be_replaced_by(&self, next: &Self) -> Result<(), String> {
+        let Some(kid) = &self.kid else { return Ok(()) };
+        if self.key.is_none() || next.jwks.find(kid).is_some() {
+            return Ok(());
+        }
+        // Retired on time (an instance that could not reload for over an hour catches up).
+        if next.previous_droppable_at.is_some_and(|at| now_secs() >= at) {
+            return Ok(());
+        }
+        Err(format!("the new configuration no longer publishes the key this instance signs with ({kid})"))
     }
 
     /// The JWK Set products verify logout tokens with: public keys only.
@@ -726,6 +767,7 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
     #[test]
     fn a_logout_token_has_every_claim_and_verifies() {
         let bc = Backchannel {
+            previous_droppable_at: None,
             issuer: "https://sessions.example".into(),
             key: Some(EncodingKey::from_ec_pem(TEST_KEY.as_bytes()).unwrap()),
             kid: Some("k1".into()),

@@ -28,10 +28,14 @@ struct State<T> {
     generation: u64,
 }
 
+type Check<T> = Box<dyn Fn(&T, &T) -> Result<(), String> + Send + Sync>;
+
 pub struct Reloadable<T> {
     name: &'static str,
     ttl: Duration,
     loader: Loader<T>,
+    /// Whether a freshly read value may replace the one in use (else: a failed reload).
+    check: Check<T>,
     state: RwLock<State<T>>,
     reloading: tokio::sync::Mutex<()>,
 }
@@ -46,7 +50,14 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
         let loader: Loader<T> = Box::new(move || Box::pin(loader()));
         let value = Arc::new(loader().await?);
         let state = RwLock::new(State { value, due: Instant::now() + ttl, generation: 1 });
-        Ok(Self { name, ttl, loader, state, reloading: tokio::sync::Mutex::new(()) })
+        let check: Check<T> = Box::new(|_, _| Ok(()));
+        Ok(Self { name, ttl, loader, check, state, reloading: tokio::sync::Mutex::new(()) })
+    }
+
+    /// A reload is kept only if `check(in use, fresh)` allows it; else it counts as failed.
+    pub fn with_check(mut self, check: impl Fn(&T, &T) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.check = Box::new(check);
+        self
     }
 
     /// The value, reloaded first if its TTL has passed. While another caller reloads, the last
@@ -67,7 +78,13 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
                 return Arc::clone(&s.value);
             }
         }
-        match (self.loader)().await {
+        let fresh = match (self.loader)().await {
+            Ok(fresh) => (self.check)(&value, &fresh)
+                .map(|()| fresh)
+                .map_err(|reason| ConfigError::Invalid { name: self.name, reason }),
+            Err(e) => Err(e),
+        };
+        match fresh {
             Ok(fresh) => {
                 let fresh = Arc::new(fresh);
                 let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     let jwks = &jwks;
     telemetry::run_http(service_fn(move |req: Request| async move {
         let current = jwks.current().await;
-        Ok::<_, Error>(get_jwks::handle(current.body(), &req))
+        Ok::<_, Error>(get_jwks::handle(current.body(), !current.kids().is_empty(), &req))
     }))
     .await
 }

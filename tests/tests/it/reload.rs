@@ -203,11 +203,44 @@ async fn a_secret_that_drops_a_key_too_soon_is_refused() {
     // Promoted long enough ago: the previous key may go.
     let later = with(serde_json::json!({ "key_since": now - 5_000, "key_published_since": now - 12_000 }));
     assert!(Backchannel::from_secret_json(&later).is_ok());
-    // A reload that reads a refused secret keeps the last good configuration.
-    let source = Arc::new(Mutex::new(later));
+    // Times in milliseconds (or in the future) would pass the waits without waiting: refused.
+    let millis = with(serde_json::json!({ "key_since": now * 1000, "key_published_since": (now - 7_200) * 1000 }));
+    let err = Backchannel::from_secret_json(&millis).err().expect("refused").to_string();
+    assert!(err.contains("epoch seconds"), "{err}");
+    // A reload that reads a refused secret keeps the last good configuration, and one that reads
+    // a good secret again takes it.
+    let source = Arc::new(Mutex::new(later.clone()));
     let config = instance(&source, Duration::from_millis(10)).await;
     *source.lock().unwrap() = dropped;
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(config.current().await.enabled(), "the last good configuration");
+    assert_eq!(config.generation(), 1);
+    *source.lock().unwrap() = later;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    config.current().await;
+    assert_eq!(config.generation(), 2, "tried again (after the TTL, shorter than RETRY_AFTER here), and taken");
+}
+
+/// A warm instance never moves to a secret that unpublishes the key it signs with too soon, even
+/// one without the rotation's times (a key swapped by hand): it keeps signing with the key
+/// products can still verify.
+#[tokio::test]
+async fn a_warm_instance_refuses_a_secret_that_unpublishes_its_key() {
+    let secret = |pem: &str, kid: &str| {
+        serde_json::json!({
+            "endpoints": [{ "aud": "codex", "url": "http://127.0.0.1:9/logout" }], "issuer": "http://127.0.0.1",
+            "signing_key_pem": pem, "key_id": kid,
+        })
+        .to_string()
+    };
+    let source = Arc::new(Mutex::new(secret(integration_tests::TEST_SIGNING_KEY, "k1")));
+    let config = instance(&source, Duration::from_millis(10))
+        .await
+        .with_check(|in_use: &Backchannel, fresh: &Backchannel| in_use.may_be_replaced_by(fresh));
+    *source.lock().unwrap() = secret(SECOND_KEY, "k2");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let current = config.current().await;
+    let kids: Vec<_> = current.jwks().keys.iter().filter_map(|k| k.common.key_id.clone()).collect();
+    assert_eq!(kids, ["k1"], "still the key it signed with");
     assert_eq!(config.generation(), 1);
 }

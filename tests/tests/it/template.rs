@@ -791,6 +791,10 @@ fn the_public_jwks_function_cannot_read_the_signing_secret() {
     let function = &resources_of(&doc, "AWS::Serverless::Function")["GetJwksFunction"];
     let env = text(&function["Properties"]["Environment"]);
     assert!(!env.contains("BACKCHANNEL_SECRET_ARN") && !env.contains("BackchannelSecretArn"), "{env}");
+    // A deploy with back-channel logout but no published keys is refused (products would refuse
+    // every logout), as is publishing the signing secret itself.
+    let rule = text(&doc["Rules"]["BackchannelNeedsItsJwks"]);
+    assert!(rule.contains("BackchannelJwksSecretArn") && rule.contains("BackchannelSecretArn"), "{rule}");
     let manifest = repo_file("functions/get-jwks/Cargo.toml");
     assert!(!manifest.contains("backchannel"), "get-jwks links the signing code:\n{manifest}");
 }
