@@ -4,6 +4,8 @@
 //! public function never reads a private key. Whatever it is given, it publishes only EC P-256
 //! public keys: a set with a private member (`d`) or anything but a public signing key is refused.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::Value;
 
 use crate::config::ConfigError;
@@ -48,7 +50,15 @@ impl PublishedJwks {
             if text("kty") != Some("EC") || text("crv") != Some("P-256") || text("x").is_none() || text("y").is_none() {
                 return Err(invalid("every key must be an EC P-256 public key (kty, crv, x, y)"));
             }
-            if text("alg").is_some_and(|a| a != "ES256") || text("use").is_some_and(|u| u != "sig") {
+            // A P-256 point's coordinates: 32 bytes each, base64url without padding.
+            let coordinate = |name: &str| {
+                text(name).and_then(|v| URL_SAFE_NO_PAD.decode(v).ok()).is_some_and(|bytes| bytes.len() == 32)
+            };
+            if !coordinate("x") || !coordinate("y") {
+                return Err(invalid("x and y must be a P-256 point's 32-byte coordinates (base64url)"));
+            }
+            let optional = |name: &str, want: &str| obj.get(name).is_none_or(|v| v.as_str() == Some(want));
+            if !optional("alg", "ES256") || !optional("use", "sig") {
                 return Err(invalid("every key must be for ES256 signatures"));
             }
             let kid = text("kid").filter(|k| !k.is_empty()).ok_or_else(|| invalid("every key needs a kid"))?;
@@ -96,8 +106,11 @@ impl PublishedJwks {
 mod tests {
     use super::*;
 
+    /// 32 bytes, base64url: a coordinate's shape.
+    const COORD: &str = "7NOQLvWeQRVsFlq1cemV3gvDJAAkKnaxL1ZNXL_9Ubs";
+
     fn key(kid: &str) -> Value {
-        serde_json::json!({"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ", "kid": kid, "alg": "ES256", "use": "sig"})
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": COORD, "y": COORD, "kid": kid, "alg": "ES256", "use": "sig"})
     }
 
     #[test]
@@ -117,8 +130,13 @@ mod tests {
             serde_json::json!({ "keys": [private] }).to_string(),
             serde_json::json!({ "keys": [{"kty": "RSA", "n": "x", "e": "AQAB", "kid": "r"}] }).to_string(),
             serde_json::json!({ "keys": [key("a"), key("a")] }).to_string(),
-            serde_json::json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ"}] }).to_string(),
-            serde_json::json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ", "kid": "k", "p": "secret"}] }).to_string(),
+            serde_json::json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": COORD, "y": COORD}] }).to_string(),
+            serde_json::json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": COORD, "y": COORD, "kid": "k", "p": "secret"}] })
+                .to_string(),
+            // Not a point's coordinates, or an algorithm that is not a string.
+            serde_json::json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ", "kid": "short"}] }).to_string(),
+            serde_json::json!({ "keys": [{"kty": "EC", "crv": "P-256", "x": COORD, "y": COORD, "kid": "k", "alg": 7}] })
+                .to_string(),
             "{\"signing_key_pem\": \"-----BEGIN PRIVATE KEY-----\"}".into(),
             "not json".into(),
         ];
