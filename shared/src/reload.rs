@@ -98,6 +98,9 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
                 let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
                 s.due = Instant::now() + self.ttl.min(RETRY_AFTER);
                 tracing::warn!(config = self.name, generation = s.generation, error = %e, "configuration reload failed; keeping the last good one");
+                // The rotation's timing assumes every instance reloads within the TTL: an instance
+                // stuck on an old configuration is an alarm (ConfigReloadFailedAlarm).
+                crate::telemetry::emit_metric("ConfigReloadFailed", "Count", 1, None);
                 value
             }
         }

@@ -791,6 +791,12 @@ fn the_public_jwks_function_cannot_read_the_signing_secret() {
     let function = &resources_of(&doc, "AWS::Serverless::Function")["GetJwksFunction"];
     let env = text(&function["Properties"]["Environment"]);
     assert!(!env.contains("BACKCHANNEL_SECRET_ARN") && !env.contains("BackchannelSecretArn"), "{env}");
+    // A function stuck on an old configuration alarms: every function that reloads one.
+    let alarms = resources_of(&doc, "AWS::CloudWatch::Alarm");
+    let reload = text(&alarms["ConfigReloadFailedAlarm"]["Properties"]);
+    for f in ["RevocationFanoutFunction", "LogoutRetryFunction", "GetJwksFunction"] {
+        assert!(reload.contains(f) && reload.contains("ConfigReloadFailed"), "{f}: {reload}");
+    }
     // A deploy with back-channel logout but no published keys is refused (products would refuse
     // every logout), as is publishing the signing secret itself.
     let rule = text(&doc["Rules"]["BackchannelNeedsItsJwks"]);
