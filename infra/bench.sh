@@ -54,7 +54,7 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
     cargo bench -p integration-tests --bench propagation --quiet
 fi
 if [ "$which" = delivery ]; then
-  # Delivery at scale (#20): BENCH_SESSIONS (2000) revocations at BENCH_RATE (10/s: what the whole
+  # Delivery at scale: BENCH_SESSIONS (2000) revocations at BENCH_RATE (10/s: what the whole
   # local stack sustains on two cores, DynamoDB Local first; 25/s fell behind even without a bad
   # product) to four
   # stand-in products (healthy-a, healthy-b; dead: refuses connections for the load's first

@@ -1,4 +1,4 @@
-"""How long moto's SQS takes to take one message while thousands wait (#20's delivery bench).
+"""How long moto's SQS takes to take one message while thousands wait (the delivery bench).
 
     .local/moto/bin/python infra/moto_probe.py http://127.0.0.1:<moto port>
 It queues 4,000 delayed messages, then times SendMessage alone and beside two long-polling

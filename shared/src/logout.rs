@@ -228,7 +228,7 @@ impl Backchannel {
     /// the secret holds a private key.
     pub fn from_secret_json(raw: &str) -> Result<Self, ConfigError> {
         let invalid = |reason: String| ConfigError::Invalid { name: SECRET, reason };
-        let secret: BackchannelSecret = serde_json::from_str(raw).map_err(|e| {
+        let mut secret: BackchannelSecret = serde_json::from_str(raw).map_err(|e| {
             invalid(format!(
                 "expected {{\"endpoints\": [{{\"aud\", \"url\"}}], \"issuer\", \"signing_key_pem\", \"key_id\"}} \
                  ({:?} error at line {} column {})",
@@ -245,9 +245,8 @@ impl Backchannel {
         }
         let rule = RotationRule::from_env()?;
         rule.check(&secret, now_secs()).map_err(invalid)?;
-        let previous = previous_jwk(&secret)?;
         // Reports when the rotation's next step may be taken (README, Rotating the signing key).
-        if let (Some(since), Some(_)) = (secret.key_since, &previous) {
+        if let (Some(since), Some(_)) = (secret.key_since, &secret.previous_key) {
             let droppable = since + rule.keep_previous_secs();
             if now_secs() >= droppable {
                 tracing::info!(
@@ -262,19 +261,11 @@ impl Backchannel {
                 tracing::info!(promotable_since = promotable, "the next logout signing key may be promoted");
             }
         }
-        let next = match (secret.next_signing_key_pem, secret.next_key_id) {
-            (Some(pem), Some(kid)) => Some(NextKey { pem, kid }),
-            (None, None) => None,
-            _ => return Err(invalid("next_signing_key_pem and next_key_id go together".into())),
-        };
+        let next = secret.next_key()?;
+        let previous = secret.previous_key.take();
         let mut built =
             Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, next, SECRET)?;
-        if let Some(previous) = previous {
-            if built.jwks.keys.iter().any(|k| k.common.key_id == previous.common.key_id) {
-                return Err(invalid("previous_key's kid is the current or the next key's".into()));
-            }
-            built.jwks.keys.insert(0, previous);
-        }
+        add_previous(&mut built.jwks, previous.as_ref())?;
         built.previous_droppable_at = secret.key_since.map(|since| since + rule.keep_previous_secs());
         Ok(built)
     }
@@ -492,30 +483,39 @@ pub fn public_jwks_of_secret(raw: &str) -> Result<jsonwebtoken::jwk::JwkSet, Con
     let secret: BackchannelSecret = serde_json::from_str(raw)
         .map_err(|e| invalid(format!("not the back-channel secret's JSON ({:?} error)", e.classify())))?;
     RotationRule::from_env()?.check(&secret, now_secs()).map_err(invalid)?;
-    let previous = previous_jwk(&secret)?;
-    let next = match (secret.next_signing_key_pem.clone(), secret.next_key_id.clone()) {
-        (Some(pem), Some(kid)) => Some(NextKey { pem, kid }),
-        (None, None) => None,
-        _ => return Err(invalid("next_signing_key_pem and next_key_id go together".into())),
-    };
+    let next = secret.next_key()?;
     let mut set = key_set(&secret.signing_key_pem, secret.key_id.as_deref(), next.as_ref(), SECRET)?.1;
-    if let Some(previous) = previous {
-        if set.keys.iter().any(|k| k.common.key_id == previous.common.key_id) {
-            return Err(invalid("previous_key's kid is the current or the next key's".into()));
-        }
-        set.keys.insert(0, previous);
-    }
+    add_previous(&mut set, secret.previous_key.as_ref())?;
     Ok(set)
 }
 
-/// The secret's previous key, checked to be a public EC P-256 signing key with a kid.
-fn previous_jwk(secret: &BackchannelSecret) -> Result<Option<jsonwebtoken::jwk::Jwk>, ConfigError> {
-    let Some(previous) = &secret.previous_key else { return Ok(None) };
-    let set = serde_json::json!({ "keys": [previous] }).to_string();
-    crate::jwks::PublishedJwks::parse(&set, SECRET)?;
-    let jwk = serde_json::from_value(previous.clone())
-        .map_err(|_| ConfigError::Invalid { name: SECRET, reason: "previous_key is not a JWK".into() })?;
-    Ok(Some(jwk))
+impl BackchannelSecret {
+    /// The next key, when the secret names one (its PEM and its kid go together).
+    fn next_key(&self) -> Result<Option<NextKey>, ConfigError> {
+        match (&self.next_signing_key_pem, &self.next_key_id) {
+            (Some(pem), Some(kid)) => Ok(Some(NextKey { pem: pem.clone(), kid: kid.clone() })),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::Invalid {
+                name: SECRET,
+                reason: "next_signing_key_pem and next_key_id go together".into(),
+            }),
+        }
+    }
+}
+
+/// Publishes the secret's previous key first in `set`, checked to be a public EC P-256 signing
+/// key whose kid is neither the current nor the next key's.
+fn add_previous(set: &mut jsonwebtoken::jwk::JwkSet, previous: Option<&serde_json::Value>) -> Result<(), ConfigError> {
+    let Some(previous) = previous else { return Ok(()) };
+    let invalid = |reason: &str| ConfigError::Invalid { name: SECRET, reason: reason.into() };
+    crate::jwks::PublishedJwks::parse(&serde_json::json!({ "keys": [previous] }).to_string(), SECRET)?;
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(previous.clone()).map_err(|_| invalid("previous_key is not a JWK"))?;
+    if set.keys.iter().any(|k| k.common.key_id == jwk.common.key_id) {
+        return Err(invalid("previous_key's kid is the current or the next key's"));
+    }
+    set.keys.insert(0, jwk);
+    Ok(())
 }
 
 fn now_secs() -> i64 {

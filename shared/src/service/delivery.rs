@@ -136,12 +136,12 @@ impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
         let named = ReceiptStep { attempts: message.attempt - 1, link: Some(message.link.clone()) };
         let mut receipts = self.store.receipts(&message.user, message.session).await?;
         let current = receipts.remove(&message.aud);
-        let origin = message.origin.as_ref().filter(|o| current.as_ref().is_some_and(|r| o.matches(r)));
-        let named_by_receipt = current.as_ref().is_some_and(|r| named.matches(r));
-        let from = match (&current, origin) {
+        let stands_at = |step: &ReceiptStep| current.as_ref().is_some_and(|r| step.matches(r));
+        let named_by_receipt = stands_at(&named);
+        let from = match message.origin.as_ref().filter(|o| stands_at(o)) {
             _ if named_by_receipt => named,
             // Still where the message was queued from: its link was never recorded.
-            (_, Some(origin)) => {
+            Some(origin) => {
                 tracing::warn!(user_id = %message.user, session_id = %message.session, aud = message.aud, attempt = message.attempt, "the receipt never recorded this message; taking the step from where it was queued");
                 origin.clone()
             }

@@ -1,7 +1,5 @@
-//! Delivery at scale, each defect of main's retry ledger as a test (DynamoDB Local, real stream
-//! records, the retry queue on the local SQS, stand-in products over HTTP). Each of these was
-//! first written against main's API and seen failing there; the note of the change that made the
-//! retry queue quotes how.
+//! Delivery at scale: receipts, retries, isolation and expiry, each case as a test (DynamoDB Local,
+//! real stream records, the retry queue on the local SQS, stand-in products over HTTP).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,11 +64,7 @@ async fn revoke_one_with(t: &TestTable, policy: &Policy) -> active_sessions::dom
 }
 
 /// A healthy product that answers in 500 ms, told of a sweep of 100 sessions with a 1 s inline
-/// budget: every request is sent within its budget. On main, the budget included the wait for
-/// the product's 32-permit gate, so the third and fourth waves (36 of 100, started 1 s and 1.5 s
-/// in) timed out without being sent. (Seen failing on main with 150 ms and 250 ms: 43 of 100
-/// `pending`, `timeout`; that pair left 100 ms for a loaded CI machine, and failed there after
-/// the fix as well, so the margin is now 500 ms.)
+/// budget: every request is sent within its budget.
 #[tokio::test]
 async fn a_healthy_product_is_not_timed_out_by_its_own_queue() {
     let t = TestTable::new().await;
@@ -122,7 +116,6 @@ async fn a_healthy_product_is_not_timed_out_by_its_own_queue() {
 }
 
 /// A failed `record_caches_invalidated` fails the record, so that the receipt can still complete.
-/// On main it was only logged.
 #[tokio::test]
 async fn a_failed_cache_receipt_fails_the_record() {
     let t = TestTable::new().await;
@@ -137,9 +130,8 @@ async fn a_failed_cache_receipt_fails_the_record() {
     assert!(res.batch_item_failures.is_empty());
 }
 
-/// The fan-out's receipt write fails after the retry was queued: the redelivered record starts
-/// no second chain. On main, the redelivery posted again and wrote a second ledger entry (2 where
-/// 1 was owed).
+/// The fan-out's receipt write fails after the retry was queued: the redelivered record starts no
+/// second chain.
 #[tokio::test]
 async fn a_failed_receipt_write_in_the_fan_out_starts_no_second_chain() {
     let t = TestTable::new().await;
@@ -201,7 +193,6 @@ async fn a_failed_receipt_write_in_a_retry_starts_no_second_chain() {
 /// The fan-out queued the retry but its receipt write failed, and the record was never redelivered
 /// (the stream mapping gave up on it): the message finds the receipt still where it was queued
 /// from, and takes the step from there, so the delivery is not left with nothing to retry it.
-/// Before, the message was dropped as stale and the receipt stayed `pending` with no message.
 #[tokio::test]
 async fn a_message_whose_link_was_never_recorded_takes_the_step() {
     let t = TestTable::new().await;
@@ -257,8 +248,7 @@ async fn a_failed_send_leaves_the_receipt_and_fails_the_item() {
     assert_eq!(d.queue.depth().await, (0, 0, 0));
 }
 
-/// A store error while retrying is not silent: the message is reported failed and delivered
-/// again. On main, the drain counted it and returned success.
+/// A store error while retrying is not silent: the message is reported failed and delivered again.
 #[tokio::test]
 async fn a_store_error_in_a_retry_fails_the_item_and_it_comes_back() {
     let t = TestTable::new().await;
@@ -280,8 +270,7 @@ async fn a_store_error_in_a_retry_fails_the_item_and_it_comes_back() {
     assert_eq!((receipt.status, receipt.attempts), (DeliveryStatus::Delivered, 2));
 }
 
-/// One unreadable message does not stop the others, and ends in the dead-letter queue. On main,
-/// one ledger item that did not parse failed every drain.
+/// One unreadable message does not stop the others, and ends in the dead-letter queue.
 #[tokio::test]
 async fn a_corrupt_message_goes_to_the_dead_letter_queue_and_stops_nothing() {
     let t = TestTable::new().await;
@@ -306,8 +295,7 @@ async fn a_corrupt_message_goes_to_the_dead_letter_queue_and_stops_nothing() {
     assert_eq!(d.queue.dead_letters().await, 1, "the corrupt message is in the dead-letter queue");
 }
 
-/// A revoke-all's summary completes only once its sweep has. On main, a partial sweep whose swept
-/// sessions were all told read as complete.
+/// A revoke-all's summary completes only once its sweep has.
 #[tokio::test]
 async fn a_revoke_all_summary_completes_only_once_swept() {
     let t = TestTable::new().await;
@@ -349,10 +337,8 @@ async fn a_revoke_all_summary_completes_only_once_swept() {
 }
 
 /// The tombstone carries the receipts: it outlives the retry horizon, whatever
-/// `TOMBSTONE_TTL_SECONDS` says. On main, a short tombstone TTL dropped what was still owed.
-/// (The revoke itself must use the short lifetime: with the default's, 24 h, past the 1 h horizon,
-/// this test could not fail; a cold review caught it, and it was seen failing with the fan-out's
-/// `keep_until` at 0: "the tombstone ends at ..., before the horizon".)
+/// `TOMBSTONE_TTL_SECONDS` says. The revoke itself uses the short lifetime: with the default's,
+/// 24 h, already past the 1 h horizon, the test would prove nothing.
 #[tokio::test]
 async fn the_tombstone_outlives_the_retry_horizon() {
     let t = TestTable::new().await;
@@ -393,8 +379,7 @@ async fn the_tombstone_outlives_the_retry_horizon() {
 }
 
 /// When TTL removes a session that was still active, every product is told through the same path
-/// and retries, and the receipts are kept on a tombstone of the expiry. On main, the fan-out told
-/// no product.
+/// and retries, and the receipts are kept on a tombstone of the expiry.
 #[tokio::test]
 async fn an_expired_session_is_logged_out_of_every_product() {
     let t = TestTable::new().await;
@@ -427,8 +412,7 @@ async fn an_expired_session_is_logged_out_of_every_product() {
 }
 
 /// A hanging product costs the others nothing: in one batch of retries with a hanging product's, a
-/// healthy product's retry is told at once. On main, the drain's slots filled with the hanging
-/// product's entries waiting for its gate.
+/// healthy product's retry is told at once.
 #[tokio::test]
 async fn a_hanging_product_holds_no_other_products_retry() {
     let t = TestTable::new().await;
@@ -503,9 +487,7 @@ async fn a_product_whose_circuit_is_open_is_not_connected_to() {
 }
 
 /// A retry put back while its product's circuit is open writes nothing to the table: the same
-/// message (its link, one more deferral) goes back on the queue. Before, each deferral wrote a new
-/// link to the receipt, so a product down for a while cost a table write per owed delivery at
-/// every backoff step, and the delivery bench's healthy products waited behind that churn.
+/// message (its link, one more deferral) goes back on the queue.
 #[tokio::test]
 async fn a_deferred_retry_writes_nothing_to_the_table() {
     let t = TestTable::new().await;
@@ -533,9 +515,7 @@ async fn a_deferred_retry_writes_nothing_to_the_table() {
     assert_eq!((Some(queued[0].link.clone()), queued[0].deferrals, queued[0].attempt), (before.link, 1, 2));
 }
 
-/// A delivery owed to a product is written to no partition shared by every user. On main, every
-/// owed delivery went to the one `LOGOUT_RETRY` partition, whose sort key only grows: its write
-/// rate grew with total load (about 1 000 writes/s per partition at most).
+/// A delivery owed to a product is written to no partition shared by every user.
 #[tokio::test]
 async fn owed_deliveries_write_to_no_shared_partition() {
     let t = TestTable::new().await;

@@ -1,7 +1,6 @@
-//! #21: the back-channel configuration reloads on a TTL. Two fan-out instances, one that loaded the
+//! The back-channel configuration reloads on a TTL. Two fan-out instances, one that loaded the
 //! secret before a product was added and one after, both give the new product its receipt and its
-//! logout within one TTL. On main each instance read the secret once per cold start, so the old
-//! one never created a receipt for the new product: nothing recorded that it was missed.
+//! logout within one TTL.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,13 +115,10 @@ fn verifies(token: &str, jwks: &jsonwebtoken::jwk::JwkSet) -> bool {
     decode::<serde_json::Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v).is_ok()
 }
 
-/// #21 (1): a rotation while deliveries are in flight. One instance still on the generation
-/// before the promotion (it signs with k1), one on the generation after (k2 signs, k1 is the
-/// previous key, k3 the next). The product fetched the JWKS after the rotation, from what
-/// `rotate jwks` published for get-jwks, and verifies every token against it. On main the JWKS
-/// held the current and the next key only, so the old instance's tokens named a kid the product
-/// could not find, and those deliveries ended `failed`; the last assertion shows that set refusing
-/// them.
+/// A rotation while deliveries are in flight. One instance still on the generation before the
+/// promotion (it signs with k1), one on the generation after (k2 signs, k1 is the previous key, k3
+/// the next). The product fetched the JWKS after the rotation, from what `rotate jwks` published
+/// for get-jwks, and verifies every token against it.
 #[tokio::test]
 async fn a_rotation_while_deliveries_are_in_flight_loses_none() {
     let product = StandInProduct::start(Duration::ZERO, 0).await;
@@ -166,16 +162,16 @@ async fn a_rotation_while_deliveries_are_in_flight_loses_none() {
     for r in &received {
         assert!(verifies(&r.token, &fetched), "a product refused a token of {}", r.sid);
     }
-    // Today's two keys (current and next) leave the old instance's five tokens unverifiable.
+    // A set of the current and next keys alone leaves the old instance's five tokens unverifiable.
     let two_keys = jsonwebtoken::jwk::JwkSet {
         keys: fetched.keys.iter().filter(|k| k.common.key_id.as_deref() != Some("k1")).cloned().collect(),
     };
     assert_eq!(received.iter().filter(|r| !verifies(&r.token, &two_keys)).count(), 5);
 }
 
-/// #21 (2): the rule is code. A secret that drops the previous key within its keep time, or signs
-/// with a key published less than max-age + reload TTL before, is refused (naming until when, and
-/// no key); a failed reload then keeps the last good configuration.
+/// The rule is code. A secret that drops the previous key within its keep time, or signs with a key
+/// published less than max-age + reload TTL before, is refused (naming until when, and no key); a
+/// failed reload then keeps the last good configuration.
 #[tokio::test]
 async fn a_secret_that_drops_a_key_too_soon_is_refused() {
     let now = service::now_ms() / 1000;

@@ -770,10 +770,9 @@ fn every_permission_is_named_and_scoped() {
     }
 }
 
-/// #21: the public, unauthenticated, cacheable function never reads a private key. Its role may
-/// read the published JWKS secret and nothing else, its environment names no signing secret, and
-/// it links no token signing. On main its role read the back-channel secret (signing key
-/// included).
+/// The public, unauthenticated, cacheable function never reads a private key. Its role may read the
+/// published JWKS secret and nothing else, its environment names no signing secret, and it links no
+/// token signing.
 #[test]
 fn the_public_jwks_function_cannot_read_the_signing_secret() {
     let doc = template();
