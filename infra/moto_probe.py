@@ -5,6 +5,8 @@ It queues 4,000 delayed messages, then times SendMessage alone and beside two lo
 receivers (what the local event source mapping does). moto's SendMessage, ReceiveMessage and
 DeleteMessage grow with the messages queued (its receive and delete scan them all), so the local
 stack cannot show SQS's own latency once a product is owed thousands of deliveries.
+Measured here against moto_server as installed: 91 ms a send alone, 206 ms beside the receivers;
+against infra/moto_sqs.py (what start_sqs runs, the clock read directly): 7.7 ms and 14.1 ms.
 """
 import boto3, time, threading, statistics, sys
 kw = dict(endpoint_url=sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:9324", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
