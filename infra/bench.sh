@@ -38,20 +38,40 @@ if [ "$which" = all ] || [ "$which" = validation ]; then
   cargo bench -p integration-tests --bench validation --quiet -- --noplot 2>&1 | grep -vE "^(Benchmarking|Gnuplot|Found|  [0-9]+ \(|Warning)"
 fi
 if [ "$which" = all ] || [ "$which" = propagation ]; then
-  pids+=("$(start_redis "$REDIS_PORT")")
+  # Propagation, four variants in one run (tests/benches/propagation.rs says what each prints):
+  # the functions as deployed (write-through); the same with WRITE_THROUGH_BUDGET_MS=0 (the stream
+  # alone); Redis paused with SIGSTOP during the revokes; the poller stopped (the window alone).
+  redis_pid="$(start_redis "$REDIS_PORT")"
+  pids+=("$redis_pid")
   logout_key
   pids+=("$(start_receiver "$RECEIVER_PORT")")
   export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
   export E2E_TABLE="bench-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
+  export WATCH_FLAGS=--release
   retry_queue "$E2E_TABLE"
-  pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
-  pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
   poller="$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")"
   pids+=("$poller")
-  cargo bench -p integration-tests --bench propagation --quiet
-  echo
+  for variant in write-through stream-only redis-paused; do
+    budget="${WRITE_THROUGH_BUDGET_MS:-50}"
+    [ "$variant" = stream-only ] && budget=0
+    stack=("$(WRITE_THROUGH_BUDGET_MS="$budget" start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+    stack+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
+    for f in revoke-session introspect-token revocation-fanout; do
+      curl -s -o /dev/null -X POST "http://127.0.0.1:$FUNCTIONS_PORT/2015-03-31/functions/$f/invocations" -d '{}' || true
+    done
+    sessions="${BENCH_SESSIONS:-1000}"
+    [ "$variant" = redis-paused ] && sessions="${BENCH_PAUSED_SESSIONS:-200}"
+    BENCH_VARIANT="$variant" BENCH_SESSIONS="$sessions" BENCH_REDIS_PID="$redis_pid" \
+      cargo bench -p integration-tests --bench propagation --quiet
+    echo
+    stop_group "${stack[@]}"
+    while kill -0 -- -"${stack[0]}" 2>/dev/null; do sleep 0.2; done
+  done
+  # The window alone: no write-through, no fan-out.
+  pids+=("$(WRITE_THROUGH_BUDGET_MS=0 start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+  pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
   stop_group "$poller"
-  BENCH_FANOUT=down BENCH_WINDOW_SECONDS="${BENCH_DOWN_WINDOW_SECONDS:-5}" BENCH_SESSIONS="${BENCH_DOWN_SESSIONS:-200}" \
+  BENCH_VARIANT=fanout-down BENCH_WINDOW_SECONDS="${BENCH_DOWN_WINDOW_SECONDS:-5}" BENCH_SESSIONS="${BENCH_DOWN_SESSIONS:-200}" \
     cargo bench -p integration-tests --bench propagation --quiet
 fi
 if [ "$which" = delivery ]; then

@@ -133,7 +133,7 @@ test('log out one: confirm, the row goes, its receipt shows, the token is 401 at
   const receipt = page.locator(`li[data-receipt-for="${other.id}"] .receipt`);
   assert.match(await receipt.innerText(), /ChatGPT, Codex/);
   await page.waitForSelector(`li[data-receipt-for="${other.id}"] .receipt.done`, { timeout: 20000 });
-  assert.match(await receipt.innerText(), /✓ signed out everywhere \(\d+\.\d s\)/);
+  assert.match(await receipt.innerText(), /✓ signed out everywhere \(\d+\.\d s\); access cut off before the log-out finished/);
   // The activity list shows the log-out, with its receipt summary, once the receipt completes.
   await page.waitForFunction(() => /signed out/i.test(document.querySelector('#activity')?.innerText ?? ''));
   assert.match(await page.locator('#activity').innerText(), /product sign-ins? ended|signed out so far/);

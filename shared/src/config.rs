@@ -291,9 +291,9 @@ pub struct Config {
     pub timeouts: StoreTimeouts,
 }
 
-/// A whole number from `name` in `min..=max` (`default` when unset). Its one caller is the
-/// back-channel's retry policy (feature `backchannel`).
-#[cfg_attr(not(feature = "backchannel"), allow(dead_code))]
+/// A whole number from `name` in `min..=max` (`default` when unset): the back-channel's retry
+/// policy (feature `backchannel`) and the write-through's budget (feature `cache`).
+#[cfg_attr(not(any(feature = "backchannel", feature = "cache")), allow(dead_code))]
 pub(crate) fn number_in(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
     match env::var(name) {
         Err(_) => Ok(default),
@@ -409,6 +409,13 @@ impl crate::cache::CacheConfig {
                 .map_err(|e| ConfigError::Invalid { name: "CACHE_SECRET_ARN", reason: e.0 })?,
         );
         Ok(config)
+    }
+
+    /// `WRITE_THROUGH_BUDGET_MS` (50, 0-1000): how long a revoke may spend telling the caches
+    /// before it answers; 0 turns the write-through off (the stream alone tells them).
+    pub fn write_through_budget() -> Result<std::time::Duration, ConfigError> {
+        let ms = number_in("WRITE_THROUGH_BUDGET_MS", 50, 0, 1000)?;
+        Ok(std::time::Duration::from_millis(ms.unsigned_abs()))
     }
 }
 

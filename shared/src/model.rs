@@ -139,10 +139,33 @@ pub struct Session {
     /// Revoked sessions: when the token caches let go of it (epoch ms), as the fan-out records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caches_invalidated_at: Option<i64>,
+    /// Revoked sessions: who told the caches (absent on tombstones recorded before this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caches_invalidated_by: Option<CachesToldBy>,
     /// Revoked sessions: each product's back-channel logout (`aud` → receipt), as the fan-out
     /// records them on the tombstone; they live as long as it does.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub receipts: std::collections::BTreeMap<String, ProductReceipt>,
+}
+
+/// Who told the token caches a session ended, as its receipt says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CachesToldBy {
+    /// The revoke itself, before it answered.
+    WriteThrough,
+    /// The stream's fan-out, behind the revoke (the write-through was off or failed).
+    Stream,
+    /// Nobody could reach Redis: the time is when the propagation window ends every cached entry.
+    Window,
+}
+
+/// What a committed revocation tells the token caches: one token (by its hash), or every session
+/// a user's watermark covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheNotice {
+    Token { user: UserId, token_hash: String },
+    User { user: UserId, watermark: Watermark },
 }
 
 /// Where a product's back-channel logout stands.
@@ -351,6 +374,7 @@ pub(crate) mod tests {
             expires_at: signed_in_at / 1000 + 3600,
             idle_timeout_secs: None,
             caches_invalidated_at: None,
+            caches_invalidated_by: None,
             receipts: Default::default(),
         }
     }

@@ -98,12 +98,46 @@ pub struct ChaosStore<S> {
     rng: std::sync::Mutex<u64>,
     failing: std::sync::Mutex<std::collections::HashSet<&'static str>>,
     calls: std::sync::Mutex<Vec<&'static str>>,
+    held: std::sync::Mutex<Option<std::sync::Arc<Hold>>>,
+}
+
+/// A read held between DynamoDB's answer and its caller (`ChaosStore::hold_reads`): the answer
+/// is in flight while the test changes the world.
+#[derive(Default)]
+pub struct Hold {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Hold {
+    /// Waits until a read has its answer and is held.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held read return its (by now stale) answer.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
 }
 
 impl<S: SessionStore> ChaosStore<S> {
     /// Wraps a shared store, so that concurrent operations can each have a wrapper of their own.
     pub fn new(inner: std::sync::Arc<S>, seed: u64) -> Self {
-        Self { inner, rng: std::sync::Mutex::new(seed | 1), failing: Default::default(), calls: Default::default() }
+        Self {
+            inner,
+            rng: std::sync::Mutex::new(seed | 1),
+            failing: Default::default(),
+            calls: Default::default(),
+            held: Default::default(),
+        }
+    }
+
+    /// Holds the next `read` once DynamoDB has answered, until the returned hold is released.
+    pub fn hold_reads(&self) -> std::sync::Arc<Hold> {
+        let hold = std::sync::Arc::new(Hold::default());
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::clone(&hold));
+        hold
     }
 
     /// Makes every later call of the named store method fail (`"touch_session"`, `"add_app"`, ...).
@@ -149,7 +183,13 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
 
     async fn read(&self, set: &crate::store::ReadSet) -> Result<crate::store::ReadResult, crate::StoreError> {
         self.before("read").await?;
-        self.inner.read(set).await
+        let answer = self.inner.read(set).await;
+        let hold = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(hold) = hold {
+            hold.reached.notify_one();
+            hold.release.notified().await;
+        }
+        answer
     }
 
     async fn query_sessions(
@@ -276,11 +316,12 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         user: &UserId,
         session: SessionId,
         at_ms: i64,
+        by: crate::model::CachesToldBy,
         products: &[String],
         keep_until_secs: i64,
     ) -> Result<(), crate::StoreError> {
         self.before("record_caches_invalidated").await?;
-        self.inner.record_caches_invalidated(user, session, at_ms, products, keep_until_secs).await
+        self.inner.record_caches_invalidated(user, session, at_ms, by, products, keep_until_secs).await
     }
 
     async fn create_tombstone(&self, tombstone: &crate::model::Session) -> Result<bool, crate::StoreError> {

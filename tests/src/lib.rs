@@ -698,6 +698,12 @@ pub async fn stack_redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(url).expect("REDIS_URL").get_multiplexed_async_connection().await.expect("the stack's Redis")
 }
 
+/// Whether a raw L2 value under a token's key is a valid entry (sealed JSON), rather than nothing
+/// or the revoked marker (`r|...`). Tests and benches look at Redis with this; the MAC is not checked.
+pub fn l2_valid(raw: Option<String>) -> bool {
+    raw.is_some_and(|v| v.split_once('.').is_some_and(|(_, payload)| payload.starts_with('{')))
+}
+
 /// A cache on a Redis of the test's own (no AUTH), with a MAC key of its own.
 pub fn own_cache(url: &str) -> active_sessions::cache::CacheConfig {
     active_sessions::cache::CacheConfig {

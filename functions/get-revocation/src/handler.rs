@@ -22,7 +22,7 @@ async fn get<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Resu
 mod tests {
     use super::*;
     use active_sessions::domain::{ClientKind, UserId};
-    use active_sessions::model::{DeliveryStatus, ProductReceipt, ReceiptStep};
+    use active_sessions::model::{CachesToldBy, DeliveryStatus, ProductReceipt, ReceiptStep};
     use active_sessions::store::MemoryStore;
     use active_sessions::testing::{parts, request, sign_in, with_path};
 
@@ -47,13 +47,15 @@ mod tests {
         assert_eq!((body["reason"].as_str(), body["complete"].as_bool()), (Some("user_logout"), Some(false)));
         assert_eq!(body["revoked_by"], serde_json::json!({"type": "user", "id": "alice"}));
         assert!(body["caches_invalidated_at"].is_null());
+        assert!(body["caches_invalidated_by"].is_null());
         // The fan-out's receipts: caches, one product delivered, one pending.
         let user = UserId::parse("alice").unwrap();
         // The caches let go; the products are on record before any is told: not complete.
         let products = ["chat-web".to_owned(), "codex".to_owned()];
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms(), &products, 0).await.unwrap();
+        store.record_caches_invalidated(&user, other.session_id, service::now_ms(), CachesToldBy::WriteThrough, &products, 0).await.unwrap();
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], false, "{body}");
+        assert_eq!(body["caches_invalidated_by"], "write_through", "{body}");
         assert_eq!(body["products"].as_array().unwrap().len(), 2);
         assert_eq!(
             (body["products"][0]["status"].as_str(), body["products"][0]["attempts"].as_u64()),
@@ -114,7 +116,7 @@ mod tests {
         let revoke = with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(&me.token)), &[("id", &id)]);
         assert_eq!(service_revoke(&store, revoke).await, 204);
         let user = UserId::parse("alice").unwrap();
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms() + 60_000, &[], 0).await.unwrap();
+        store.record_caches_invalidated(&user, other.session_id, service::now_ms() + 60_000, CachesToldBy::Window, &[], 0).await.unwrap();
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], false, "{body}");
     }

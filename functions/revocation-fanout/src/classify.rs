@@ -13,6 +13,7 @@ pub enum Action {
         user: UserId,
         session: SessionId,
         token_hash: String,
+        signed_in_at: i64,
         revoked_at_ms: i64,
         reason: Option<RevokeReason>,
     },
@@ -110,6 +111,7 @@ pub fn classify(record: &EventRecord) -> Result<Action, ClassifyError> {
                     user,
                     session,
                     token_hash: new.token_hash,
+                    signed_in_at: new.signed_in_at,
                     revoked_at_ms,
                     reason: new.revoke_reason,
                 });
@@ -148,7 +150,7 @@ mod tests {
     #[test]
     fn a_soft_revoke_is_a_session_revocation() {
         match only("modify-revoke.json").unwrap() {
-            Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
+            Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason, .. } => {
                 assert_eq!(token_hash, "ab".repeat(32));
                 assert_eq!(user.as_str(), "alice");
                 assert_eq!(session.to_string(), "01M8CPVF8A7ZAP09JVSBBWZEQF");

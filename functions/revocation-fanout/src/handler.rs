@@ -1,6 +1,7 @@
 use active_sessions::breaker::ProductGuards;
-use active_sessions::cache::TokenCache;
+use active_sessions::cache::{Teller, TokenCache};
 use active_sessions::domain::{SessionId, UserId};
+use active_sessions::model::CachesToldBy;
 use active_sessions::logout::{Backchannel, RetryPolicy};
 use active_sessions::queue::RetryQueue;
 use active_sessions::service::{self, sweep_watermark, Courier};
@@ -131,14 +132,15 @@ async fn process<S: SessionStore, Q: RetryQueue>(
         Action::Ignore => {}
         Action::Watermark { user, watermark, revocation, event } => {
             // Caches honour the watermark at once; the sweep then gives each session its record.
-            if let Err(e) = cache.invalidate_user(&user, watermark).await {
+            if let Err(e) = cache.invalidate_user(&user, watermark, Teller::Stream, service::now_ms()).await {
                 tracing::warn!(user_id = %user, error = %e, "token cache not told of the watermark; entries end with the window");
             }
             let revoked = sweep_watermark(store, policy, &user, watermark, &revocation, event).await?;
             tracing::info!(user_id = %user, revoked, watermark = watermark.before_ms, "revoke-all swept");
         }
-        Action::SessionRevoked { user, session, token_hash, revoked_at_ms, reason } => {
-            let told = tell(f, &user, session, &token_hash, revoked_at_ms, revoked_at_ms, slot).await?;
+        Action::SessionRevoked { user, session, token_hash, signed_in_at, revoked_at_ms, reason } => {
+            let ended = Ended { user: &user, session, signed_in_at, token_hash: &token_hash, at_ms: revoked_at_ms };
+            let told = tell(f, &ended, revoked_at_ms, slot).await?;
             let lag_ms = service::now_ms() - revoked_at_ms;
             tracing::info!(user_id = %user, session_id = %session, reason = ?reason, products = told, propagation_lag_ms = lag_ms, "revocation seen");
             emit_lag_metric(lag_ms);
@@ -147,45 +149,66 @@ async fn process<S: SessionStore, Q: RetryQueue>(
             // The horizon counts from now: TTL removes an expired session up to days late.
             let now = service::now_ms();
             service::record_expiry(store, policy, &session, f.retry.receipts_until_secs(now)).await?;
-            let (user, id) = (&session.user_id, session.session_id);
-            let ended_ms = session.expires_at.saturating_mul(1000);
-            let told = tell(f, user, id, &session.token_hash, ended_ms, now, slot).await?;
-            tracing::info!(user_id = %user, session_id = %id, products = told, "session expired");
+            let ended = Ended {
+                user: &session.user_id,
+                session: session.session_id,
+                signed_in_at: session.signed_in_at,
+                token_hash: &session.token_hash,
+                at_ms: session.expires_at.saturating_mul(1000),
+            };
+            let told = tell(f, &ended, now, slot).await?;
+            tracing::info!(user_id = %ended.user, session_id = %ended.session, products = told, "session expired");
         }
     }
     Ok(())
 }
 
-/// What a session that ended at `ended_ms` (revoked, or expired) owes: the token caches let go,
-/// the caches' receipt with a `pending` receipt per product, then each product's first attempt.
-/// The horizon of the products' retries counts from `started_ms`. The record's store slot is
-/// released before the products are tried. Returns how many products were tried.
+/// A session that ended (revoked, or expired) at `at_ms`.
+struct Ended<'a> {
+    user: &'a UserId,
+    session: SessionId,
+    signed_in_at: i64,
+    token_hash: &'a str,
+    at_ms: i64,
+}
+
+/// What a session that ended owes: the token caches let go, the caches' receipt with a `pending`
+/// receipt per product, then each product's first attempt. The horizon of the products' retries
+/// counts from `started_ms`. The record's store slot is released before the products are tried.
+/// Returns how many products were tried.
 async fn tell<S: SessionStore, Q: RetryQueue>(
     f: &Fanout<'_, S, Q>,
-    user: &UserId,
-    session: SessionId,
-    token_hash: &str,
-    ended_ms: i64,
+    ended: &Ended<'_>,
     started_ms: i64,
     slot: Option<tokio::sync::SemaphorePermit<'_>>,
 ) -> Result<usize, RecordError> {
-    // The receipt's cache time: now once L2 and every validator are told; if Redis could not be
+    let Ended { user, session, .. } = *ended;
+    // The receipt's cache time: when the revoke's write-through told them (its marker, or its
+    // watermark covering this session), else now that this call told them; if Redis could not be
     // told, when the window ends every cached entry (the latest they can live).
-    let caches_at = match f.cache.invalidate_token(token_hash).await {
-        Ok(()) => service::now_ms(),
+    let covered = Some((ended.signed_in_at, session));
+    let (caches_at, by) = match f.cache.invalidate_token(user, ended.token_hash, covered, Teller::Stream, service::now_ms()).await {
+        Ok(told) => (told.at_ms, told_by(told.by)),
         Err(e) => {
             tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");
-            ended_ms + f.cache.window_ms()
+            (ended.at_ms + f.cache.window_ms(), CachesToldBy::Window)
         }
     };
     let products: Vec<String> = f.backchannel.endpoints().iter().map(|e| e.aud.clone()).collect();
     let keep_until = f.retry.receipts_until_secs(started_ms);
-    f.store.record_caches_invalidated(user, session, caches_at, &products, keep_until).await?;
+    f.store.record_caches_invalidated(user, session, caches_at, by, &products, keep_until).await?;
     drop(slot);
     if !f.backchannel.enabled() {
         return Ok(0);
     }
     Ok(f.courier().first_attempts(user, session, started_ms).await?.len())
+}
+
+fn told_by(teller: Teller) -> CachesToldBy {
+    match teller {
+        Teller::WriteThrough => CachesToldBy::WriteThrough,
+        Teller::Stream => CachesToldBy::Stream,
+    }
 }
 
 /// The propagation lag as a CloudWatch Embedded Metric Format line.

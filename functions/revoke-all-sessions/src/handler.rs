@@ -1,3 +1,4 @@
+use active_sessions::cache::WriteThrough;
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service;
 use active_sessions::{Policy, ServiceError, SessionStore};
@@ -5,13 +6,26 @@ use lambda_http::{Body, Request, Response};
 
 /// `DELETE /v1/sessions[?scope=all|others]` and, for workspace admins (offboarding),
 /// `DELETE /v1/admin/users/{user_id}/sessions[?reason=...]`.
+/// With the write-through off: the stream alone tells the caches (tests, and deployments without
+/// a cache).
 pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
-    http::finish(http::API_DEADLINE, revoke_all(store, policy, &req)).await
+    handle_through(store, policy, &WriteThrough::off(), req).await
+}
+
+/// Once the watermark is committed, `caches` tells the token caches before the answer goes.
+pub async fn handle_through<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    caches: &WriteThrough,
+    req: Request,
+) -> Response<Body> {
+    http::finish(http::API_DEADLINE, revoke_all(store, policy, caches, &req)).await
 }
 
 async fn revoke_all<S: SessionStore>(
     store: &S,
     policy: &Policy,
+    caches: &WriteThrough,
     req: &Request,
 ) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "GET, DELETE")?;
@@ -20,6 +34,9 @@ async fn revoke_all<S: SessionStore>(
     let parsed = (|| Ok((http::subject(req)?, http::revoke_scope(req)?, http::note(req)?)))();
     let (subject, scope, note) = service::after_token(store, &caller.token, parsed, now).await?;
     let revoked = service::revoke_all(store, policy, &caller, &subject, scope, note, now).await?;
+    if let Some(notice) = &revoked.notice {
+        caches.tell(notice, service::now_ms()).await;
+    }
     Ok(http::json(200, &revoked))
 }
 

@@ -1,13 +1,31 @@
+use active_sessions::cache::WriteThrough;
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::{service, Policy, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `DELETE /v1/sessions/{id}` and, for workspace admins, `DELETE /v1/admin/users/{user_id}/sessions/{id}`.
+/// With the write-through off: the stream alone tells the caches (tests, and deployments without
+/// a cache).
 pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -> Response<Body> {
-    http::finish(http::API_DEADLINE, revoke(store, policy, &req)).await
+    handle_through(store, policy, &WriteThrough::off(), req).await
 }
 
-async fn revoke<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
+/// Once the revocation is committed, `caches` tells the token caches before the answer goes.
+pub async fn handle_through<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    caches: &WriteThrough,
+    req: Request,
+) -> Response<Body> {
+    http::finish(http::API_DEADLINE, revoke(store, policy, caches, &req)).await
+}
+
+async fn revoke<S: SessionStore>(
+    store: &S,
+    policy: &Policy,
+    caches: &WriteThrough,
+    req: &Request,
+) -> Result<Response<Body>, ServiceError> {
     // Your own session's path also takes PATCH (update-session); an admin's, DELETE only (any
     // other method on it is routed here).
     let allow = if req.uri().path().starts_with("/v1/admin/") { "DELETE" } else { "DELETE, PATCH" };
@@ -16,7 +34,9 @@ async fn revoke<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> R
     let now = service::now_ms();
     let parsed = (|| Ok((http::subject(req)?, http::session_id(req)?)))();
     let (subject, target) = service::after_token(store, &caller.token, parsed, now).await?;
-    service::revoke_session(store, policy, &caller, &subject, target, now).await?;
+    if let Some(notice) = service::revoke_session(store, policy, &caller, &subject, target, now).await? {
+        caches.tell(&notice, service::now_ms()).await;
+    }
     Ok(http::no_content())
 }
 

@@ -195,9 +195,14 @@ async function showReceipt(li, session, receiptPath) {
     if (r.complete || failed.length) {
       const times = [r.caches_invalidated_at, ...(r.products ?? []).map((p) => p.delivered_at)].filter(Boolean).map(Date.parse);
       const secs = ((Math.max(...times) - Date.parse(r.revoked_at)) / 1000).toFixed(1);
+      const cutOff = {
+        write_through: 'access cut off before the log-out finished',
+        stream: 'access cut off in the background',
+        window: 'access cut off within a minute',
+      }[r.caches_invalidated_by];
       line.textContent = failed.length
         ? `${names}: signed out here; ${failed.map((p) => appName(p.product)).join(', ')} did not confirm. Its sign-in ends with its own session.`
-        : `Signing out of ${names}… ✓ signed out everywhere (${secs} s)`;
+        : `Signing out of ${names}… ✓ signed out everywhere (${secs} s)${cutOff ? `; ${cutOff}` : ''}`;
       line.classList.add(failed.length ? 'warn' : 'done');
       return;
     }

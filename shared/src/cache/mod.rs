@@ -7,30 +7,37 @@
 //! Entries are keyed by the token's SHA-256, never the token. A cached "valid" carries the time it
 //! stops being trusted (`cached_until_ms`, at most one window after the DynamoDB read that made it);
 //! copying it between levels never extends it, so even with the fan-out down a revoked token dies
-//! within the window. The fan-out deletes L2 entries and publishes invalidations on a channel;
-//! long-running validators subscribe so their L1 drops entries as soon as it does. Redis being
-//! down never fails validation: it falls through to DynamoDB.
+//! within the window.
+//!
+//! A revocation tells the caches twice: the revoke itself before it answers (`WriteThrough`), and
+//! the stream's fan-out behind it. Each writes a revoked marker to L2 (a watermark for a revoke-all)
+//! and publishes the invalidation that long-running validators apply to their L1. A marker lives
+//! one window, and no fill overwrites it (L2: `SET .. NX`; L1: a tombstone), so a validation whose
+//! DynamoDB read began before the revoke never leaves "valid" behind it. Before L1 answers "valid",
+//! the validator makes sure every invalidation Redis sent it so far is applied (`sync`): a Lambda
+//! instance thawed after a freeze has them waiting in its socket. Redis being down never fails
+//! validation (it falls through to DynamoDB) nor a revoke (the stream repairs what it missed).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AppId, SessionId, UserId};
 use crate::error::ServiceError;
-use crate::model::Watermark;
+use crate::model::{CacheNotice, Watermark};
 use crate::service::{authenticate, Principal};
 use crate::store::SessionStore;
 use crate::token::{SessionToken, TokenHash};
 
 mod redis_client;
+mod scripts;
 mod wire;
 
 use redis_client::{open_subscription, Redis};
-pub use wire::{Invalidation, MacKey, CHANNEL};
-use wire::{TOKEN_KEY, WATERMARK_KEY};
+pub use wire::{token_key, watermark_key, Invalidation, MacKey, Teller, Told, CHANNEL};
 
 /// What the caches hold for a valid token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,15 +122,38 @@ fn forged(what: &'static str) {
     tracing::warn!(security_event = "cache_forgery", what, "a Redis value failed its MAC check; refused");
 }
 
+/// What L1 holds under a token's hash: a valid entry, or a revoked token's tombstone (from an
+/// invalidation), which no fill overwrites.
+#[derive(Clone)]
+enum L1Entry {
+    Valid(Arc<CachedSession>),
+    Revoked,
+}
+
+/// What a cache level says of a token.
+enum Answer<T> {
+    Valid(T),
+    Revoked,
+    Unknown,
+}
+
+/// How long a validation waits for the subscriber to apply what Redis has sent before L1 may
+/// answer; past it, L1 is skipped for that validation.
+const SYNC_TIMEOUT: Duration = Duration::from_millis(100);
+
+type SyncRequest = tokio::sync::oneshot::Sender<bool>;
+
 /// The two cache levels. Cheap to share behind an `Arc`.
 pub struct TokenCache {
     window_ms: i64,
-    l1: Option<moka::sync::Cache<String, Arc<CachedSession>>>,
+    l1: Option<moka::sync::Cache<String, L1Entry>>,
     /// Watermarks heard on the channel, so L1 honours a revoke-all before the sweep's records.
     l1_watermarks: moka::sync::Cache<UserId, Watermark>,
     /// Whether L1 may answer: false while a subscriber is not listening (its entries could miss
     /// invalidations).
     l1_live: std::sync::atomic::AtomicBool,
+    /// Set by `subscribe`: asks the subscriber to apply everything Redis has sent so far.
+    sync: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SyncRequest>>,
     redis: Option<Redis>,
 }
 
@@ -163,6 +193,7 @@ impl TokenCache {
             l1,
             l1_watermarks,
             l1_live: std::sync::atomic::AtomicBool::new(true),
+            sync: std::sync::OnceLock::new(),
             redis,
         })
     }
@@ -171,23 +202,57 @@ impl TokenCache {
         self.window_ms
     }
 
-    pub(crate) fn l1_get(&self, key: &str, now_ms: i64) -> Option<Arc<CachedSession>> {
-        if !self.l1_live.load(std::sync::atomic::Ordering::SeqCst) {
-            return None;
-        }
-        let entry = self.l1.as_ref()?.get(key)?;
-        let watermark = self.l1_watermarks.get(&entry.user_id);
-        if entry.trusted_at(now_ms, watermark.as_ref()) {
-            Some(entry)
-        } else {
-            self.drop_l1(key);
-            None
+    /// Opens the connection to Redis now (bounded), so that the first call after start-up does
+    /// not pay for it. A failure is only logged: calls connect again later.
+    pub async fn connect(&self) {
+        if let Some(redis) = &self.redis {
+            if let Err(e) = redis.con().await {
+                tracing::warn!(error = %e, "Redis not reachable at start-up; connecting on first use");
+            }
         }
     }
 
-    /// Whether L1 holds a trusted entry for this token hash (tests and benchmarks look with this).
+    /// What L1 says of a token. "Revoked" answers at once; "valid" only once the subscriber has
+    /// applied every invalidation Redis sent before this call (`sync`).
+    async fn l1_answer(&self, key: &str, now_ms: i64) -> Answer<Arc<CachedSession>> {
+        let Some(l1) = &self.l1 else { return Answer::Unknown };
+        if !self.l1_live.load(std::sync::atomic::Ordering::SeqCst) {
+            return Answer::Unknown;
+        }
+        match l1.get(key) {
+            None => return Answer::Unknown,
+            Some(L1Entry::Revoked) => return Answer::Revoked,
+            Some(L1Entry::Valid(_)) => {}
+        }
+        if !self.sync().await {
+            return Answer::Unknown;
+        }
+        match l1.get(key) {
+            None => Answer::Unknown,
+            Some(L1Entry::Revoked) => Answer::Revoked,
+            Some(L1Entry::Valid(entry)) => {
+                let watermark = self.l1_watermarks.get(&entry.user_id);
+                if entry.trusted_at(now_ms, watermark.as_ref()) {
+                    Answer::Valid(entry)
+                } else {
+                    self.drop_l1(key);
+                    Answer::Unknown
+                }
+            }
+        }
+    }
+
+    /// Whether L1 holds a trusted entry for this token hash (tests and benchmarks look with this;
+    /// no sync).
     pub fn l1_contains(&self, hash: &TokenHash, now_ms: i64) -> bool {
-        self.l1_get(hash.as_str(), now_ms).is_some()
+        let Some(L1Entry::Valid(entry)) = self.l1.as_ref().and_then(|l1| l1.get(hash.as_str())) else { return false };
+        let watermark = self.l1_watermarks.get(&entry.user_id);
+        self.l1_live.load(std::sync::atomic::Ordering::SeqCst) && entry.trusted_at(now_ms, watermark.as_ref())
+    }
+
+    /// Whether this validator has heard that the token (by its hash) is revoked.
+    pub fn heard(&self, hash: &str) -> bool {
+        matches!(self.l1.as_ref().and_then(|l1| l1.get(hash)), Some(L1Entry::Revoked))
     }
 
     pub fn drop_l1(&self, key: &str) {
@@ -196,10 +261,25 @@ impl TokenCache {
         }
     }
 
+    /// Puts a valid entry in L1, unless a tombstone is there: an invalidation that arrived while
+    /// the entry's read was in flight wins.
+    fn l1_fill(&self, key: &str, entry: &Arc<CachedSession>) {
+        if let Some(l1) = &self.l1 {
+            l1.entry_by_ref(key).and_compute_with(|current| match current.map(|e| e.into_value()) {
+                Some(L1Entry::Revoked) => moka::ops::compute::Op::Nop,
+                _ => moka::ops::compute::Op::Put(L1Entry::Valid(Arc::clone(entry))),
+            });
+        }
+    }
+
     /// Applies an invalidation to L1 (what the subscriber does with each message).
     pub fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::Token(hash) => self.drop_l1(hash),
+            Invalidation::Token(hash) => {
+                if let Some(l1) = &self.l1 {
+                    l1.insert(hash.clone(), L1Entry::Revoked);
+                }
+            }
             Invalidation::User { user, watermark } => {
                 // Messages may arrive out of order: keep what covers both, never less than before
                 // (an unknown kept session is not kept, which only costs cache misses).
@@ -214,9 +294,9 @@ impl TokenCache {
         }
     }
 
-    async fn l2_get(&self, key: &str, user: &UserId, now_ms: i64) -> Option<CachedSession> {
-        let redis = self.redis.as_ref()?;
-        let keys = [format!("{TOKEN_KEY}{key}"), format!("{WATERMARK_KEY}{user}")];
+    async fn l2_answer(&self, key: &str, user: &UserId, now_ms: i64) -> Answer<CachedSession> {
+        let Some(redis) = self.redis.as_ref() else { return Answer::Unknown };
+        let keys = [token_key(user, key), watermark_key(user)];
         let read = async {
             let mut con = redis.con().await?;
             redis.bounded(con.mget::<_, Vec<Option<String>>>(&keys)).await
@@ -225,42 +305,48 @@ impl TokenCache {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "L2 read failed; validating against DynamoDB");
-                return None;
+                return Answer::Unknown;
             }
         };
-        let Some(json) = redis.mac.open(&keys[0], values.first()?.as_deref()?) else {
+        let Some(Some(raw)) = values.first() else { return Answer::Unknown };
+        let Some(payload) = redis.mac.open(&keys[0], raw) else {
             forged("L2 token entry");
-            return None;
+            return Answer::Unknown;
         };
-        let entry: CachedSession = serde_json::from_str(json).ok()?;
+        if wire::decode_marker(payload).is_some() {
+            return Answer::Revoked;
+        }
+        let Ok(entry) = serde_json::from_str::<CachedSession>(payload) else { return Answer::Unknown };
         let watermark = values.get(1).cloned().flatten().and_then(|raw| {
             let Some(encoded) = redis.mac.open(&keys[1], &raw) else {
                 forged("L2 watermark");
                 return None;
             };
-            match Invalidation::decode(encoded) {
-                Some(Invalidation::User { watermark, .. }) => Some(watermark),
-                _ => None,
-            }
+            wire::decode_watermark(encoded).map(|(w, _)| w)
         });
-        (entry.user_id == *user && entry.trusted_at(now_ms, watermark.as_ref())).then_some(entry)
+        if entry.user_id == *user && entry.trusted_at(now_ms, watermark.as_ref()) {
+            Answer::Valid(entry)
+        } else {
+            Answer::Unknown
+        }
     }
 
+    /// Caches a valid entry in L1 and L2, never over a revoked marker or tombstone.
     pub(crate) async fn fill(&self, key: &str, entry: &CachedSession, now_ms: i64) {
-        if let Some(l1) = &self.l1 {
-            l1.insert(key.to_owned(), Arc::new(entry.clone()));
-        }
+        self.l1_fill(key, &Arc::new(entry.clone()));
         if let Some(redis) = &self.redis {
             let ttl_ms = u64::try_from(entry.cached_until_ms - now_ms).unwrap_or(0);
             if ttl_ms == 0 {
                 return;
             }
             let Ok(json) = serde_json::to_string(entry) else { return };
-            let redis_key = format!("{TOKEN_KEY}{key}");
+            let redis_key = token_key(&entry.user_id, key);
             let sealed = redis.mac.seal(&redis_key, &json);
+            // NX: a marker (or another validator's entry) is never overwritten.
             let write = async {
                 let mut con = redis.con().await?;
-                redis.bounded(con.pset_ex::<_, _, ()>(redis_key, sealed, ttl_ms)).await
+                let set = redis::cmd("SET").arg(&redis_key).arg(sealed).arg("PX").arg(ttl_ms).arg("NX").clone();
+                redis.bounded(set.query_async::<redis::Value>(&mut con)).await
             };
             if let Err(e) = write.await {
                 tracing::warn!(error = %e, "L2 write failed");
@@ -268,32 +354,84 @@ impl TokenCache {
         }
     }
 
-    /// The fan-out's side: drop a token everywhere and tell every validator.
-    pub async fn invalidate_token(&self, hash: &str) -> Result<(), redis::RedisError> {
-        self.drop_l1(hash);
-        if let Some(redis) = &self.redis {
-            let mut con = redis.con().await?;
-            redis.bounded(con.del::<_, ()>(format!("{TOKEN_KEY}{hash}"))).await?;
-            let message = redis.mac.seal(CHANNEL, &Invalidation::Token(hash.to_owned()).encode());
-            redis.bounded(con.publish::<_, _, i64>(CHANNEL, message)).await?;
+    /// Tells the caches a token is revoked: a revoked marker in L2 (unless one is there) and the
+    /// invalidation to every validator, in one round trip. `by` is who is telling. Returns who
+    /// told them first: an earlier marker's, or a write-through watermark's that covers the session
+    /// (`covered`: its sign-in time and id), or this call's.
+    pub async fn invalidate_token(
+        &self,
+        user: &UserId,
+        hash: &str,
+        covered: Option<(i64, SessionId)>,
+        by: Teller,
+        now_ms: i64,
+    ) -> Result<Told, redis::RedisError> {
+        let told = Told { at_ms: now_ms, by };
+        self.apply(&Invalidation::Token(hash.to_owned()));
+        let Some(redis) = &self.redis else { return Ok(told) };
+        let (key, wm_key) = (token_key(user, hash), watermark_key(user));
+        let marker = redis.mac.seal(&key, &wire::encode_marker(told));
+        let message = redis.mac.seal(CHANNEL, &Invalidation::Token(hash.to_owned()).encode());
+        let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
+        let mut con = redis.con().await?;
+        let script = redis::Script::new(scripts::MARK_TOKEN);
+        let mut call = script.prepare_invoke();
+        call.key(&key).key(&wm_key).arg(&marker).arg(ttl_ms).arg(CHANNEL).arg(&message);
+        let (kept, watermark): (Option<String>, Option<String>) =
+            redis.bounded(call.invoke_async(&mut con)).await?;
+        if let Some(raw) = kept {
+            match redis.mac.open(&key, &raw).and_then(wire::decode_marker) {
+                Some(earlier) => return Ok(earlier),
+                None => {
+                    // Planted by someone without the key: replace it with ours.
+                    forged("L2 revoked marker");
+                    redis.bounded(con.pset_ex::<_, _, ()>(&key, marker, ttl_ms)).await?;
+                }
+            }
         }
-        Ok(())
+        let by_watermark = covered.and_then(|(signed_in_at, session)| {
+            let (watermark, told) = wire::decode_watermark(redis.mac.open(&wm_key, watermark.as_deref()?)?)?;
+            let told = told.filter(|t| t.by == Teller::WriteThrough)?;
+            watermark.covers_at(signed_in_at, session).then_some(told)
+        });
+        Ok(by_watermark.unwrap_or(told))
     }
 
-    /// The fan-out's side of a revoke-all: L2 and every validator honour the watermark at once,
-    /// before the sweep's per-session records arrive. Kept for one window, as long as any entry.
-    pub async fn invalidate_user(&self, user: &UserId, watermark: Watermark) -> Result<(), redis::RedisError> {
+    /// Tells the caches about a revoke-all: L2 and every validator honour the watermark at once,
+    /// before the sweep's per-session records arrive. L2 keeps it for one window, and never trades
+    /// it for one that covers less. Returns who told them first (as `invalidate_token`).
+    pub async fn invalidate_user(
+        &self,
+        user: &UserId,
+        watermark: Watermark,
+        by: Teller,
+        now_ms: i64,
+    ) -> Result<Told, redis::RedisError> {
+        let told = Told { at_ms: now_ms, by };
         let inv = Invalidation::User { user: user.clone(), watermark };
         self.apply(&inv);
-        if let Some(redis) = &self.redis {
-            let mut con = redis.con().await?;
-            let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
-            let redis_key = format!("{WATERMARK_KEY}{user}");
-            let entry = redis.mac.seal(&redis_key, &inv.encode());
-            redis.bounded(con.pset_ex::<_, _, ()>(redis_key, entry, ttl_ms)).await?;
-            redis.bounded(con.publish::<_, _, i64>(CHANNEL, redis.mac.seal(CHANNEL, &inv.encode()))).await?;
+        let Some(redis) = &self.redis else { return Ok(told) };
+        let key = watermark_key(user);
+        let entry = redis.mac.seal(&key, &wire::encode_watermark(user, watermark, told));
+        let message = redis.mac.seal(CHANNEL, &inv.encode());
+        let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
+        let keep = watermark.keep.map(|k| k.to_string()).unwrap_or_default();
+        let mut con = redis.con().await?;
+        let script = redis::Script::new(scripts::MARK_WATERMARK);
+        let mut call = script.prepare_invoke();
+        call.key(&key).arg(&entry).arg(watermark.before_ms).arg(keep).arg(ttl_ms).arg(CHANNEL).arg(&message);
+        let kept: Option<String> = redis.bounded(call.invoke_async(&mut con)).await?;
+        let Some(raw) = kept else { return Ok(told) };
+        match redis.mac.open(&key, &raw).and_then(wire::decode_watermark) {
+            // The one kept covers this one: whoever wrote it told the caches at least this much.
+            Some((_, Some(earlier))) => Ok(earlier),
+            Some((_, None)) => Ok(told),
+            None => {
+                forged("L2 watermark");
+                redis.bounded(con.pset_ex::<_, _, ()>(&key, entry, ttl_ms)).await?;
+                Ok(told)
+            }
         }
-        Ok(())
     }
 
     /// Subscribes to the invalidation channel and applies every message to L1, for as long as the
@@ -303,11 +441,17 @@ impl TokenCache {
     /// the connection is down, every validation goes on to L2 or DynamoDB. When the
     /// connection drops it reconnects and subscribes again (backing off from 100 ms to 5 s), and
     /// empties L1, whose entries may have missed invalidations meanwhile.
+    ///
+    /// It also answers `sync`: it PINGs Redis on the subscription and, once the pong is back (Redis
+    /// sent it after every message before it, on the same connection), applies every message
+    /// received so far before answering.
     pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
         let Some(redis) = &self.redis else {
             return Ok(tokio::spawn(async {}));
         };
         let (client, mac) = (redis.client.clone(), redis.mac.clone());
+        let (sync_tx, mut sync_rx) = tokio::sync::mpsc::unbounded_channel::<SyncRequest>();
+        let _ = self.sync.set(sync_tx);
         let first = open_subscription(&client).await;
         if let Err(e) = &first {
             self.set_l1_live(false);
@@ -318,22 +462,47 @@ impl TokenCache {
             let mut subscription = first.ok();
             let mut backoff = Duration::from_millis(100);
             loop {
-                if let Some(mut pubsub) = subscription.take() {
+                if let Some(pubsub) = subscription.take() {
                     backoff = Duration::from_millis(100);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let Ok(raw) = msg.get_payload::<String>() else { continue };
-                        let Some(encoded) = mac.open(CHANNEL, &raw) else {
-                            forged("invalidation message");
-                            continue;
-                        };
-                        if let Some(inv) = Invalidation::decode(encoded) {
-                            cache.apply(&inv);
+                    let (mut sink, mut stream) = pubsub.split();
+                    loop {
+                        tokio::select! {
+                            biased;
+                            msg = stream.next() => match msg {
+                                Some(msg) => cache.receive(&mac, &msg),
+                                None => break,
+                            },
+                            Some(first) = sync_rx.recv() => {
+                                let mut waiting = vec![first];
+                                while let Ok(more) = sync_rx.try_recv() {
+                                    waiting.push(more);
+                                }
+                                let pong = redis_client::bounded(sink.ping::<redis::Value>()).await.is_ok();
+                                let mut open = true;
+                                while let Some(next) = stream.next().now_or_never() {
+                                    match next {
+                                        Some(msg) => cache.receive(&mac, &msg),
+                                        None => {
+                                            open = false;
+                                            break;
+                                        }
+                                    }
+                                }
+                                for w in waiting {
+                                    let _ = w.send(pong && open);
+                                }
+                                if !open {
+                                    break;
+                                }
+                            }
                         }
                     }
                     cache.set_l1_live(false);
                     cache.clear_l1();
                     tracing::warn!("invalidation channel lost; L1 off and emptied, reconnecting");
+                }
+                while let Ok(w) = sync_rx.try_recv() {
+                    let _ = w.send(false);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -351,6 +520,30 @@ impl TokenCache {
         }))
     }
 
+    /// One message from the channel: applied if it carries our MAC.
+    fn receive(&self, mac: &MacKey, msg: &redis::Msg) {
+        let Ok(raw) = msg.get_payload::<String>() else { return };
+        let Some(encoded) = mac.open(CHANNEL, &raw) else {
+            forged("invalidation message");
+            return;
+        };
+        if let Some(inv) = Invalidation::decode(encoded) {
+            self.apply(&inv);
+        }
+    }
+
+    /// Waits until the subscriber has applied every invalidation Redis sent before this call (one
+    /// PING round trip on the subscription, shared by the calls waiting at the time). True when L1
+    /// may answer: synced, or no subscriber (L1 is this process's alone).
+    async fn sync(&self) -> bool {
+        let Some(tx) = self.sync.get() else { return true };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        if tx.send(done).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(SYNC_TIMEOUT, answer).await, Ok(Ok(true)))
+    }
+
     fn set_l1_live(&self, live: bool) {
         self.l1_live.store(live, std::sync::atomic::Ordering::SeqCst);
     }
@@ -361,11 +554,74 @@ impl TokenCache {
             l1.invalidate_all();
         }
     }
+
+    /// Notes that Redis did not answer within a caller's own budget: calls skip it for a while.
+    fn note_timeout(&self) {
+        if let Some(redis) = &self.redis {
+            redis.note_timeout();
+        }
+    }
 }
 
-/// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is one hash and
-/// two lookups (the entry, then the user's watermark heard on the channel), with no allocation
-/// beyond the key.
+/// The revoke's side: tells the caches, after the revocation is committed and before the revoke
+/// answers, within a budget (`WRITE_THROUGH_BUDGET_MS`, 50; 0 turns it off). It never fails a
+/// revoke: a failure or a timeout is logged and counted (`WriteThroughFailed`), and the stream's
+/// fan-out tells the caches behind it.
+pub struct WriteThrough {
+    cache: Option<TokenCache>,
+    budget: Duration,
+}
+
+impl WriteThrough {
+    /// Tells nothing (no cache configured, or turned off): the stream alone tells the caches.
+    pub fn off() -> Self {
+        Self { cache: None, budget: Duration::ZERO }
+    }
+
+    /// A write-through to `config`'s cache (no L1: the revoke validates nothing through it), or off
+    /// when no Redis is configured or the budget is zero. Connects at once (bounded).
+    pub async fn new(config: &CacheConfig, budget: Duration) -> Result<Self, crate::config::ConfigError> {
+        if config.redis_url.is_none() || budget.is_zero() {
+            return Ok(Self::off());
+        }
+        let cache = TokenCache::new(&CacheConfig { l1_capacity: 0, ..config.clone() }).await?;
+        cache.connect().await;
+        Ok(Self { cache: Some(cache), budget })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Tells the caches what a committed revocation ended. `None` when off or failed.
+    pub async fn tell(&self, notice: &CacheNotice, now_ms: i64) -> Option<Told> {
+        let cache = self.cache.as_ref()?;
+        let telling = async {
+            match notice {
+                CacheNotice::Token { user, token_hash } => {
+                    cache.invalidate_token(user, token_hash, None, Teller::WriteThrough, now_ms).await
+                }
+                CacheNotice::User { user, watermark } => {
+                    cache.invalidate_user(user, *watermark, Teller::WriteThrough, now_ms).await
+                }
+            }
+        };
+        let failure = match tokio::time::timeout(self.budget, telling).await {
+            Ok(Ok(told)) => return Some(told),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => {
+                cache.note_timeout();
+                format!("no answer within {} ms", self.budget.as_millis())
+            }
+        };
+        tracing::warn!(error = %failure, "write-through failed; the stream's fan-out tells the caches");
+        crate::telemetry::emit_metric("WriteThroughFailed", "Count", 1, None);
+        None
+    }
+}
+
+/// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is two lookups (the
+/// entry, then the user's watermark heard on the channel) around one `sync`.
 pub async fn validate<S: SessionStore>(
     store: &S,
     cache: &TokenCache,
@@ -375,15 +631,22 @@ pub async fn validate<S: SessionStore>(
     let hash = token.hash();
     let key = hash.as_str();
     let owned_by_token = |e: &CachedSession| e.user_id == *token.user_id() && e.session_id == token.session_id();
-    if let Some(entry) = cache.l1_get(key, now_ms).filter(|e| owned_by_token(e)) {
-        return Ok(entry);
+    match cache.l1_answer(key, now_ms).await {
+        Answer::Revoked => return Err(ServiceError::InvalidToken),
+        Answer::Valid(entry) if owned_by_token(&entry) => return Ok(entry),
+        _ => {}
     }
-    if let Some(entry) = cache.l2_get(key, token.user_id(), now_ms).await.filter(owned_by_token) {
-        let entry = Arc::new(entry);
-        if let Some(l1) = &cache.l1 {
-            l1.insert(key.to_owned(), Arc::clone(&entry));
+    match cache.l2_answer(key, token.user_id(), now_ms).await {
+        Answer::Revoked => {
+            cache.apply(&Invalidation::Token(key.to_owned()));
+            return Err(ServiceError::InvalidToken);
         }
-        return Ok(entry);
+        Answer::Valid(entry) if owned_by_token(&entry) => {
+            let entry = Arc::new(entry);
+            cache.l1_fill(key, &entry);
+            return Ok(entry);
+        }
+        _ => {}
     }
     let principal = authenticate(store, token, now_ms).await?;
     let entry = CachedSession::from_principal(&principal, now_ms, cache.window_ms);
@@ -433,6 +696,22 @@ mod tests {
         assert!(validate(&store, &c, &token, now).await.is_ok());
         // ...until the invalidation arrives; then DynamoDB says no.
         c.apply(&Invalidation::Token(token.hash().as_str().to_owned()));
+        assert!(matches!(validate(&store, &c, &token, now).await, Err(ServiceError::InvalidToken)));
+    }
+
+    #[tokio::test]
+    async fn an_l1_fill_never_overwrites_a_revoked_tombstone() {
+        let store = MemoryStore::new();
+        let signed = crate::testing::sign_in(&store, "alice", ClientKind::Browser).await;
+        let token = SessionToken::parse(&signed.token).unwrap();
+        let c = cache(10, Duration::from_secs(60)).await;
+        let now = crate::service::now_ms();
+        let principal = crate::service::authenticate(&store, &token, now).await.unwrap();
+        let read_before_the_revoke = CachedSession::from_principal(&principal, now, 60_000);
+        c.apply(&Invalidation::Token(token.hash().as_str().to_owned()));
+        assert!(c.heard(token.hash().as_str()));
+        c.fill(token.hash().as_str(), &read_before_the_revoke, now).await;
+        assert!(!c.l1_contains(&token.hash(), now), "the stale fill won over the invalidation");
         assert!(matches!(validate(&store, &c, &token, now).await, Err(ServiceError::InvalidToken)));
     }
 

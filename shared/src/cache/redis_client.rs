@@ -45,6 +45,12 @@ impl Redis {
         }
     }
 
+    /// Notes that a call went unanswered within a caller's own, shorter budget: pauses as a
+    /// timeout of our own would.
+    pub(super) fn note_timeout(&self) {
+        self.failed(&timed_out());
+    }
+
     pub(super) async fn con(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
         if self.paused() {
             return Err(redis::RedisError::from(std::io::Error::new(

@@ -6,8 +6,18 @@ use crate::model::Watermark;
 
 /// The channel the fan-out publishes invalidations on.
 pub const CHANNEL: &str = "active-sessions:invalidations";
-pub(super) const TOKEN_KEY: &str = "as:tok:";
-pub(super) const WATERMARK_KEY: &str = "as:wm:";
+
+/// L2's key for a token (by its hash): a valid entry, or the revoked marker. The user is the key's
+/// hash tag, so a user's token and watermark share a slot and one MGET or script reads both, on a
+/// cluster (ElastiCache Serverless) as on one node. User ids hold no braces (`UserId::parse`).
+pub fn token_key(user: &UserId, hash: &str) -> String {
+    format!("as:{{{user}}}:tok:{hash}")
+}
+
+/// L2's key for a user's watermark.
+pub fn watermark_key(user: &UserId) -> String {
+    format!("as:{{{user}}}:wm")
+}
 
 /// An invalidation message: one token, or every session of a user a watermark covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +54,69 @@ impl Invalidation {
             _ => None,
         }
     }
+}
+
+/// Who told the caches a session ended: the revoke itself, before it answered (`WriteThrough`),
+/// or the stream's fan-out behind it (`Stream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teller {
+    WriteThrough,
+    Stream,
+}
+
+impl Teller {
+    fn code(self) -> &'static str {
+        match self {
+            Self::WriteThrough => "w",
+            Self::Stream => "s",
+        }
+    }
+
+    fn from_code(raw: &str) -> Option<Self> {
+        match raw {
+            "w" => Some(Self::WriteThrough),
+            "s" => Some(Self::Stream),
+            _ => None,
+        }
+    }
+}
+
+/// When, and by whom, the caches were told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Told {
+    pub at_ms: i64,
+    pub by: Teller,
+}
+
+/// The revoked marker L2 keeps under a revoked token's key for one window: `r|<at_ms>|<teller>`.
+/// A fill never overwrites it (`SET .. NX`), so no "valid" read before the revoke lands after it.
+pub(super) fn encode_marker(told: Told) -> String {
+    format!("r|{}|{}", told.at_ms, told.by.code())
+}
+
+/// `None` for anything that is not a marker (a valid entry's JSON starts with `{`).
+pub(super) fn decode_marker(raw: &str) -> Option<Told> {
+    let mut parts = raw.strip_prefix("r|")?.split('|');
+    let at_ms = parts.next()?.parse().ok()?;
+    let by = Teller::from_code(parts.next()?)?;
+    Some(Told { at_ms, by })
+}
+
+/// A user's watermark as L2 keeps it: the invalidation's own encoding, then when and by whom it
+/// was written (`u|<user>|<before_ms>|<keep>|<at_ms>|<teller>`). The invalidation's decoder reads
+/// the first four fields, so a value written before the last two were added still reads.
+pub(super) fn encode_watermark(user: &UserId, watermark: Watermark, told: Told) -> String {
+    format!("{}|{}|{}", Invalidation::User { user: user.clone(), watermark }.encode(), told.at_ms, told.by.code())
+}
+
+pub(super) fn decode_watermark(raw: &str) -> Option<(Watermark, Option<Told>)> {
+    let Some(Invalidation::User { watermark, .. }) = Invalidation::decode(raw) else { return None };
+    let mut rest = raw.splitn(6, '|').skip(4);
+    let told = match (rest.next(), rest.next()) {
+        (Some(at), Some(by)) => Some(Told { at_ms: at.parse().ok()?, by: Teller::from_code(by)? }),
+        _ => None,
+    };
+    Some((watermark, told))
 }
 
 /// The key that authenticates every L2 entry and every invalidation message (HMAC-SHA256), from
@@ -118,6 +191,22 @@ impl MacKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_and_watermarks_round_trip() {
+        let told = Told { at_ms: 1_780_000_000_123, by: Teller::WriteThrough };
+        assert_eq!(decode_marker(&encode_marker(told)), Some(told));
+        let told = Told { by: Teller::Stream, ..told };
+        assert_eq!(decode_marker(&encode_marker(told)), Some(told));
+        assert_eq!(decode_marker(r#"{"user_id":"alice"}"#), None, "a valid entry is no marker");
+        assert_eq!(decode_marker("r|12|x"), None);
+        let user = UserId::parse("alice").unwrap();
+        let watermark = Watermark { before_ms: 5, keep: Some(SessionId::new()) };
+        assert_eq!(decode_watermark(&encode_watermark(&user, watermark, told)), Some((watermark, Some(told))));
+        let bare = Invalidation::User { user, watermark }.encode();
+        assert_eq!(decode_watermark(&bare), Some((watermark, None)), "one written without the time");
+        assert_eq!(decode_watermark("t|ab"), None);
+    }
 
     #[test]
     fn only_what_was_sealed_for_the_context_with_the_key_opens() {

@@ -42,6 +42,10 @@ pub struct RevocationView {
     /// When the token caches let go of it (or, if Redis could not be told, when the propagation
     /// window ends every cached entry); null until the fan-out has seen the revocation.
     pub caches_invalidated_at: Option<String>,
+    /// Who told the caches: `write_through` (the revoke itself, before it answered), `stream`
+    /// (the fan-out behind it) or `window` (nobody reached Redis: entries end with the window);
+    /// null until known.
+    pub caches_invalidated_by: Option<crate::model::CachesToldBy>,
     pub products: Vec<ProductReceiptView>,
     /// The caches let go and every product is `delivered`.
     pub complete: bool,
@@ -98,6 +102,7 @@ pub async fn revocation<S: SessionStore>(
                 reason: session.revoke_reason,
                 revoked_by: revoked_by(session.revoked_by.as_deref(), member_view, policy.admin_id_visible_to_members),
                 caches_invalidated_at: session.caches_invalidated_at.map(rfc3339_ms),
+                caches_invalidated_by: session.caches_invalidated_by,
                 products,
                 complete,
             }
@@ -109,6 +114,7 @@ pub async fn revocation<S: SessionStore>(
             reason: None,
             revoked_by: None,
             caches_invalidated_at: None,
+            caches_invalidated_by: None,
             products: Vec::new(),
             complete: false,
         },

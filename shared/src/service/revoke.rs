@@ -9,11 +9,12 @@ use super::{bad, MAX_NOTE_LEN, SWEEP_CONCURRENCY, WATERMARK_RETRIES};
 use crate::config::Policy;
 use crate::domain::{SessionId, UserId};
 use crate::error::ServiceError;
-use crate::model::{Actor, AuditEvent, AuditScope, Revocation, RevokeReason, Session, SessionStatus, Watermark};
+use crate::model::{Actor, AuditEvent, CacheNotice, AuditScope, Revocation, RevokeReason, Session, SessionStatus, Watermark};
 use crate::store::{Audited, ReadSet, RevokeOutcome, SessionStore, StoreError};
 
 /// Revokes one session of the subject (never the caller's current one), with its audit event in
-/// the same transaction.
+/// the same transaction. Returns what the token caches must hear once it is committed (`None`
+/// when nothing was written).
 #[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
 pub async fn revoke_session<S: SessionStore>(
     store: &S,
@@ -22,14 +23,14 @@ pub async fn revoke_session<S: SessionStore>(
     subject: &Subject,
     target: SessionId,
     now_ms: i64,
-) -> Result<(), ServiceError> {
+) -> Result<Option<CacheNotice>, ServiceError> {
     let auth = authorize(store, &caller.token, subject, Some(target), now_ms).await?;
     if !auth.admin && target == auth.principal.session.session_id {
         return Err(ServiceError::CurrentSession);
     }
     let Some(session) = auth.session(target) else { return Err(ServiceError::NotFound) };
     if session.status == SessionStatus::Revoked || auth.watermark().is_some_and(|w| w.covers(session)) {
-        return Ok(()); // a repeat (revoked, or covered by a revoke-all): nothing to write
+        return Ok(None); // a repeat (revoked, or covered by a revoke-all): nothing to write
     }
     if session.is_expired_at(now_ms) {
         return Err(ServiceError::NotFound);
@@ -45,9 +46,9 @@ pub async fn revoke_session<S: SessionStore>(
     match store.revoke_session(&auth.target, target, &revocation, policy.tombstone_secs, Some(audited)).await? {
         RevokeOutcome::Revoked => {
             tracing::info!(target_session = %target, reason = ?reason, "session revoked");
-            Ok(())
+            Ok(Some(CacheNotice::Token { user: auth.target.clone(), token_hash: session.token_hash.clone() }))
         }
-        RevokeOutcome::AlreadyRevoked => Ok(()),
+        RevokeOutcome::AlreadyRevoked => Ok(None),
         RevokeOutcome::NotFound => Err(ServiceError::NotFound),
     }
 }
@@ -68,9 +69,12 @@ impl RevokeScope {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RevokedCount {
     pub revoked: u64,
+    /// What the token caches must hear once the watermark is committed (`None`: nothing written).
+    #[serde(skip)]
+    pub notice: Option<CacheNotice>,
 }
 
 /// An admin's free-text reason, checked: at most 200 characters of plain text (`is_plain_text`).
@@ -138,13 +142,14 @@ pub async fn revoke_all<S: SessionStore>(
         // a sign-in still in flight. A user's repeat writes nothing.
         if revoked == 0 && (!auth.admin || Some(new) == current) {
             tracing::info!(scope = ?scope, "revoke-all covers nothing new; nothing written");
-            return Ok(RevokedCount { revoked: 0 });
+            return Ok(RevokedCount { revoked: 0, notice: None });
         }
         event.count = revoked;
         match store.swap_watermark(&auth.target, current, new, &revocation, &event).await? {
             Ok(()) => {
                 tracing::info!(revoked, scope = ?scope, watermark = new.before_ms, "revoke-all watermark written");
-                return Ok(RevokedCount { revoked });
+                let notice = CacheNotice::User { user: auth.target.clone(), watermark: new };
+                return Ok(RevokedCount { revoked, notice: Some(notice) });
             }
             Err(in_force) => current = in_force,
         }
@@ -236,6 +241,7 @@ pub async fn record_expiry<S: SessionStore>(
         revoke_reason: Some(RevokeReason::Expired),
         expires_at: (now_secs + policy.tombstone_secs).max(keep_until_secs),
         caches_invalidated_at: None,
+        caches_invalidated_by: None,
         receipts: Default::default(),
         ..session.clone()
     };

@@ -85,6 +85,7 @@ pub async fn create_session<S: SessionStore>(
         expires_at: now_ms / 1000 + ttl,
         idle_timeout_secs: Some(lifetime.idle_secs.saturating_add(policy.last_active_interval_secs)),
         caches_invalidated_at: None,
+        caches_invalidated_by: None,
         receipts: Default::default(),
     };
     match store.create_session(&session).await {

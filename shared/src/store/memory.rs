@@ -355,13 +355,17 @@ impl SessionStore for MemoryStore {
         user: &UserId,
         session: SessionId,
         at_ms: i64,
+        by: crate::model::CachesToldBy,
         products: &[String],
         keep_until_secs: i64,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if let Some(s) = inner.sessions.get_mut(user).and_then(|m| m.get_mut(&session)) {
             if s.status == SessionStatus::Revoked {
-                s.caches_invalidated_at.get_or_insert(at_ms);
+                if s.caches_invalidated_at.is_none() {
+                    s.caches_invalidated_at = Some(at_ms);
+                    s.caches_invalidated_by = Some(by);
+                }
                 s.expires_at = s.expires_at.max(keep_until_secs);
                 if s.receipts.is_empty() {
                     s.receipts =

@@ -243,7 +243,8 @@ pub trait SessionStore: Send + Sync {
         receipt: &crate::model::ProductReceipt,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Records when the token caches let go of a revoked session (the first time only) and, in
+    /// Records when the token caches let go of a revoked session, and who told them (the first
+    /// time only) and, in
     /// the same write, a `pending` receipt with no attempt for each of `products` if the
     /// tombstone has no receipts yet: from then on, the products still to tell are on record. The
     /// tombstone is kept at least until `keep_until_secs` (epoch seconds), so that what is owed
@@ -253,6 +254,7 @@ pub trait SessionStore: Send + Sync {
         user: &UserId,
         session: SessionId,
         at_ms: i64,
+        by: crate::model::CachesToldBy,
         products: &[String],
         keep_until_secs: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -436,7 +436,7 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
     validate(&table.store, &validator, &token, now).await.expect("valid at first");
     assert!(validator.l1_contains(&token.hash(), now), "warm L1");
     let mut redis = integration_tests::stack_redis().await;
-    let l2_key = format!("as:tok:{}", token.hash().as_str());
+    let l2_key = active_sessions::cache::token_key(token.user_id(), token.hash().as_str());
     assert!(redis.get::<_, Option<String>>(&l2_key).await.unwrap().is_some(), "L2 filled");
     let before = introspect(&api, &victim.token).await;
     assert_eq!(before["active"], true, "{before}");
@@ -451,7 +451,7 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
         if l1_gone.is_none() && !validator.l1_contains(&token.hash(), now) {
             l1_gone = Some(revoked_at.elapsed());
         }
-        if l2_gone.is_none() && redis.get::<_, Option<String>>(&l2_key).await.unwrap().is_none() {
+        if l2_gone.is_none() && !integration_tests::l2_valid(redis.get(&l2_key).await.unwrap()) {
             l2_gone = Some(revoked_at.elapsed());
         }
         assert!(std::time::Instant::now() < deadline, "caches still hold the token: L1 {l1_gone:?} L2 {l2_gone:?}");
@@ -466,6 +466,57 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
     let claims = verify_logout(deliveries[0]["token"].as_str().unwrap(), &jwks().await);
     assert_eq!((claims.sub.as_str(), claims.aud.as_str()), (user.as_str(), "local-product"));
     assert!(claims.events.get(active_sessions::logout::EVENT).is_some());
+}
+
+/// Write-through: once a revoke has answered, no check started after it answers "valid" from any
+/// cache: not a warm L1 in another process (this one, subscribed), not L2, not introspection. The
+/// stream's fan-out is still running behind it, but nothing here waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_answers_valid_once_the_revoke_has_answered() {
+    use active_sessions::cache::{validate, TokenCache};
+    use active_sessions::token::SessionToken;
+
+    let mut api = Api::new();
+    let table = TestTable::e2e().await;
+    let config = integration_tests::stack_cache();
+    let validator = std::sync::Arc::new(TokenCache::new(&config).await.expect("cache"));
+    validator.subscribe().await.expect("subscribed");
+    // Another process's caches: no L1, so what it answers comes from L2 or DynamoDB.
+    let l2_only = TokenCache::new(&active_sessions::cache::CacheConfig { l1_capacity: 0, ..config.clone() })
+        .await
+        .expect("cache");
+
+    let user = unique_user("through");
+    let me = api.sign_in(&user, "browser").await;
+    let mut victims = Vec::new();
+    for _ in 0..3 {
+        victims.push(api.sign_in(&user, "mobile_app").await);
+    }
+    for v in &victims {
+        let token = SessionToken::parse(&v.token).unwrap();
+        let now = active_sessions::service::now_ms();
+        validate(&table.store, &validator, &token, now).await.expect("valid at first");
+        validate(&table.store, &l2_only, &token, now).await.expect("valid at first");
+        assert!(validator.l1_contains(&token.hash(), now), "warm L1");
+        assert_eq!(introspect(&api, &v.token).await["active"], true);
+    }
+    async fn refused_everywhere(api: &Api, table: &TestTable, caches: [&TokenCache; 2], v: &Signed, what: &str) {
+        let token = SessionToken::parse(&v.token).unwrap();
+        let now = active_sessions::service::now_ms();
+        assert!(validate(&table.store, caches[0], &token, now).await.is_err(), "{what}: a warm L1 said valid");
+        assert!(validate(&table.store, caches[1], &token, now).await.is_err(), "{what}: L2 said valid");
+        assert_eq!(introspect(api, &v.token).await, json!({"active": false}), "{what}: introspection");
+    }
+
+    // One session.
+    assert_eq!(api.revoke(&me.token, &victims[0].id).await.0, 204);
+    refused_everywhere(&api, &table, [&validator, &l2_only], &victims[0], "revoke one").await;
+    // All the others: the watermark.
+    assert_eq!(api.revoke_all(&me.token, "?scope=others").await, (200, json!({"revoked": 2})));
+    for v in &victims[1..] {
+        refused_everywhere(&api, &table, [&validator, &l2_only], v, "revoke others").await;
+    }
+    assert_eq!(introspect(&api, &me.token).await["active"], true, "the current session is kept");
 }
 
 /// The logout deliveries the stand-in product received for a session, once there are `n`.
@@ -586,6 +637,8 @@ async fn a_revocation_receipt_completes_once_caches_and_products_let_go() {
     eprintln!("receipt complete {:?} after the revoke returned: {receipt}", revoked_at.elapsed());
     assert_eq!(receipt["reason"], "user_logout");
     assert!(receipt["caches_invalidated_at"].as_str().unwrap() >= receipt["revoked_at"].as_str().unwrap());
+    // The revoke told the caches itself, before it answered; the fan-out found its marker.
+    assert_eq!(receipt["caches_invalidated_by"], "write_through", "{receipt}");
     let products = receipt["products"].as_array().unwrap();
     assert_eq!(products.len(), 1, "{receipt}");
     assert_eq!(

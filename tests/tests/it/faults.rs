@@ -44,7 +44,7 @@ async fn with_redis_down_validation_answers_from_dynamodb() {
     t.store.revoke_session(token.user_id(), token.session_id(), &revocation, 60, None).await.unwrap();
     assert!(validate(&t.store, &cache, &token, service::now_ms()).await.is_err(), "revoked, Redis or not");
     // The fan-out sees the failure (it logs it and goes on: the propagation window bounds it).
-    assert!(cache.invalidate_token(token.hash().as_str()).await.is_err());
+    assert!(cache.invalidate_token(token.user_id(), token.hash().as_str(), None, active_sessions::cache::Teller::Stream, active_sessions::service::now_ms()).await.is_err());
 }
 
 /// Defect 8: after redis-server restarts, the validator's subscriber reconnects and subscribes
@@ -89,11 +89,63 @@ async fn the_l1_subscriber_survives_a_redis_restart() {
         assert!(Instant::now() < deadline, "L1 never came back on after the restart");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    fanout.invalidate_token(token.hash().as_str()).await.expect("the fan-out reaches the restarted Redis");
+    fanout.invalidate_token(token.user_id(), token.hash().as_str(), None, active_sessions::cache::Teller::Stream, active_sessions::service::now_ms()).await.expect("the fan-out reaches the restarted Redis");
     let deadline = Instant::now() + Duration::from_secs(2);
     while validator.l1_contains(&token.hash(), service::now_ms()) {
         assert!(Instant::now() < deadline, "the invalidation never reached the warm L1");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(redis);
+}
+
+/// A validation whose DynamoDB read answered "valid" just before a revoke, and whose answer is
+/// still in flight when the invalidation comes: it may answer its own caller (that check started
+/// before the revoke), but it must not leave "valid" in L1 or L2 for the checks that start after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_in_flight_across_an_invalidation_never_refills_the_caches() {
+    use active_sessions::testing::ChaosStore;
+    use integration_tests::OwnServer;
+    use std::sync::Arc;
+
+    let t = TestTable::new().await;
+    let redis = OwnServer::redis(None);
+    let config = integration_tests::own_cache(&format!("redis://127.0.0.1:{}/", redis.port));
+    let validator = Arc::new(TokenCache::new(&config).await.unwrap());
+    let _subscriber = validator.subscribe().await.expect("subscribed");
+    let fanout = TokenCache::new(&config).await.unwrap();
+    // Another process: no L1, so it answers from L2 or DynamoDB.
+    let l2_only = TokenCache::new(&CacheConfig { l1_capacity: 0, ..config.clone() }).await.unwrap();
+    let store = Arc::new(t.store.clone());
+    let signed = sign_in(store.as_ref(), "alice", ClientKind::Browser).await;
+    let token = SessionToken::parse(&signed.token).unwrap();
+
+    let chaos = Arc::new(ChaosStore::new(Arc::clone(&store), 1));
+    let hold = chaos.hold_reads();
+    let in_flight = tokio::spawn({
+        let (chaos, validator, token) = (Arc::clone(&chaos), Arc::clone(&validator), token.clone());
+        async move { validate(chaos.as_ref(), &validator, &token, service::now_ms()).await.is_ok() }
+    });
+    hold.reached().await;
+    let revocation = Revocation {
+        at_ms: service::now_ms(),
+        actor: Actor::User,
+        actor_id: "alice".into(),
+        reason: RevokeReason::UserLogout,
+        source_ip: None,
+    };
+    store.revoke_session(token.user_id(), token.session_id(), &revocation, 60, None).await.unwrap();
+    fanout.invalidate_token(token.user_id(), token.hash().as_str(), None, active_sessions::cache::Teller::Stream, active_sessions::service::now_ms()).await.expect("invalidated");
+    // The validator's subscriber has heard it (its own invalidation round trip, not a sleep).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !validator.heard(token.hash().as_str()) {
+        assert!(Instant::now() < deadline, "the invalidation never reached the validator");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    hold.release();
+    assert!(in_flight.await.unwrap(), "the check that started before the revoke may say valid");
+
+    let now = service::now_ms();
+    assert!(validate(store.as_ref(), &l2_only, &token, now).await.is_err(), "L2 was refilled with valid");
+    assert!(!validator.l1_contains(&token.hash(), now), "L1 was refilled with valid");
+    assert!(validate(store.as_ref(), &validator, &token, now).await.is_err(), "L1 was refilled with valid");
 }

@@ -15,3 +15,4 @@ mod reload;
 mod security;
 mod sqs;
 mod template;
+mod writethrough;

@@ -336,7 +336,7 @@ async fn forged_cache_entries_and_messages_are_refused() {
         cached_until_ms: now + 60_000,
     };
     let json = serde_json::to_string(&entry).unwrap();
-    let key = format!("as:tok:{}", made_up.hash().as_str());
+    let key = active_sessions::cache::token_key(made_up.user_id(), made_up.hash().as_str());
     let not_ours = MacKey::from_bytes(&[1; 32]).unwrap().seal(&key, &json);
     for (what, value) in [("a plain entry", json.clone()), ("an entry sealed with another key", not_ours)] {
         raw.set::<_, _, ()>(&key, value).await.unwrap();
@@ -350,9 +350,9 @@ async fn forged_cache_entries_and_messages_are_refused() {
     let real = active_sessions::testing::sign_in(&store, "victim", ClientKind::Browser).await;
     let real = SessionToken::parse(&real.token).unwrap();
     validate(&store, &TokenCache::new(&config).await.unwrap(), &real, now).await.unwrap();
-    let genuine: String = raw.get(format!("as:tok:{}", real.hash().as_str())).await.unwrap();
+    let genuine: String = raw.get(active_sessions::cache::token_key(real.user_id(), real.hash().as_str())).await.unwrap();
     let guessed = SessionToken::generate(real.user_id(), real.session_id()).unwrap();
-    raw.set::<_, _, ()>(format!("as:tok:{}", guessed.hash().as_str()), genuine).await.unwrap();
+    raw.set::<_, _, ()>(active_sessions::cache::token_key(guessed.user_id(), guessed.hash().as_str()), genuine).await.unwrap();
     let answer = validate(&store, &validator, &guessed, now).await;
     assert!(matches!(answer, Err(ServiceError::InvalidToken)), "a copied entry was trusted: {answer:?}");
 
@@ -363,7 +363,7 @@ async fn forged_cache_entries_and_messages_are_refused() {
     assert_eq!(heard, 1, "the validator is subscribed");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(validator.l1_contains(&real.hash(), now), "a forged invalidation was applied");
-    TokenCache::new(&config).await.unwrap().invalidate_token(real.hash().as_str()).await.unwrap();
+    TokenCache::new(&config).await.unwrap().invalidate_token(real.user_id(), real.hash().as_str(), None, active_sessions::cache::Teller::Stream, service::now_ms()).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while validator.l1_contains(&real.hash(), service::now_ms()) {
         assert!(std::time::Instant::now() < deadline, "the genuine invalidation never arrived");
@@ -382,7 +382,7 @@ async fn the_cache_logs_in_to_redis_and_strangers_cannot() {
     let store = active_sessions::store::MemoryStore::new();
     let me = active_sessions::testing::sign_in(&store, "redis-auth", ClientKind::Browser).await;
     let token = SessionToken::parse(&me.token).unwrap();
-    let key = format!("as:tok:{}", token.hash().as_str());
+    let key = active_sessions::cache::token_key(token.user_id(), token.hash().as_str());
     let now = service::now_ms();
 
     let stranger = CacheConfig { redis_username: None, redis_password: None, ..config.clone() };

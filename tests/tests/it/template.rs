@@ -727,6 +727,8 @@ fn every_permission_is_named_and_scoped() {
                 let allowed = match owner.as_str() {
                     o if o.contains("RevocationFanout") => ["BackchannelSecretArn", "CacheSecretArn"].as_slice(),
                     o if o.contains("IntrospectToken") => ["CacheSecretArn"].as_slice(),
+                    // The write-through: the cache's secret, never the back-channel key.
+                    o if o.contains("RevokeSession") || o.contains("RevokeAllSessions") => ["CacheSecretArn"].as_slice(),
                     // The public function reads the published public keys, never the signing key.
                     o if o.contains("GetJwks") || o == "get-jwks" => ["BackchannelJwksSecretArn"].as_slice(),
                     // It signs the logout tokens it retries.
@@ -768,6 +770,65 @@ fn every_permission_is_named_and_scoped() {
             }
         }
     }
+}
+
+/// The revoke functions tell the caches before they answer: with a cache, they join its VPC
+/// (with the role that lets Lambda attach them), are given its URL, its secret and the budget, and
+/// read no other secret; the read-only functions stay out of the VPC and know no cache. The
+/// subnets' description names what they must reach (DynamoDB, Secrets Manager, X-Ray).
+#[test]
+fn the_revoke_functions_reach_the_cache_and_nothing_more() {
+    let doc = template();
+    let text = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let functions = resources_of(&doc, "AWS::Serverless::Function");
+    let roles = resources_of(&doc, "AWS::IAM::Role");
+    for (f, role) in [("RevokeSessionFunction", "RevokeSessionRole"), ("RevokeAllSessionsFunction", "RevokeAllSessionsRole")] {
+        let props = &functions[f]["Properties"];
+        let vpc = text(&props["VpcConfig"]);
+        assert!(vpc.contains("JoinVpc") && vpc.contains("CacheSubnetIds") && vpc.contains("CacheSecurityGroupIds"), "{f}: {vpc}");
+        let env = text(&props["Environment"]);
+        for var in ["REDIS_URL", "CACHE_SECRET_ARN", "WRITE_THROUGH_BUDGET_MS"] {
+            assert!(env.contains(var), "{f} lacks {var}: {env}");
+        }
+        assert!(!env.contains("BACKCHANNEL"), "{f}: {env}");
+        let role = text(&roles[role]);
+        assert!(role.contains("AWSLambdaVPCAccessExecutionRole"), "{f} cannot attach to the VPC: {role}");
+        assert!(!role.contains("Backchannel"), "{f} may read the back-channel key: {role}");
+    }
+    for f in ["ListSessionsFunction", "ListSessionEventsFunction", "GetRevocationFunction", "ListMembersFunction"] {
+        let props = text(&functions[f]["Properties"]);
+        assert!(!props.contains("VpcConfig") && !props.contains("REDIS_URL"), "{f} joins the cache: {props}");
+    }
+    let params = &doc["Parameters"];
+    let subnets = text(&params["CacheSubnetIds"]);
+    for needed in ["DynamoDB", "Secrets Manager", "X-Ray", "revoke"] {
+        assert!(subnets.contains(needed), "CacheSubnetIds does not say {needed}: {subnets}");
+    }
+    let budget = &params["WriteThroughBudgetMs"];
+    assert_eq!((budget["Default"].as_u64(), budget["MinValue"].as_u64()), (Some(50), Some(0)), "{budget:?}");
+}
+
+/// Only the functions that talk to the cache link a Redis client (the `cache` feature of the shared
+/// crate): the read-only ones start without it.
+#[test]
+fn only_the_functions_that_talk_to_the_cache_link_redis() {
+    let talk = ["introspect-token", "revocation-fanout", "revoke-session", "revoke-all-sessions"];
+    let root = integration_tests::repo_root();
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(format!("{root}/functions")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let manifest: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml")).unwrap()).unwrap();
+        let features = manifest["dependencies"]
+            .get("active-sessions")
+            .and_then(|d| d.get("features"))
+            .and_then(|f| f.as_array())
+            .map(|f| f.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        assert_eq!(features.iter().any(|f| f == "cache"), talk.contains(&name.as_str()), "{name}: {features:?}");
+        seen.push(name);
+    }
+    assert!(seen.len() >= 13, "{seen:?}");
 }
 
 /// The public, unauthenticated, cacheable function never reads a private key. Its role may read the

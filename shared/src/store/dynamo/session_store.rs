@@ -467,13 +467,17 @@ impl SessionStore for DynamoStore {
         user: &UserId,
         session: SessionId,
         at_ms: i64,
+        by: crate::model::CachesToldBy,
         products: &[String],
         keep_until_secs: i64,
     ) -> Result<(), StoreError> {
         // One write in the usual case, where the tombstone outlives the retries anyway; a second
         // that also extends its life when it would not.
         for extend in [false, true] {
-            let mut set = vec!["CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)"];
+            let mut set = vec![
+                "CachesInvalidatedAt = if_not_exists(CachesInvalidatedAt, :at)",
+                "CachesInvalidatedBy = if_not_exists(CachesInvalidatedBy, :by)",
+            ];
             let mut condition = String::from("attribute_exists(PK) AND #status = :revoked");
             let mut request = self
                 .client
@@ -483,6 +487,7 @@ impl SessionStore for DynamoStore {
                 .expression_attribute_names("#status", "Status")
                 .expression_attribute_names("#expires", keys::EXPIRES_AT)
                 .expression_attribute_values(":at", n(at_ms))
+                .expression_attribute_values(":by", attr(by)?)
                 .expression_attribute_values(":keep", n(keep_until_secs))
                 .expression_attribute_values(":revoked", attr(SessionStatus::Revoked)?);
             if extend {
