@@ -109,7 +109,11 @@ async fn write_through_cost(table: &TestTable, config: &CacheConfig, tag: &str) 
             let res = revoke_session::handle_through(&table.store, &policy, through, req).await;
             let took = started.elapsed();
             assert_eq!(res.status(), 204);
-            if i % 2 == 0 { with.push(took) } else { without.push(took) }
+            if i % 2 == 0 {
+                with.push(took)
+            } else {
+                without.push(took)
+            }
         }
     }
     (quantiles(with).unwrap().0, quantiles(without).unwrap().0)
@@ -219,8 +223,14 @@ async fn main() {
     }
 
     let revoke = quantiles(outcomes.iter().map(|o| o.revoke).collect()).unwrap();
-    println!("  revoke over HTTP (gateway + function)  p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms", revoke.0, revoke.1, revoke.2);
-    println!("  raw Redis PUBLISH round trip           p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms", publish.0, publish.1, publish.2);
+    println!(
+        "  revoke over HTTP (gateway + function)  p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+        revoke.0, revoke.1, revoke.2
+    );
+    println!(
+        "  raw Redis PUBLISH round trip           p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        publish.0, publish.1, publish.2
+    );
     if let Some((p50, p99, max)) = l1_hit {
         println!("  an L1 \"valid\" (sync: one PING)        p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  max {max:>7.2} ms");
     }
@@ -235,13 +245,19 @@ async fn main() {
             missing = 0;
             for (_, t) in &targets {
                 let user = SessionToken::parse(&t.token).unwrap().user_id().clone();
-                let set = active_sessions::store::ReadSet { sessions: vec![(user.clone(), t.session_id)], ..Default::default() };
+                let set = active_sessions::store::ReadSet {
+                    sessions: vec![(user.clone(), t.session_id)],
+                    ..Default::default()
+                };
                 let read = table.store.read(&set).await.expect("read");
                 let done = read.sessions.get(&(user, t.session_id)).is_some_and(|s| s.caches_invalidated_at.is_some());
                 missing += usize::from(!done);
             }
         }
-        println!("  lost: {missing} of {} revocations without the caches' receipt 120 s after Redis resumed (must be 0)", targets.len());
+        println!(
+            "  lost: {missing} of {} revocations without the caches' receipt 120 s after Redis resumed (must be 0)",
+            targets.len()
+        );
         return;
     }
     let l1: Vec<_> = outcomes.iter().map(|o| o.l1).collect();
@@ -258,6 +274,10 @@ async fn main() {
     }
     if variant == "fanout-down" {
         let all = l1.iter().chain(&intro).all(|x| x.is_some_and(|d| d <= window));
-        println!("  every revoked token refused within the {}s window: {}", window.as_secs(), if all { "yes" } else { "NO" });
+        println!(
+            "  every revoked token refused within the {}s window: {}",
+            window.as_secs(),
+            if all { "yes" } else { "NO" }
+        );
     }
 }

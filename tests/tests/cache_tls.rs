@@ -116,7 +116,16 @@ async fn invalidations_travel_over_tls() {
     }
 
     let fanout = TokenCache::new(&config).await.expect("a rediss:// cache");
-    fanout.invalidate_token(token.user_id(), token.hash().as_str(), None, active_sessions::cache::Teller::Stream, active_sessions::service::now_ms()).await.expect("DEL and PUBLISH over TLS");
+    fanout
+        .invalidate_token(
+            token.user_id(),
+            token.hash().as_str(),
+            None,
+            active_sessions::cache::Teller::Stream,
+            active_sessions::service::now_ms(),
+        )
+        .await
+        .expect("DEL and PUBLISH over TLS");
     let deadline = Instant::now() + Duration::from_secs(5);
     while validator.l1_contains(&token.hash(), now_ms()) {
         assert!(Instant::now() < deadline, "the invalidation never reached the validator over TLS");
@@ -127,6 +136,18 @@ async fn invalidations_travel_over_tls() {
     let plain = TokenCache::new(&CacheConfig { redis_url: Some(format!("redis://localhost:{port}/")), ..config })
         .await
         .unwrap();
-    assert!(plain.invalidate_token(token.user_id(), token.hash().as_str(), None, active_sessions::cache::Teller::Stream, active_sessions::service::now_ms()).await.is_err(), "plain TCP must not work on the TLS port");
+    assert!(
+        plain
+            .invalidate_token(
+                token.user_id(),
+                token.hash().as_str(),
+                None,
+                active_sessions::cache::Teller::Stream,
+                active_sessions::service::now_ms()
+            )
+            .await
+            .is_err(),
+        "plain TCP must not work on the TLS port"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -52,7 +52,17 @@ mod tests {
         let user = UserId::parse("alice").unwrap();
         // The caches let go; the products are on record before any is told: not complete.
         let products = ["chat-web".to_owned(), "codex".to_owned()];
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms(), CachesToldBy::WriteThrough, &products, 0).await.unwrap();
+        store
+            .record_caches_invalidated(
+                &user,
+                other.session_id,
+                service::now_ms(),
+                CachesToldBy::WriteThrough,
+                &products,
+                0,
+            )
+            .await
+            .unwrap();
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], false, "{body}");
         assert_eq!(body["caches_invalidated_by"], "write_through", "{body}");
@@ -116,7 +126,17 @@ mod tests {
         let revoke = with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(&me.token)), &[("id", &id)]);
         assert_eq!(service_revoke(&store, revoke).await, 204);
         let user = UserId::parse("alice").unwrap();
-        store.record_caches_invalidated(&user, other.session_id, service::now_ms() + 60_000, CachesToldBy::Window, &[], 0).await.unwrap();
+        store
+            .record_caches_invalidated(
+                &user,
+                other.session_id,
+                service::now_ms() + 60_000,
+                CachesToldBy::Window,
+                &[],
+                0,
+            )
+            .await
+            .unwrap();
         let (_, _, body) = parts(&handle(&store, &Policy::default(), get_req(&me.token, &id)).await);
         assert_eq!(body["complete"], false, "{body}");
     }

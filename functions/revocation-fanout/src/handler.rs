@@ -1,8 +1,8 @@
 use active_sessions::breaker::ProductGuards;
 use active_sessions::cache::{Teller, TokenCache};
 use active_sessions::domain::{SessionId, UserId};
-use active_sessions::model::CachesToldBy;
 use active_sessions::logout::{Backchannel, RetryPolicy};
+use active_sessions::model::CachesToldBy;
 use active_sessions::queue::RetryQueue;
 use active_sessions::service::{self, sweep_watermark, Courier};
 use active_sessions::telemetry::emit_metric;
@@ -187,7 +187,11 @@ async fn tell<S: SessionStore, Q: RetryQueue>(
     // watermark covering this session), else now that this call told them; if Redis could not be
     // told, when the window ends every cached entry (the latest they can live).
     let covered = Some((ended.signed_in_at, session));
-    let (caches_at, by) = match f.cache.invalidate_token(user, ended.token_hash, covered, Teller::Stream, service::now_ms()).await {
+    let (caches_at, by) = match f
+        .cache
+        .invalidate_token(user, ended.token_hash, covered, Teller::Stream, service::now_ms())
+        .await
+    {
         Ok(told) => (told.at_ms, told_by(told.by)),
         Err(e) => {
             tracing::warn!(user_id = %user, session_id = %session, error = %e, "token cache not told; the entry ends with the window");

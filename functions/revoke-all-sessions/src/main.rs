@@ -9,7 +9,8 @@ async fn main() -> Result<(), Error> {
     let policy = config.policy;
     let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
     // The cache's secret only (never the back-channel key): the write-through to L2 and the channel.
-    let caches = WriteThrough::new(&CacheConfig::load(&config.timeouts).await?, CacheConfig::write_through_budget()?).await?;
+    let caches =
+        WriteThrough::new(&CacheConfig::load(&config.timeouts).await?, CacheConfig::write_through_budget()?).await?;
     let (store, policy, caches) = (&store, &policy, &caches);
     telemetry::run_http(service_fn(move |req: Request| async move {
         Ok::<_, Error>(revoke_all_sessions::handle_through(store, policy, caches, req).await)

@@ -12,7 +12,7 @@
 //! A revocation tells the caches twice: the revoke itself before it answers (`WriteThrough`), and
 //! the stream's fan-out behind it. Each writes a revoked marker to L2 (a watermark for a revoke-all)
 //! and publishes the invalidation that long-running validators apply to their L1. A marker lives
-//! one window, and no fill overwrites it (L2: `SET .. NX`; L1: a tombstone), so a validation whose
+//! one window, and no fill overwrites it (L2: a script; L1: a tombstone), so a validation whose
 //! DynamoDB read began before the revoke never leaves "valid" behind it. Before L1 answers "valid",
 //! the validator makes sure every invalidation Redis sent it so far is applied (`sync`): a Lambda
 //! instance thawed after a freeze has them waiting in its socket. Redis being down never fails
@@ -250,6 +250,15 @@ impl TokenCache {
         self.l1_live.load(std::sync::atomic::Ordering::SeqCst) && entry.trusted_at(now_ms, watermark.as_ref())
     }
 
+    /// L1's valid entry for a token hash, as it is (tests look with this; no sync, no checks).
+    #[cfg(test)]
+    pub(crate) fn l1_valid(&self, key: &str) -> Option<Arc<CachedSession>> {
+        match self.l1.as_ref()?.get(key)? {
+            L1Entry::Valid(entry) => Some(entry),
+            L1Entry::Revoked => None,
+        }
+    }
+
     /// Whether this validator has heard that the token (by its hash) is revoked.
     pub fn heard(&self, hash: &str) -> bool {
         matches!(self.l1.as_ref().and_then(|l1| l1.get(hash)), Some(L1Entry::Revoked))
@@ -331,7 +340,8 @@ impl TokenCache {
         }
     }
 
-    /// Caches a valid entry in L1 and L2, never over a revoked marker or tombstone.
+    /// Caches a valid entry in L1 and L2 (a new one, or one that learnt an app), never over a
+    /// revoked marker or tombstone.
     pub(crate) async fn fill(&self, key: &str, entry: &CachedSession, now_ms: i64) {
         self.l1_fill(key, &Arc::new(entry.clone()));
         if let Some(redis) = &self.redis {
@@ -342,11 +352,12 @@ impl TokenCache {
             let Ok(json) = serde_json::to_string(entry) else { return };
             let redis_key = token_key(&entry.user_id, key);
             let sealed = redis.mac.seal(&redis_key, &json);
-            // NX: a marker (or another validator's entry) is never overwritten.
             let write = async {
                 let mut con = redis.con().await?;
-                let set = redis::cmd("SET").arg(&redis_key).arg(sealed).arg("PX").arg(ttl_ms).arg("NX").clone();
-                redis.bounded(set.query_async::<redis::Value>(&mut con)).await
+                let script = redis::Script::new(scripts::FILL);
+                let mut call = script.prepare_invoke();
+                call.key(&redis_key).arg(sealed).arg(ttl_ms);
+                redis.bounded(call.invoke_async::<i64>(&mut con)).await
             };
             if let Err(e) = write.await {
                 tracing::warn!(error = %e, "L2 write failed");
@@ -377,8 +388,7 @@ impl TokenCache {
         let script = redis::Script::new(scripts::MARK_TOKEN);
         let mut call = script.prepare_invoke();
         call.key(&key).key(&wm_key).arg(&marker).arg(ttl_ms).arg(CHANNEL).arg(&message);
-        let (kept, watermark): (Option<String>, Option<String>) =
-            redis.bounded(call.invoke_async(&mut con)).await?;
+        let (kept, watermark): (Option<String>, Option<String>) = redis.bounded(call.invoke_async(&mut con)).await?;
         if let Some(raw) = kept {
             match redis.mac.open(&key, &raw).and_then(wire::decode_marker) {
                 Some(earlier) => return Ok(earlier),

@@ -21,6 +21,20 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {kept and cur or false, redis.call('GET', KEYS[2]) or false}
 "#;
 
+/// KEYS: the token's key. ARGV: the sealed entry, its TTL (ms).
+///
+/// Caches a valid entry (a new one, or one that learnt an app) unless a revoked marker is there:
+/// a validation whose read began before the revoke never lands "valid" after it. Returns 1 when
+/// it wrote.
+pub(super) const FILL: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur and string.find(cur, '^[^.]*%.r|') then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
 /// KEYS: the user's watermark key. ARGV: the sealed entry, its `before_ms`, its kept session ('' for
 /// none), its TTL (ms), the channel, the sealed message.
 ///

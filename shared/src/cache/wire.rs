@@ -89,7 +89,7 @@ pub struct Told {
 }
 
 /// The revoked marker L2 keeps under a revoked token's key for one window: `r|<at_ms>|<teller>`.
-/// A fill never overwrites it (`SET .. NX`), so no "valid" read before the revoke lands after it.
+/// A fill never overwrites it (`scripts::FILL`), so no "valid" read before the revoke lands after it.
 pub(super) fn encode_marker(told: Told) -> String {
     format!("r|{}|{}", told.at_ms, told.by.code())
 }

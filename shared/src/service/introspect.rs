@@ -212,7 +212,7 @@ mod tests {
             .await
             .unwrap();
         let hash = SessionToken::parse(&signed.token).unwrap().hash();
-        let entry = c.l1_get(hash.as_str(), now).expect("the entry stays cached after the app is added");
+        let entry = c.l1_valid(hash.as_str()).expect("the entry stays cached after the app is added");
         assert!(entry.apps.contains(&AppId::parse("codex").unwrap()), "and knows the app");
         let writes = store.writes();
         for _ in 0..3 {

@@ -9,7 +9,9 @@ use super::{bad, MAX_NOTE_LEN, SWEEP_CONCURRENCY, WATERMARK_RETRIES};
 use crate::config::Policy;
 use crate::domain::{SessionId, UserId};
 use crate::error::ServiceError;
-use crate::model::{Actor, AuditEvent, CacheNotice, AuditScope, Revocation, RevokeReason, Session, SessionStatus, Watermark};
+use crate::model::{
+    Actor, AuditEvent, AuditScope, CacheNotice, Revocation, RevokeReason, Session, SessionStatus, Watermark,
+};
 use crate::store::{Audited, ReadSet, RevokeOutcome, SessionStore, StoreError};
 
 /// Revokes one session of the subject (never the caller's current one), with its audit event in

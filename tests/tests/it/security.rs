@@ -350,9 +350,12 @@ async fn forged_cache_entries_and_messages_are_refused() {
     let real = active_sessions::testing::sign_in(&store, "victim", ClientKind::Browser).await;
     let real = SessionToken::parse(&real.token).unwrap();
     validate(&store, &TokenCache::new(&config).await.unwrap(), &real, now).await.unwrap();
-    let genuine: String = raw.get(active_sessions::cache::token_key(real.user_id(), real.hash().as_str())).await.unwrap();
+    let genuine: String =
+        raw.get(active_sessions::cache::token_key(real.user_id(), real.hash().as_str())).await.unwrap();
     let guessed = SessionToken::generate(real.user_id(), real.session_id()).unwrap();
-    raw.set::<_, _, ()>(active_sessions::cache::token_key(guessed.user_id(), guessed.hash().as_str()), genuine).await.unwrap();
+    raw.set::<_, _, ()>(active_sessions::cache::token_key(guessed.user_id(), guessed.hash().as_str()), genuine)
+        .await
+        .unwrap();
     let answer = validate(&store, &validator, &guessed, now).await;
     assert!(matches!(answer, Err(ServiceError::InvalidToken)), "a copied entry was trusted: {answer:?}");
 
@@ -363,7 +366,18 @@ async fn forged_cache_entries_and_messages_are_refused() {
     assert_eq!(heard, 1, "the validator is subscribed");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(validator.l1_contains(&real.hash(), now), "a forged invalidation was applied");
-    TokenCache::new(&config).await.unwrap().invalidate_token(real.user_id(), real.hash().as_str(), None, active_sessions::cache::Teller::Stream, service::now_ms()).await.unwrap();
+    TokenCache::new(&config)
+        .await
+        .unwrap()
+        .invalidate_token(
+            real.user_id(),
+            real.hash().as_str(),
+            None,
+            active_sessions::cache::Teller::Stream,
+            service::now_ms(),
+        )
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while validator.l1_contains(&real.hash(), service::now_ms()) {
         assert!(std::time::Instant::now() < deadline, "the genuine invalidation never arrived");

@@ -664,10 +664,16 @@ fn every_function_writes_logs_only_to_its_own_group() {
         let Value::Tagged(group) = &f["Properties"]["LoggingConfig"]["LogGroup"] else { panic!("{id}: LogGroup") };
         let group = group.value.as_str().unwrap();
         let role = &roles[role]["Properties"];
+        // The one managed policy: the VPC access role, for the functions that join the cache's VPC.
+        let joins_vpc = ["IntrospectToken", "RevocationFanout", "RevokeSession", "RevokeAllSessions"]
+            .iter()
+            .any(|name| id.starts_with(name) && !f["Properties"]["VpcConfig"].is_null());
         assert!(
             role["ManagedPolicyArns"].as_sequence().is_none_or(|arns| arns.is_empty())
-                || id.contains("IntrospectToken")
-                || id.contains("RevocationFanout"),
+                || (joins_vpc
+                    && serde_yaml::to_string(&role["ManagedPolicyArns"])
+                        .unwrap()
+                        .contains("AWSLambdaVPCAccessExecutionRole")),
             "{id}: a managed policy"
         );
         let mut logs = 0;
@@ -728,7 +734,9 @@ fn every_permission_is_named_and_scoped() {
                     o if o.contains("RevocationFanout") => ["BackchannelSecretArn", "CacheSecretArn"].as_slice(),
                     o if o.contains("IntrospectToken") => ["CacheSecretArn"].as_slice(),
                     // The write-through: the cache's secret, never the back-channel key.
-                    o if o.contains("RevokeSession") || o.contains("RevokeAllSessions") => ["CacheSecretArn"].as_slice(),
+                    o if o.contains("RevokeSession") || o.contains("RevokeAllSessions") => {
+                        ["CacheSecretArn"].as_slice()
+                    }
                     // The public function reads the published public keys, never the signing key.
                     o if o.contains("GetJwks") || o == "get-jwks" => ["BackchannelJwksSecretArn"].as_slice(),
                     // It signs the logout tokens it retries.
@@ -782,10 +790,15 @@ fn the_revoke_functions_reach_the_cache_and_nothing_more() {
     let text = |v: &Value| serde_yaml::to_string(v).unwrap();
     let functions = resources_of(&doc, "AWS::Serverless::Function");
     let roles = resources_of(&doc, "AWS::IAM::Role");
-    for (f, role) in [("RevokeSessionFunction", "RevokeSessionRole"), ("RevokeAllSessionsFunction", "RevokeAllSessionsRole")] {
+    for (f, role) in
+        [("RevokeSessionFunction", "RevokeSessionRole"), ("RevokeAllSessionsFunction", "RevokeAllSessionsRole")]
+    {
         let props = &functions[f]["Properties"];
         let vpc = text(&props["VpcConfig"]);
-        assert!(vpc.contains("JoinVpc") && vpc.contains("CacheSubnetIds") && vpc.contains("CacheSecurityGroupIds"), "{f}: {vpc}");
+        assert!(
+            vpc.contains("JoinVpc") && vpc.contains("CacheSubnetIds") && vpc.contains("CacheSecurityGroupIds"),
+            "{f}: {vpc}"
+        );
         let env = text(&props["Environment"]);
         for var in ["REDIS_URL", "CACHE_SECRET_ARN", "WRITE_THROUGH_BUDGET_MS"] {
             assert!(env.contains(var), "{f} lacks {var}: {env}");

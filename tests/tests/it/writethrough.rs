@@ -19,7 +19,11 @@ fn delete_one(token: &str, id: &str) -> lambda_http::Request {
 }
 
 /// A validator in another process (as far as Redis knows): warm L1 for `tokens`, subscribed.
-async fn warm_validator(config: &CacheConfig, store: &impl active_sessions::SessionStore, tokens: &[&SessionToken]) -> Arc<TokenCache> {
+async fn warm_validator(
+    config: &CacheConfig,
+    store: &impl active_sessions::SessionStore,
+    tokens: &[&SessionToken],
+) -> Arc<TokenCache> {
     let validator = Arc::new(TokenCache::new(config).await.unwrap());
     validator.subscribe().await.expect("subscribed");
     let now = service::now_ms();
@@ -93,7 +97,10 @@ async fn a_revoke_has_told_every_cache_by_the_time_it_answers() {
     // An older revoke-all heard late never narrows what L2 holds.
     let older = active_sessions::model::Watermark { before_ms: 1, keep: None };
     fanout.invalidate_user(laptop_t.user_id(), older, Teller::Stream, service::now_ms()).await.unwrap();
-    assert!(validate(&t.store, &l2_only, &laptop_t, service::now_ms()).await.is_err(), "L2 narrowed by an older watermark");
+    assert!(
+        validate(&t.store, &l2_only, &laptop_t, service::now_ms()).await.is_err(),
+        "L2 narrowed by an older watermark"
+    );
     let me_t = SessionToken::parse(&me.token).unwrap();
     validate(&t.store, &validator, &me_t, service::now_ms()).await.expect("the current session is kept");
 }
@@ -118,7 +125,13 @@ async fn a_revoke_answers_within_its_budget_whatever_redis_does() {
         for round in 0..3 {
             let other = sign_in(&t.store, "alice", ClientKind::MobileApp).await;
             let started = Instant::now();
-            let res = revoke_session::handle_through(&t.store, &policy, &caches, delete_one(&me.token, &other.session_id.to_string())).await;
+            let res = revoke_session::handle_through(
+                &t.store,
+                &policy,
+                &caches,
+                delete_one(&me.token, &other.session_id.to_string()),
+            )
+            .await;
             let took = started.elapsed();
             assert_eq!(res.status(), 204, "{what}, round {round}");
             eprintln!("Redis {what}: a revoke took {took:?} (round {round})");
