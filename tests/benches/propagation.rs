@@ -157,7 +157,7 @@ async fn main() {
         }
     }
     let publish = publish_round_trip(&mut redis).await;
-    // What an L1 "valid" costs now that it first syncs with the channel (one PING round trip).
+    // What an L1 "valid" costs now that L2 confirms it (one MGET round trip).
     let l1_hit = if paused_redis.is_none() {
         let token = SessionToken::parse(&targets[0].1.token).unwrap();
         let mut ds = Vec::with_capacity(500);
@@ -232,7 +232,7 @@ async fn main() {
         publish.0, publish.1, publish.2
     );
     if let Some((p50, p99, max)) = l1_hit {
-        println!("  an L1 \"valid\" (sync: one PING)        p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  max {max:>7.2} ms");
+        println!("  an L1 \"valid\" (confirmed: one MGET)   p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  max {max:>7.2} ms");
     }
     if let Some(pid) = &paused_redis {
         let status = std::process::Command::new("kill").args(["-CONT", pid]).status().expect("kill");

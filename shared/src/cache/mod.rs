@@ -13,15 +13,15 @@
 //! the stream's fan-out behind it. Each writes a revoked marker to L2 (a watermark for a revoke-all)
 //! and publishes the invalidation that long-running validators apply to their L1. A marker lives
 //! one window, and no fill overwrites it (L2: a script; L1: a tombstone), so a validation whose
-//! DynamoDB read began before the revoke never leaves "valid" behind it. Before L1 answers "valid",
-//! the validator makes sure every invalidation Redis sent it so far is applied (`sync`): a Lambda
-//! instance thawed after a freeze has them waiting in its socket. Redis being down never fails
+//! DynamoDB read began before the revoke never leaves "valid" behind it. L1 answers "valid" only
+//! once L2 has no marker or watermark against it (`validate`): a Lambda instance thawed after a
+//! freeze, whose invalidations wait in its socket, still refuses. Redis being down never fails
 //! validation (it falls through to DynamoDB) nor a revoke (the stream repairs what it missed).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
@@ -130,18 +130,14 @@ enum L1Entry {
     Revoked,
 }
 
-/// What a cache level says of a token.
-enum Answer<T> {
-    Valid(T),
-    Revoked,
-    Unknown,
+/// What L2 holds for a token and its user, read in one MGET: the token's entry or its revoked
+/// marker, and the user's watermark.
+#[derive(Default)]
+struct L2Read {
+    revoked: bool,
+    entry: Option<CachedSession>,
+    watermark: Option<Watermark>,
 }
-
-/// How long a validation waits for the subscriber to apply what Redis has sent before L1 may
-/// answer; past it, L1 is skipped for that validation.
-const SYNC_TIMEOUT: Duration = Duration::from_millis(100);
-
-type SyncRequest = tokio::sync::oneshot::Sender<bool>;
 
 /// The two cache levels. Cheap to share behind an `Arc`.
 pub struct TokenCache {
@@ -152,8 +148,6 @@ pub struct TokenCache {
     /// Whether L1 may answer: false while a subscriber is not listening (its entries could miss
     /// invalidations).
     l1_live: std::sync::atomic::AtomicBool,
-    /// Set by `subscribe`: asks the subscriber to apply everything Redis has sent so far.
-    sync: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SyncRequest>>,
     redis: Option<Redis>,
 }
 
@@ -193,7 +187,6 @@ impl TokenCache {
             l1,
             l1_watermarks,
             l1_live: std::sync::atomic::AtomicBool::new(true),
-            sync: std::sync::OnceLock::new(),
             redis,
         })
     }
@@ -212,34 +205,13 @@ impl TokenCache {
         }
     }
 
-    /// What L1 says of a token. "Revoked" answers at once; "valid" only once the subscriber has
-    /// applied every invalidation Redis sent before this call (`sync`).
-    async fn l1_answer(&self, key: &str, now_ms: i64) -> Answer<Arc<CachedSession>> {
-        let Some(l1) = &self.l1 else { return Answer::Unknown };
+    /// What L1 holds for a token (nothing while the channel is down: its entries could have missed
+    /// invalidations).
+    fn l1_lookup(&self, key: &str) -> Option<L1Entry> {
         if !self.l1_live.load(std::sync::atomic::Ordering::SeqCst) {
-            return Answer::Unknown;
+            return None;
         }
-        match l1.get(key) {
-            None => return Answer::Unknown,
-            Some(L1Entry::Revoked) => return Answer::Revoked,
-            Some(L1Entry::Valid(_)) => {}
-        }
-        if !self.sync().await {
-            return Answer::Unknown;
-        }
-        match l1.get(key) {
-            None => Answer::Unknown,
-            Some(L1Entry::Revoked) => Answer::Revoked,
-            Some(L1Entry::Valid(entry)) => {
-                let watermark = self.l1_watermarks.get(&entry.user_id);
-                if entry.trusted_at(now_ms, watermark.as_ref()) {
-                    Answer::Valid(entry)
-                } else {
-                    self.drop_l1(key);
-                    Answer::Unknown
-                }
-            }
-        }
+        self.l1.as_ref()?.get(key)
     }
 
     /// Whether L1 holds a trusted entry for this token hash (tests and benchmarks look with this;
@@ -303,41 +275,35 @@ impl TokenCache {
         }
     }
 
-    async fn l2_answer(&self, key: &str, user: &UserId, now_ms: i64) -> Answer<CachedSession> {
-        let Some(redis) = self.redis.as_ref() else { return Answer::Unknown };
+    /// Reads L2 for a token and its user (one MGET; the keys share a slot). `Err` when Redis is
+    /// configured and did not answer; an empty read without Redis.
+    async fn l2_read(&self, key: &str, user: &UserId) -> Result<L2Read, ()> {
+        let Some(redis) = self.redis.as_ref() else { return Ok(L2Read::default()) };
         let keys = [token_key(user, key), watermark_key(user)];
         let read = async {
             let mut con = redis.con().await?;
             redis.bounded(con.mget::<_, Vec<Option<String>>>(&keys)).await
         };
-        let values: Vec<Option<String>> = match read.await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "L2 read failed; validating against DynamoDB");
-                return Answer::Unknown;
+        let values: Vec<Option<String>> = read.await.map_err(|e| {
+            tracing::warn!(error = %e, "L2 read failed; validating against DynamoDB");
+        })?;
+        let mut out = L2Read::default();
+        if let Some(Some(raw)) = values.first() {
+            match redis.mac.open(&keys[0], raw) {
+                None => forged("L2 token entry"),
+                Some(payload) if wire::decode_marker(payload).is_some() => out.revoked = true,
+                Some(payload) => {
+                    out.entry = serde_json::from_str::<CachedSession>(payload).ok().filter(|e| e.user_id == *user);
+                }
             }
-        };
-        let Some(Some(raw)) = values.first() else { return Answer::Unknown };
-        let Some(payload) = redis.mac.open(&keys[0], raw) else {
-            forged("L2 token entry");
-            return Answer::Unknown;
-        };
-        if wire::decode_marker(payload).is_some() {
-            return Answer::Revoked;
         }
-        let Ok(entry) = serde_json::from_str::<CachedSession>(payload) else { return Answer::Unknown };
-        let watermark = values.get(1).cloned().flatten().and_then(|raw| {
-            let Some(encoded) = redis.mac.open(&keys[1], &raw) else {
-                forged("L2 watermark");
-                return None;
-            };
-            wire::decode_watermark(encoded).map(|(w, _)| w)
-        });
-        if entry.user_id == *user && entry.trusted_at(now_ms, watermark.as_ref()) {
-            Answer::Valid(entry)
-        } else {
-            Answer::Unknown
+        if let Some(Some(raw)) = values.get(1) {
+            match redis.mac.open(&keys[1], raw) {
+                None => forged("L2 watermark"),
+                Some(encoded) => out.watermark = wire::decode_watermark(encoded).map(|(w, _)| w),
+            }
         }
+        Ok(out)
     }
 
     /// Caches a valid entry in L1 and L2 (a new one, or one that learnt an app), never over a
@@ -354,10 +320,8 @@ impl TokenCache {
             let sealed = redis.mac.seal(&redis_key, &json);
             let write = async {
                 let mut con = redis.con().await?;
-                let script = redis::Script::new(scripts::FILL);
-                let mut call = script.prepare_invoke();
-                call.key(&redis_key).arg(sealed).arg(ttl_ms);
-                redis.bounded(call.invoke_async::<i64>(&mut con)).await
+                let fill = redis::cmd("EVAL").arg(scripts::FILL).arg(1).arg(&redis_key).arg(sealed).arg(ttl_ms).clone();
+                redis.bounded(fill.query_async::<i64>(&mut con)).await
             };
             if let Err(e) = write.await {
                 tracing::warn!(error = %e, "L2 write failed");
@@ -385,10 +349,12 @@ impl TokenCache {
         let message = redis.mac.seal(CHANNEL, &Invalidation::Token(hash.to_owned()).encode());
         let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
         let mut con = redis.con().await?;
-        let script = redis::Script::new(scripts::MARK_TOKEN);
-        let mut call = script.prepare_invoke();
-        call.key(&key).key(&wm_key).arg(&marker).arg(ttl_ms).arg(CHANNEL).arg(&message);
-        let (kept, watermark): (Option<String>, Option<String>) = redis.bounded(call.invoke_async(&mut con)).await?;
+        // One round trip: the script on the user's slot, then the message on the channel.
+        let mut calls = redis::pipe();
+        calls.cmd("EVAL").arg(scripts::MARK_TOKEN).arg(2).arg(&key).arg(&wm_key).arg(&marker).arg(ttl_ms);
+        calls.cmd("PUBLISH").arg(CHANNEL).arg(&message).ignore();
+        let ((kept, watermark),): ((String, String),) = redis.bounded(calls.query_async(&mut con)).await?;
+        let (kept, watermark) = (Some(kept).filter(|v| !v.is_empty()), Some(watermark).filter(|v| !v.is_empty()));
         if let Some(raw) = kept {
             match redis.mac.open(&key, &raw).and_then(wire::decode_marker) {
                 Some(earlier) => return Ok(earlier),
@@ -427,11 +393,21 @@ impl TokenCache {
         let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
         let keep = watermark.keep.map(|k| k.to_string()).unwrap_or_default();
         let mut con = redis.con().await?;
-        let script = redis::Script::new(scripts::MARK_WATERMARK);
-        let mut call = script.prepare_invoke();
-        call.key(&key).arg(&entry).arg(watermark.before_ms).arg(keep).arg(ttl_ms).arg(CHANNEL).arg(&message);
-        let kept: Option<String> = redis.bounded(call.invoke_async(&mut con)).await?;
-        let Some(raw) = kept else { return Ok(told) };
+        let mut calls = redis::pipe();
+        calls
+            .cmd("EVAL")
+            .arg(scripts::MARK_WATERMARK)
+            .arg(1)
+            .arg(&key)
+            .arg(&entry)
+            .arg(watermark.before_ms)
+            .arg(keep)
+            .arg(ttl_ms);
+        calls.cmd("PUBLISH").arg(CHANNEL).arg(&message).ignore();
+        let (raw,): (String,) = redis.bounded(calls.query_async(&mut con)).await?;
+        if raw.is_empty() {
+            return Ok(told);
+        }
         match redis.mac.open(&key, &raw).and_then(wire::decode_watermark) {
             // The one kept covers this one: whoever wrote it told the caches at least this much.
             Some((_, Some(earlier))) => Ok(earlier),
@@ -451,17 +427,11 @@ impl TokenCache {
     /// the connection is down, every validation goes on to L2 or DynamoDB. When the
     /// connection drops it reconnects and subscribes again (backing off from 100 ms to 5 s), and
     /// empties L1, whose entries may have missed invalidations meanwhile.
-    ///
-    /// It also answers `sync`: it PINGs Redis on the subscription and, once the pong is back (Redis
-    /// sent it after every message before it, on the same connection), applies every message
-    /// received so far before answering.
     pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
         let Some(redis) = &self.redis else {
             return Ok(tokio::spawn(async {}));
         };
         let (client, mac) = (redis.client.clone(), redis.mac.clone());
-        let (sync_tx, mut sync_rx) = tokio::sync::mpsc::unbounded_channel::<SyncRequest>();
-        let _ = self.sync.set(sync_tx);
         let first = open_subscription(&client).await;
         if let Err(e) = &first {
             self.set_l1_live(false);
@@ -472,47 +442,15 @@ impl TokenCache {
             let mut subscription = first.ok();
             let mut backoff = Duration::from_millis(100);
             loop {
-                if let Some(pubsub) = subscription.take() {
+                if let Some(mut pubsub) = subscription.take() {
                     backoff = Duration::from_millis(100);
-                    let (mut sink, mut stream) = pubsub.split();
-                    loop {
-                        tokio::select! {
-                            biased;
-                            msg = stream.next() => match msg {
-                                Some(msg) => cache.receive(&mac, &msg),
-                                None => break,
-                            },
-                            Some(first) = sync_rx.recv() => {
-                                let mut waiting = vec![first];
-                                while let Ok(more) = sync_rx.try_recv() {
-                                    waiting.push(more);
-                                }
-                                let pong = redis_client::bounded(sink.ping::<redis::Value>()).await.is_ok();
-                                let mut open = true;
-                                while let Some(next) = stream.next().now_or_never() {
-                                    match next {
-                                        Some(msg) => cache.receive(&mac, &msg),
-                                        None => {
-                                            open = false;
-                                            break;
-                                        }
-                                    }
-                                }
-                                for w in waiting {
-                                    let _ = w.send(pong && open);
-                                }
-                                if !open {
-                                    break;
-                                }
-                            }
-                        }
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        cache.receive(&mac, &msg);
                     }
                     cache.set_l1_live(false);
                     cache.clear_l1();
                     tracing::warn!("invalidation channel lost; L1 off and emptied, reconnecting");
-                }
-                while let Ok(w) = sync_rx.try_recv() {
-                    let _ = w.send(false);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -540,18 +478,6 @@ impl TokenCache {
         if let Some(inv) = Invalidation::decode(encoded) {
             self.apply(&inv);
         }
-    }
-
-    /// Waits until the subscriber has applied every invalidation Redis sent before this call (one
-    /// PING round trip on the subscription, shared by the calls waiting at the time). True when L1
-    /// may answer: synced, or no subscriber (L1 is this process's alone).
-    async fn sync(&self) -> bool {
-        let Some(tx) = self.sync.get() else { return true };
-        let (done, answer) = tokio::sync::oneshot::channel();
-        if tx.send(done).is_err() {
-            return false;
-        }
-        matches!(tokio::time::timeout(SYNC_TIMEOUT, answer).await, Ok(Ok(true)))
     }
 
     fn set_l1_live(&self, live: bool) {
@@ -599,6 +525,25 @@ impl WriteThrough {
         Ok(Self { cache: Some(cache), budget })
     }
 
+    /// What the revoke functions start with: the cache's configuration (`CacheConfig::load`, the
+    /// cache's secret deployed) and `WRITE_THROUGH_BUDGET_MS`. It never fails start-up: a revoke
+    /// must work without its caches, so a configuration that cannot be read turns the write-through
+    /// off (logged, and counted as `WriteThroughFailed`) and leaves the caches to the stream.
+    pub async fn from_env(timeouts: &crate::config::StoreTimeouts) -> Self {
+        let made = async {
+            let config = CacheConfig::load(timeouts).await?;
+            Self::new(&config, CacheConfig::write_through_budget()?).await
+        };
+        match made.await {
+            Ok(through) => through,
+            Err(e) => {
+                tracing::error!(error = %e, "write-through off: the cache's configuration could not be read");
+                crate::telemetry::emit_metric("WriteThroughFailed", "Count", 1, None);
+                Self::off()
+            }
+        }
+    }
+
     pub fn enabled(&self) -> bool {
         self.cache.is_some()
     }
@@ -630,8 +575,14 @@ impl WriteThrough {
     }
 }
 
-/// Validates a token: L1, then L2, then DynamoDB (which fills both). An L1 hit is two lookups (the
-/// entry, then the user's watermark heard on the channel) around one `sync`.
+/// Validates a token: L1, then L2, then DynamoDB (which fills both).
+///
+/// L1 answers "revoked" at once (a tombstone from an invalidation). It answers "valid" only once
+/// L2 agrees, in the one MGET that L2's own answer takes: no revoked marker under the token's key,
+/// no watermark covering it. A revoke writes those before it answers, so a validator that has not
+/// applied the invalidation yet (its message in flight, waiting in the socket of a Lambda instance
+/// thawed after a freeze, or on its way from another node of a cluster) still refuses. Without
+/// Redis, L1 is this process's own and answers alone.
 pub async fn validate<S: SessionStore>(
     store: &S,
     cache: &TokenCache,
@@ -640,23 +591,33 @@ pub async fn validate<S: SessionStore>(
 ) -> Result<Arc<CachedSession>, ServiceError> {
     let hash = token.hash();
     let key = hash.as_str();
-    let owned_by_token = |e: &CachedSession| e.user_id == *token.user_id() && e.session_id == token.session_id();
-    match cache.l1_answer(key, now_ms).await {
-        Answer::Revoked => return Err(ServiceError::InvalidToken),
-        Answer::Valid(entry) if owned_by_token(&entry) => return Ok(entry),
-        _ => {}
+    let l1 = cache.l1_lookup(key);
+    if matches!(l1, Some(L1Entry::Revoked)) {
+        return Err(ServiceError::InvalidToken);
     }
-    match cache.l2_answer(key, token.user_id(), now_ms).await {
-        Answer::Revoked => {
+    if let Ok(read) = cache.l2_read(key, token.user_id()).await {
+        if read.revoked {
             cache.apply(&Invalidation::Token(key.to_owned()));
             return Err(ServiceError::InvalidToken);
         }
-        Answer::Valid(entry) if owned_by_token(&entry) => {
+        let heard = cache.l1_watermarks.get(token.user_id());
+        let trusted = |e: &CachedSession| {
+            e.user_id == *token.user_id()
+                && e.session_id == token.session_id()
+                && e.trusted_at(now_ms, read.watermark.as_ref())
+                && e.trusted_at(now_ms, heard.as_ref())
+        };
+        if let Some(L1Entry::Valid(entry)) = l1 {
+            if trusted(&entry) {
+                return Ok(entry);
+            }
+            cache.drop_l1(key);
+        }
+        if let Some(entry) = read.entry.filter(|e| trusted(e)) {
             let entry = Arc::new(entry);
             cache.l1_fill(key, &entry);
             return Ok(entry);
         }
-        _ => {}
     }
     let principal = authenticate(store, token, now_ms).await?;
     let entry = CachedSession::from_principal(&principal, now_ms, cache.window_ms);

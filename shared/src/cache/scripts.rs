@@ -1,25 +1,11 @@
-//! The two Redis scripts that tell the caches a session ended, each one round trip that writes L2
-//! and publishes the invalidation together. Both the revoke (write-through) and the fan-out run
-//! them; what they keep decides which of the two told the caches first.
+//! The Redis scripts that write L2 where a revoked marker may be: each runs on one user's slot
+//! (its keys share the user's hash tag), so it works on a cluster (ElastiCache Serverless) as on
+//! one node. The invalidation message is published beside the script, in the same round trip.
 //!
 //! The scripts read the payload of a sealed value (`<tag>.<payload>`) without checking its tag:
 //! Redis does not hold the MAC key. What they keep, the caller opens and checks; a value that
-//! fails, it overwrites.
-
-/// KEYS: the token's key, the user's watermark key. ARGV: the sealed marker, its TTL (ms), the
-/// channel, the sealed message.
-///
-/// Writes the revoked marker unless one is there already, publishes, and returns the marker kept
-/// (or nil) and the user's watermark entry (or nil).
-pub(super) const MARK_TOKEN: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-local kept = cur and string.find(cur, '^[^.]*%.r|')
-if not kept then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {kept and cur or false, redis.call('GET', KEYS[2]) or false}
-"#;
+//! fails, it overwrites. They answer `''` for "nothing" (never `false`, which RESP3 would turn
+//! into a boolean).
 
 /// KEYS: the token's key. ARGV: the sealed entry, its TTL (ms).
 ///
@@ -35,13 +21,28 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
-/// KEYS: the user's watermark key. ARGV: the sealed entry, its `before_ms`, its kept session ('' for
-/// none), its TTL (ms), the channel, the sealed message.
+/// KEYS: the token's key, the user's watermark key. ARGV: the sealed marker, its TTL (ms).
 ///
-/// Writes the watermark unless the one there covers at least as much (a later `before_ms`, or the
-/// same with no kept session or the same one): a fan-out that hears an older revoke-all after a
-/// newer one's write-through never narrows L2. Publishes either way. Returns the entry kept (or nil
-/// when it wrote).
+/// Writes the revoked marker unless one is there already. Returns the marker kept (or '') and
+/// the user's watermark entry (or '').
+pub(super) const MARK_TOKEN: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local kept = cur and string.find(cur, '^[^.]*%.r|')
+if not kept then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return {kept and cur or '', redis.call('GET', KEYS[2]) or ''}
+"#;
+
+/// KEYS: the user's watermark key. ARGV: the sealed entry, its `before_ms`, its kept session ('' for
+/// none), its TTL (ms).
+///
+/// Writes the watermark unless the one there covers at least as much: a later `before_ms`, or the
+/// same with no kept session or the same one. Comparing `before_ms` suffices because a user's
+/// watermarks form one growing chain: each one written to DynamoDB is the union of the one in
+/// force and the new one (`Watermark::union`, swapped in conditionally), and a kept session is
+/// always one that no earlier watermark covered. So a fan-out that hears an older revoke-all after
+/// a newer one's write-through never narrows L2. Returns the entry kept (or '' when it wrote).
 pub(super) const MARK_WATERMARK: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 local keep_cur = false
@@ -52,12 +53,9 @@ if cur then
     keep_cur = b > nb or (b == nb and (keep == '' or keep == ARGV[3]))
   end
 end
-if not keep_cur then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
-end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
 if keep_cur then
   return cur
 end
-return false
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+return ''
 "#;

@@ -15,8 +15,9 @@ use crate::model::{
 use crate::store::{Audited, ReadSet, RevokeOutcome, SessionStore, StoreError};
 
 /// Revokes one session of the subject (never the caller's current one), with its audit event in
-/// the same transaction. Returns what the token caches must hear once it is committed (`None`
-/// when nothing was written).
+/// the same transaction. Returns what the token caches must hear once it is committed; a repeat
+/// (revoked already, or covered by a revoke-all) writes nothing and still returns it, so that a
+/// client retrying a revoke whose first answer was lost has the caches told again.
 #[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
 pub async fn revoke_session<S: SessionStore>(
     store: &S,
@@ -31,8 +32,12 @@ pub async fn revoke_session<S: SessionStore>(
         return Err(ServiceError::CurrentSession);
     }
     let Some(session) = auth.session(target) else { return Err(ServiceError::NotFound) };
-    if session.status == SessionStatus::Revoked || auth.watermark().is_some_and(|w| w.covers(session)) {
-        return Ok(None); // a repeat (revoked, or covered by a revoke-all): nothing to write
+    let token_notice = || CacheNotice::Token { user: auth.target.clone(), token_hash: session.token_hash.clone() };
+    if session.status == SessionStatus::Revoked {
+        return Ok(Some(token_notice())); // a repeat: nothing to write
+    }
+    if let Some(watermark) = auth.watermark().filter(|w| w.covers(session)) {
+        return Ok(Some(CacheNotice::User { user: auth.target.clone(), watermark }));
     }
     if session.is_expired_at(now_ms) {
         return Err(ServiceError::NotFound);
@@ -48,9 +53,9 @@ pub async fn revoke_session<S: SessionStore>(
     match store.revoke_session(&auth.target, target, &revocation, policy.tombstone_secs, Some(audited)).await? {
         RevokeOutcome::Revoked => {
             tracing::info!(target_session = %target, reason = ?reason, "session revoked");
-            Ok(Some(CacheNotice::Token { user: auth.target.clone(), token_hash: session.token_hash.clone() }))
+            Ok(Some(token_notice()))
         }
-        RevokeOutcome::AlreadyRevoked => Ok(None),
+        RevokeOutcome::AlreadyRevoked => Ok(Some(token_notice())),
         RevokeOutcome::NotFound => Err(ServiceError::NotFound),
     }
 }
@@ -74,7 +79,8 @@ impl RevokeScope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RevokedCount {
     pub revoked: u64,
-    /// What the token caches must hear once the watermark is committed (`None`: nothing written).
+    /// What the token caches must hear: the watermark written, or on a repeat the one in force
+    /// (`None`: there is none).
     #[serde(skip)]
     pub notice: Option<CacheNotice>,
 }
@@ -144,7 +150,9 @@ pub async fn revoke_all<S: SessionStore>(
         // a sign-in still in flight. A user's repeat writes nothing.
         if revoked == 0 && (!auth.admin || Some(new) == current) {
             tracing::info!(scope = ?scope, "revoke-all covers nothing new; nothing written");
-            return Ok(RevokedCount { revoked: 0, notice: None });
+            // The watermark in force is told again: a retry whose first answer was lost.
+            let notice = current.map(|watermark| CacheNotice::User { user: auth.target.clone(), watermark });
+            return Ok(RevokedCount { revoked: 0, notice });
         }
         event.count = revoked;
         match store.swap_watermark(&auth.target, current, new, &revocation, &event).await? {
