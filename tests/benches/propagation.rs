@@ -27,8 +27,9 @@ use integration_tests::{e2e_base_url, TestTable};
 use redis::AsyncCommands;
 
 const PER_USER: usize = 20;
-/// Revocations checked at once: introspection's function serves one request at a time locally.
-const WAVE: usize = 10;
+/// Revocations checked at once: introspection's function serves one request at a time locally,
+/// so more callers at once only measure its queue.
+const WAVE: usize = 4;
 
 #[derive(Default)]
 struct Outcome {
@@ -90,8 +91,8 @@ async fn publish_round_trip(redis: &mut redis::aio::MultiplexedConnection) -> (f
 }
 
 /// In this process, against the stack's table and Redis: revokes with and without the
-/// write-through, interleaved. Returns the p50 of each (ms).
-async fn write_through_cost(table: &TestTable, config: &CacheConfig, tag: &str) -> (f64, f64) {
+/// write-through, interleaved. Returns the p50 of each and the max with it (ms).
+async fn write_through_cost(table: &TestTable, config: &CacheConfig, tag: &str) -> (f64, f64, f64) {
     let policy = Policy::default();
     let caches = WriteThrough::new(config, CacheConfig::write_through_budget().expect("budget")).await.expect("cache");
     assert!(caches.enabled(), "the write-through is off: REDIS_URL?");
@@ -116,7 +117,16 @@ async fn write_through_cost(table: &TestTable, config: &CacheConfig, tag: &str) 
             }
         }
     }
-    (quantiles(with).unwrap().0, quantiles(without).unwrap().0)
+    let with = quantiles(with).unwrap();
+    (with.0, quantiles(without).unwrap().0, with.2)
+}
+
+fn print_cost(what: &str, (with, without, max): (f64, f64, f64)) {
+    println!(
+        "  revoke in process{what}, p50: with the write-through {with:.2} ms, without {without:.2} ms: adds {:.2} ms ({:.2}x); max with it {max:.1} ms",
+        with - without,
+        with / without
+    );
 }
 
 #[tokio::main]
@@ -157,6 +167,18 @@ async fn main() {
         }
     }
     let publish = publish_round_trip(&mut redis).await;
+    // Introspection's own round trip over the local stack (a valid token, one caller), for scale.
+    let introspection = if paused_redis.is_none() {
+        let mut ds = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let started = Instant::now();
+            assert!(introspect_active(&http, &base, &targets[0].1.token).await);
+            ds.push(started.elapsed());
+        }
+        quantiles(ds)
+    } else {
+        None
+    };
     // What an L1 "valid" costs now that L2 confirms it (one MGET round trip).
     let l1_hit = if paused_redis.is_none() {
         let token = SessionToken::parse(&targets[0].1.token).unwrap();
@@ -231,10 +253,15 @@ async fn main() {
         "  raw Redis PUBLISH round trip           p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
         publish.0, publish.1, publish.2
     );
+    if let Some((p50, p99, max)) = introspection {
+        println!("  introspection round trip, valid token  p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  max {max:>7.2} ms");
+    }
     if let Some((p50, p99, max)) = l1_hit {
         println!("  an L1 \"valid\" (confirmed: one MGET)   p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  max {max:>7.2} ms");
     }
     if let Some(pid) = &paused_redis {
+        // Still paused: what the write-through adds to a revoke when Redis does not answer.
+        print_cost(" (Redis paused)", write_through_cost(&table, &config, &tag).await);
         let status = std::process::Command::new("kill").args(["-CONT", pid]).status().expect("kill");
         assert!(status.success(), "kill -CONT {pid}");
         // Nothing lost: every revocation's receipt completes its caches' part once Redis is back.
@@ -265,12 +292,7 @@ async fn main() {
     report("first refusal, warm L1 (this process)", &l1, outcomes.iter().map(|o| o.stale_l1).sum(), window);
     report("first refusal, introspection (HTTP)", &intro, outcomes.iter().map(|o| o.stale_introspection).sum(), window);
     if variant == "write-through" {
-        let (with, without) = write_through_cost(&table, &config, &tag).await;
-        println!(
-            "  revoke in process, p50: with the write-through {with:.2} ms, without {without:.2} ms: adds {:.2} ms ({:.2}x)",
-            with - without,
-            with / without
-        );
+        print_cost("", write_through_cost(&table, &config, &tag).await);
     }
     if variant == "fanout-down" {
         let all = l1.iter().chain(&intro).all(|x| x.is_some_and(|d| d <= window));
