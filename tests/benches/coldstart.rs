@@ -82,13 +82,29 @@ fn once(bin: &Path, variant: Variant<'_>) -> Duration {
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("TABLE_NAME", "coldstart")
+        // Required by the fan-out and logout-retry; nothing is sent at start.
+        .env("LOGOUT_RETRY_QUEUE_URL", "http://127.0.0.1:9/000000000000/coldstart")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
             panic!("{}: {e} (build the release binaries first: infra/bench.sh coldstart)", bin.display())
         });
-    let (mut stream, _) = listener.accept().expect("the runtime connects");
+    // A function that exits at start (a missing variable) never connects: say so, do not hang.
+    listener.set_nonblocking(true).expect("a non-blocking listener");
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{} exited ({status}) before asking for an invocation", bin.display());
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
+            Err(e) => panic!("the runtime connects: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).expect("a blocking stream");
     let mut buf = [0u8; 256];
     let n = stream.read(&mut buf).unwrap_or(0);
     let elapsed = started.elapsed();
