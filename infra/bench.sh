@@ -61,8 +61,10 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
     done
     sessions="${BENCH_SESSIONS:-1000}"
     [ "$variant" = redis-paused ] && sessions="${BENCH_PAUSED_SESSIONS:-200}"
+    # The write-through's failure metric (EMF lines on stdout) is counted, not printed.
     BENCH_VARIANT="$variant" BENCH_SESSIONS="$sessions" BENCH_REDIS_PID="$redis_pid" \
-      cargo bench -p integration-tests --bench propagation --quiet
+      cargo bench -p integration-tests --bench propagation --quiet \
+      | awk '/"WriteThroughFailed"/ { failed++; next } { print } END { if (failed) print "  WriteThroughFailed metric lines: " failed }'
     echo
     stop_group "${stack[@]}"
     while kill -0 -- -"${stack[0]}" 2>/dev/null; do sleep 0.2; done
