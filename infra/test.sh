@@ -19,6 +19,8 @@ cd "$ROOT"
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
+echo "== the shared crate's layering (infra/layers.py)"
+python3 "$ROOT/infra/layers.py"
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The deploy template, offline and without credentials (each silenced rule would carry its

@@ -1,6 +1,8 @@
 //! Active Sessions: the library every function uses.
 //!
-//! - `domain`: newtypes parsed once at the edge; `token`: session tokens and their hashes.
+//! - `domain`: newtypes parsed once at the edge; `token`: session tokens and their hashes;
+//!   `clock`: now. The layers, checked by `infra/layers.py`: domain; model, keys, token, cursor,
+//!   device, clock; store, cache, logout, telemetry, config and the rest; service; http, testing.
 //! - `keys`: the only place table keys are built; `model`: records and the rules over them.
 //! - `store`: the storage trait, its DynamoDB implementation and (feature `test-utils`) an
 //!   in-memory one; `table`: the table definition.
@@ -10,6 +12,7 @@
 pub mod breaker;
 #[cfg(feature = "cache")]
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod device;

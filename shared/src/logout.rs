@@ -519,7 +519,7 @@ fn add_previous(set: &mut jsonwebtoken::jwk::JwkSet, previous: Option<&serde_jso
 }
 
 fn now_secs() -> i64 {
-    crate::service::now_ms() / 1000
+    crate::clock::now_ms() / 1000
 }
 
 /// The public half of a signing key as a JWK (`kty` EC, `crv` P-256, `x`, `y`, `alg` ES256, `use`

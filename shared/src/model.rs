@@ -101,6 +101,9 @@ pub struct AuditEvent {
     pub swept_at: Option<i64>,
 }
 
+/// The most apps one session may name (sign-in's `apps`, and the ones introspection adds).
+pub const MAX_APPS: usize = 16;
+
 /// A session as stored (without its keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

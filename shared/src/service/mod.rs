@@ -44,18 +44,14 @@ pub use trust::{set_trusted, SessionPatch};
 pub use users::{put_user, UserProfileInput, UserProfileView};
 pub use views::{ActorView, CreatedSession, EventSessionView, EventView, ReceiptSummary, SessionView};
 
-pub const MAX_APPS: usize = 16;
+pub use crate::clock::now_ms;
+pub use crate::model::MAX_APPS;
 pub const MAX_USER_AGENT_LEN: usize = 1024;
 pub const MAX_NOTE_LEN: usize = 200;
 /// How many per-session revokes a watermark sweep runs at once.
 const SWEEP_CONCURRENCY: usize = 16;
 /// Concurrent revoke-alls race on the watermark; each loser combines its own with the winner's.
 const WATERMARK_RETRIES: u32 = 5;
-
-pub fn now_ms() -> i64 {
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
-}
 
 /// Epoch milliseconds as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339_ms(ms: i64) -> String {

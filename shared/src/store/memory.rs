@@ -309,7 +309,7 @@ impl SessionStore for MemoryStore {
             if s.status == SessionStatus::Active
                 && !s.is_expired_at(now_ms)
                 && !s.apps.contains(app)
-                && s.apps.len() < crate::service::MAX_APPS
+                && s.apps.len() < crate::model::MAX_APPS
             {
                 s.apps.push(app.clone());
                 inner.writes += 1;

@@ -336,7 +336,7 @@ impl SessionStore for DynamoStore {
         let values = vec![
             (":apps", AttributeValue::L(vec![s(app.as_str())])),
             (":app", s(app.as_str())),
-            (":max_apps", AttributeValue::N(crate::service::MAX_APPS.to_string())),
+            (":max_apps", AttributeValue::N(crate::model::MAX_APPS.to_string())),
         ];
         let missing = Some("NOT contains(Apps, :app) AND size(Apps) < :max_apps");
         self.update_active_session(user, session, now_ms, "SET Apps = list_append(Apps, :apps)", missing, values)
