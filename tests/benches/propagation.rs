@@ -17,8 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use active_sessions::cache::{validate, CacheConfig, TokenCache, WriteThrough};
+use active_sessions::cache::{CacheConfig, TokenCache, WriteThrough};
+
 use active_sessions::domain::ClientKind;
+use active_sessions::service::validate;
 use active_sessions::testing::{request, sign_in, with_path, SignedIn};
 use active_sessions::token::SessionToken;
 use active_sessions::{Policy, SessionStore};

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use active_sessions::cache::{validate, CacheConfig, TokenCache};
+use active_sessions::cache::{CacheConfig, TokenCache};
+
 use active_sessions::domain::ClientKind;
+use active_sessions::service::validate;
 use active_sessions::store::{MemoryStore, ReadSet};
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;

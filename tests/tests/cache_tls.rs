@@ -11,9 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use active_sessions::cache::{validate, CacheConfig, TokenCache};
+use active_sessions::cache::{CacheConfig, TokenCache};
+
 use active_sessions::domain::ClientKind;
 use active_sessions::service::now_ms;
+use active_sessions::service::validate;
 use active_sessions::store::MemoryStore;
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;

@@ -1,4 +1,4 @@
-//! Token validation through two caches in front of DynamoDB.
+//! The token caches in front of DynamoDB (validation through them: `service::validate`).
 //!
 //! - L1: in-process, bounded (`moka`), entries live at most the propagation window.
 //! - L2: the shared token cache (Redis/Valkey protocol: ElastiCache on AWS, `redis-server` locally).
@@ -14,7 +14,7 @@
 //! and publishes the invalidation that long-running validators apply to their L1. A marker lives
 //! one window, and no fill overwrites it (L2: a script; L1: a tombstone), so a validation whose
 //! DynamoDB read began before the revoke never leaves "valid" behind it. L1 answers "valid" only
-//! once L2 has no marker or watermark against it (`validate`): a Lambda instance thawed after a
+//! once L2 has no marker or watermark against it (`lookup`): a Lambda instance thawed after a
 //! freeze, whose invalidations wait in its socket, still refuses. Redis being down never fails
 //! validation (it falls through to DynamoDB) nor a revoke (the stream repairs what it missed).
 
@@ -26,10 +26,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AppId, SessionId, UserId};
-use crate::error::ServiceError;
 use crate::model::{CacheNotice, Watermark};
-use crate::service::{authenticate, Principal};
-use crate::store::SessionStore;
 use crate::token::{SessionToken, TokenHash};
 
 mod redis_client;
@@ -53,17 +50,18 @@ pub struct CachedSession {
 }
 
 impl CachedSession {
-    fn from_principal(p: &Principal, now_ms: i64, window_ms: i64) -> Self {
+    /// The entry for a session DynamoDB just said is active, trusted for at most `window_ms`.
+    pub(crate) fn of(session: &crate::model::Session, now_ms: i64, window_ms: i64) -> Self {
         Self {
-            user_id: p.user_id.clone(),
-            session_id: p.session.session_id,
-            signed_in_at: p.session.signed_in_at,
-            expires_at: p.session.expires_at,
-            apps: p.session.apps.clone(),
+            user_id: session.user_id.clone(),
+            session_id: session.session_id,
+            signed_in_at: session.signed_in_at,
+            expires_at: session.expires_at,
+            apps: session.apps.clone(),
             // Never past the session's expiry, nor its idle deadline as last recorded.
             cached_until_ms: (now_ms + window_ms)
-                .min(p.session.expires_at.saturating_mul(1000))
-                .min(p.session.idle_deadline_ms().unwrap_or(i64::MAX)),
+                .min(session.expires_at.saturating_mul(1000))
+                .min(session.idle_deadline_ms().unwrap_or(i64::MAX)),
         }
     }
 
@@ -575,32 +573,36 @@ impl WriteThrough {
     }
 }
 
-/// Validates a token: L1, then L2, then DynamoDB (which fills both).
-///
-/// L1 answers "revoked" at once (a tombstone from an invalidation). It answers "valid" only once
-/// L2 agrees, in the one MGET that L2's own answer takes: no revoked marker under the token's key,
-/// no watermark covering it. A revoke writes those before it answers, so a validator that has not
-/// applied the invalidation yet (its message in flight, waiting in the socket of a Lambda instance
-/// thawed after a freeze, or on its way from another node of a cluster) still refuses. Without
-/// Redis, L1 is this process's own and answers alone.
-pub async fn validate<S: SessionStore>(
-    store: &S,
-    cache: &TokenCache,
-    token: &SessionToken,
-    now_ms: i64,
-) -> Result<Arc<CachedSession>, ServiceError> {
-    let hash = token.hash();
-    let key = hash.as_str();
-    let l1 = cache.l1_lookup(key);
-    if matches!(l1, Some(L1Entry::Revoked)) {
-        return Err(ServiceError::InvalidToken);
-    }
-    if let Ok(read) = cache.l2_read(key, token.user_id()).await {
-        if read.revoked {
-            cache.apply(&Invalidation::Token(key.to_owned()));
-            return Err(ServiceError::InvalidToken);
+/// What the caches say of a token (`TokenCache::lookup`).
+pub(crate) enum Lookup {
+    Revoked,
+    Valid(Arc<CachedSession>),
+    /// Neither level knows: ask DynamoDB, then `fill`.
+    Unknown,
+}
+
+impl TokenCache {
+    /// What the caches say of a token: L1, then L2.
+    ///
+    /// L1 answers "revoked" at once (a tombstone from an invalidation). It answers "valid" only
+    /// once L2 agrees, in the one MGET that L2's own answer takes: no revoked marker under the
+    /// token's key, no watermark covering it. A revoke writes those before it answers, so a
+    /// validator that has not applied the invalidation yet (its message in flight, waiting in the
+    /// socket of a Lambda instance thawed after a freeze, or on its way from another node of a
+    /// cluster) still refuses. Without Redis, L1 is this process's own and answers alone.
+    pub(crate) async fn lookup(&self, token: &SessionToken, now_ms: i64) -> Lookup {
+        let hash = token.hash();
+        let key = hash.as_str();
+        let l1 = self.l1_lookup(key);
+        if matches!(l1, Some(L1Entry::Revoked)) {
+            return Lookup::Revoked;
         }
-        let heard = cache.l1_watermarks.get(token.user_id());
+        let Ok(read) = self.l2_read(key, token.user_id()).await else { return Lookup::Unknown };
+        if read.revoked {
+            self.apply(&Invalidation::Token(key.to_owned()));
+            return Lookup::Revoked;
+        }
+        let heard = self.l1_watermarks.get(token.user_id());
         let trusted = |e: &CachedSession| {
             e.user_id == *token.user_id()
                 && e.session_id == token.session_id()
@@ -609,26 +611,27 @@ pub async fn validate<S: SessionStore>(
         };
         if let Some(L1Entry::Valid(entry)) = l1 {
             if trusted(&entry) {
-                return Ok(entry);
+                return Lookup::Valid(entry);
             }
-            cache.drop_l1(key);
+            self.drop_l1(key);
         }
-        if let Some(entry) = read.entry.filter(|e| trusted(e)) {
-            let entry = Arc::new(entry);
-            cache.l1_fill(key, &entry);
-            return Ok(entry);
+        match read.entry.filter(|e| trusted(e)) {
+            Some(entry) => {
+                let entry = Arc::new(entry);
+                self.l1_fill(key, &entry);
+                Lookup::Valid(entry)
+            }
+            None => Lookup::Unknown,
         }
     }
-    let principal = authenticate(store, token, now_ms).await?;
-    let entry = CachedSession::from_principal(&principal, now_ms, cache.window_ms);
-    cache.fill(key, &entry, now_ms).await;
-    Ok(Arc::new(entry))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::ClientKind;
+    use crate::error::ServiceError;
+    use crate::service::validate;
     use crate::store::MemoryStore;
 
     async fn cache(capacity: u64, window: Duration) -> TokenCache {
@@ -678,7 +681,7 @@ mod tests {
         let c = cache(10, Duration::from_secs(60)).await;
         let now = crate::service::now_ms();
         let principal = crate::service::authenticate(&store, &token, now).await.unwrap();
-        let read_before_the_revoke = CachedSession::from_principal(&principal, now, 60_000);
+        let read_before_the_revoke = CachedSession::of(&principal.session, now, 60_000);
         c.apply(&Invalidation::Token(token.hash().as_str().to_owned()));
         assert!(c.heard(token.hash().as_str()));
         c.fill(token.hash().as_str(), &read_before_the_revoke, now).await;

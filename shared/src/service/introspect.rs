@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{validate, TokenCache};
+use super::validate;
+use crate::cache::TokenCache;
 use crate::config::Policy;
 use crate::domain::{AppId, SessionId, UserId};
 use crate::error::ServiceError;

@@ -27,6 +27,8 @@ mod revoke;
 mod sign_in;
 mod trust;
 mod users;
+#[cfg(feature = "cache")]
+mod validate;
 mod views;
 
 pub use auth::{after_token, authenticate, Caller, Principal, Subject};
@@ -42,6 +44,8 @@ pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_wa
 pub use sign_in::{create_session, NewSession};
 pub use trust::{set_trusted, SessionPatch};
 pub use users::{put_user, UserProfileInput, UserProfileView};
+#[cfg(feature = "cache")]
+pub use validate::validate;
 pub use views::{ActorView, CreatedSession, EventSessionView, EventView, ReceiptSummary, SessionView};
 
 pub use crate::clock::now_ms;

@@ -417,7 +417,8 @@ async fn introspect(api: &Api, token: &str) -> Value {
 
 #[tokio::test]
 async fn a_revoked_token_leaves_every_cache_within_the_window() {
-    use active_sessions::cache::{validate, TokenCache};
+    use active_sessions::cache::TokenCache;
+    use active_sessions::service::validate;
     use active_sessions::token::SessionToken;
     use redis::AsyncCommands;
 
@@ -473,7 +474,8 @@ async fn a_revoked_token_leaves_every_cache_within_the_window() {
 /// stream's fan-out is still running behind it, but nothing here waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cache_answers_valid_once_the_revoke_has_answered() {
-    use active_sessions::cache::{validate, TokenCache};
+    use active_sessions::cache::TokenCache;
+    use active_sessions::service::validate;
     use active_sessions::token::SessionToken;
 
     let mut api = Api::new();

@@ -2,10 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use active_sessions::cache::{validate, CacheConfig, TokenCache};
+use active_sessions::cache::{CacheConfig, TokenCache};
+
 use active_sessions::domain::ClientKind;
 use active_sessions::model::{Actor, Revocation, RevokeReason};
 use active_sessions::service;
+use active_sessions::service::validate;
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
 use active_sessions::SessionStore;

@@ -309,8 +309,9 @@ async fn no_function_logs_a_token_or_its_hash_at_trace() {
 /// token's key, and a forged invalidation message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_cache_entries_and_messages_are_refused() {
-    use active_sessions::cache::{validate, CachedSession, MacKey, TokenCache, CHANNEL};
+    use active_sessions::cache::{CachedSession, MacKey, TokenCache, CHANNEL};
     use active_sessions::domain::SessionId;
+    use active_sessions::service::validate;
     use active_sessions::store::MemoryStore;
     use redis::AsyncCommands;
     use std::sync::Arc;
@@ -389,7 +390,8 @@ async fn forged_cache_entries_and_messages_are_refused() {
 /// cache logs in with the user and password from the cache's secret.
 #[tokio::test]
 async fn the_cache_logs_in_to_redis_and_strangers_cannot() {
-    use active_sessions::cache::{validate, CacheConfig, TokenCache};
+    use active_sessions::cache::{CacheConfig, TokenCache};
+    use active_sessions::service::validate;
     use redis::AsyncCommands;
 
     let config = integration_tests::stack_cache();

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use active_sessions::cache::{token_key, validate, CacheConfig, Teller, TokenCache, WriteThrough};
+use active_sessions::cache::{token_key, CacheConfig, Teller, TokenCache, WriteThrough};
+
 use active_sessions::domain::ClientKind;
 use active_sessions::service;
+use active_sessions::service::validate;
 use active_sessions::testing::{parts, request, sign_in, with_path, with_query};
 use active_sessions::token::SessionToken;
 use active_sessions::Policy;
