@@ -698,6 +698,19 @@ pub async fn stack_redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(url).expect("REDIS_URL").get_multiplexed_async_connection().await.expect("the stack's Redis")
 }
 
+/// What the fan-out does for a revoked token, now: the revoked marker in L2 and the invalidation to
+/// every validator (`TokenCache::invalidate_token`, told by the stream). For tests that stand in
+/// for the fan-out.
+pub async fn fanout_invalidates(
+    cache: &active_sessions::cache::TokenCache,
+    token: &active_sessions::token::SessionToken,
+) -> Result<active_sessions::cache::Told, redis::RedisError> {
+    let now = active_sessions::service::now_ms();
+    cache
+        .invalidate_token(token.user_id(), token.hash().as_str(), None, active_sessions::cache::Teller::Stream, now)
+        .await
+}
+
 /// Whether a raw L2 value under a token's key is a valid entry (sealed JSON), rather than nothing
 /// or the revoked marker (`r|...`). Tests and benches look at Redis with this; the MAC is not checked.
 pub fn l2_valid(raw: Option<String>) -> bool {

@@ -118,16 +118,7 @@ async fn invalidations_travel_over_tls() {
     }
 
     let fanout = TokenCache::new(&config).await.expect("a rediss:// cache");
-    fanout
-        .invalidate_token(
-            token.user_id(),
-            token.hash().as_str(),
-            None,
-            active_sessions::cache::Teller::Stream,
-            active_sessions::service::now_ms(),
-        )
-        .await
-        .expect("DEL and PUBLISH over TLS");
+    integration_tests::fanout_invalidates(&fanout, &token).await.expect("the marker and the PUBLISH over TLS");
     let deadline = Instant::now() + Duration::from_secs(5);
     while validator.l1_contains(&token.hash(), now_ms()) {
         assert!(Instant::now() < deadline, "the invalidation never reached the validator over TLS");
@@ -139,16 +130,7 @@ async fn invalidations_travel_over_tls() {
         .await
         .unwrap();
     assert!(
-        plain
-            .invalidate_token(
-                token.user_id(),
-                token.hash().as_str(),
-                None,
-                active_sessions::cache::Teller::Stream,
-                active_sessions::service::now_ms()
-            )
-            .await
-            .is_err(),
+        integration_tests::fanout_invalidates(&plain, &token).await.is_err(),
         "plain TCP must not work on the TLS port"
     );
     let _ = std::fs::remove_dir_all(dir);

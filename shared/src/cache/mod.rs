@@ -193,6 +193,11 @@ impl TokenCache {
         self.window_ms
     }
 
+    /// The window as a Redis TTL: how long markers and watermarks stay in L2.
+    fn window_ttl_ms(&self) -> u64 {
+        u64::try_from(self.window_ms).unwrap_or(60_000)
+    }
+
     /// Opens the connection to Redis now (bounded), so that the first call after start-up does
     /// not pay for it. A failure is only logged: calls connect again later.
     pub async fn connect(&self) {
@@ -345,7 +350,7 @@ impl TokenCache {
         let (key, wm_key) = (token_key(user, hash), watermark_key(user));
         let marker = redis.mac.seal(&key, &wire::encode_marker(told));
         let message = redis.mac.seal(CHANNEL, &Invalidation::Token(hash.to_owned()).encode());
-        let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
+        let ttl_ms = self.window_ttl_ms();
         let mut con = redis.con().await?;
         // One round trip: the script on the user's slot, then the message on the channel.
         let mut calls = redis::pipe();
@@ -388,7 +393,7 @@ impl TokenCache {
         let key = watermark_key(user);
         let entry = redis.mac.seal(&key, &wire::encode_watermark(user, watermark, told));
         let message = redis.mac.seal(CHANNEL, &inv.encode());
-        let ttl_ms = u64::try_from(self.window_ms).unwrap_or(60_000);
+        let ttl_ms = self.window_ttl_ms();
         let keep = watermark.keep.map(|k| k.to_string()).unwrap_or_default();
         let mut con = redis.con().await?;
         let mut calls = redis::pipe();

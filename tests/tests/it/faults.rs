@@ -46,16 +46,7 @@ async fn with_redis_down_validation_answers_from_dynamodb() {
     t.store.revoke_session(token.user_id(), token.session_id(), &revocation, 60, None).await.unwrap();
     assert!(validate(&t.store, &cache, &token, service::now_ms()).await.is_err(), "revoked, Redis or not");
     // The fan-out sees the failure (it logs it and goes on: the propagation window bounds it).
-    assert!(cache
-        .invalidate_token(
-            token.user_id(),
-            token.hash().as_str(),
-            None,
-            active_sessions::cache::Teller::Stream,
-            active_sessions::service::now_ms()
-        )
-        .await
-        .is_err());
+    assert!(integration_tests::fanout_invalidates(&cache, &token).await.is_err());
 }
 
 /// Defect 8: after redis-server restarts, the validator's subscriber reconnects and subscribes
@@ -100,16 +91,7 @@ async fn the_l1_subscriber_survives_a_redis_restart() {
         assert!(Instant::now() < deadline, "L1 never came back on after the restart");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    fanout
-        .invalidate_token(
-            token.user_id(),
-            token.hash().as_str(),
-            None,
-            active_sessions::cache::Teller::Stream,
-            active_sessions::service::now_ms(),
-        )
-        .await
-        .expect("the fan-out reaches the restarted Redis");
+    integration_tests::fanout_invalidates(&fanout, &token).await.expect("the fan-out reaches the restarted Redis");
     let deadline = Instant::now() + Duration::from_secs(2);
     while validator.l1_contains(&token.hash(), service::now_ms()) {
         assert!(Instant::now() < deadline, "the invalidation never reached the warm L1");
@@ -154,16 +136,7 @@ async fn a_read_in_flight_across_an_invalidation_never_refills_the_caches() {
         source_ip: None,
     };
     store.revoke_session(token.user_id(), token.session_id(), &revocation, 60, None).await.unwrap();
-    fanout
-        .invalidate_token(
-            token.user_id(),
-            token.hash().as_str(),
-            None,
-            active_sessions::cache::Teller::Stream,
-            active_sessions::service::now_ms(),
-        )
-        .await
-        .expect("invalidated");
+    integration_tests::fanout_invalidates(&fanout, &token).await.expect("invalidated");
     // The validator's subscriber has heard it (its own invalidation round trip, not a sleep).
     let deadline = Instant::now() + Duration::from_secs(5);
     while !validator.heard(token.hash().as_str()) {

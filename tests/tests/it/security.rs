@@ -367,18 +367,8 @@ async fn forged_cache_entries_and_messages_are_refused() {
     assert_eq!(heard, 1, "the validator is subscribed");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(validator.l1_contains(&real.hash(), now), "a forged invalidation was applied");
-    TokenCache::new(&config)
-        .await
-        .unwrap()
-        .invalidate_token(
-            real.user_id(),
-            real.hash().as_str(),
-            None,
-            active_sessions::cache::Teller::Stream,
-            service::now_ms(),
-        )
-        .await
-        .unwrap();
+    let fanout = TokenCache::new(&config).await.unwrap();
+    integration_tests::fanout_invalidates(&fanout, &real).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while validator.l1_contains(&real.hash(), service::now_ms()) {
         assert!(std::time::Instant::now() < deadline, "the genuine invalidation never arrived");

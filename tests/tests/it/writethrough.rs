@@ -20,6 +20,12 @@ fn delete_one(token: &str, id: &str) -> lambda_http::Request {
     with_path(request("DELETE", &format!("/v1/sessions/{id}"), Some(token)), &[("id", id)])
 }
 
+/// A plain connection to a test's own redis-server, to look at what the caches wrote.
+async fn raw_redis(redis: &OwnServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port)).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
 /// A validator in another process (as far as Redis knows): warm L1 for `tokens`, subscribed.
 async fn warm_validator(
     config: &CacheConfig,
@@ -58,11 +64,7 @@ async fn a_revoke_has_told_every_cache_by_the_time_it_answers() {
     assert!(validate(&t.store, &validator, &phone_t, now).await.is_err(), "a warm L1 said valid after the revoke");
     assert!(validator.heard(phone_t.hash().as_str()), "refused by L1's tombstone, not by DynamoDB");
     assert!(validate(&t.store, &l2_only, &phone_t, now).await.is_err(), "L2 said valid after the revoke");
-    let mut raw = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = raw_redis(&redis).await;
     let marker: Option<String> = raw.get(token_key(phone_t.user_id(), phone_t.hash().as_str())).await.unwrap();
     assert!(marker.is_some_and(|m| m.contains(".r|")), "no revoked marker in L2");
 
@@ -224,11 +226,7 @@ async fn a_retried_revoke_tells_the_caches_it_missed() {
         revoke_session::handle_through(&t.store, &policy, &caches, delete_one(&me.token, &phone_id)).await.status(),
         204
     );
-    let mut raw = redis::Client::open(format!("redis://127.0.0.1:{}/", redis.port))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = raw_redis(&redis).await;
     let marker: Option<String> = raw.get(token_key(phone_t.user_id(), phone_t.hash().as_str())).await.unwrap();
     assert!(marker.is_some_and(|m| m.contains(".r|")), "the repeat told no cache");
 
