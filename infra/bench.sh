@@ -168,7 +168,7 @@ print(f"  repeated jti per product: {[r['repeated_jti'] for r in rows if r['vari
 PY
 fi
 if [ "$which" = ttl ]; then
-  # How long DynamoDB Local takes to delete expired items by TTL (README, Session lifetimes).
+  # How long DynamoDB Local takes to delete expired items by TTL (docs/configuration.md, Session lifetimes).
   "$MOTO_VENV/bin/python" "$ROOT/infra/ttl_probe.py" "http://127.0.0.1:$DDB_PORT" 20
   "$MOTO_VENV/bin/python" "$ROOT/infra/ttl_probe.py" "http://127.0.0.1:$DDB_PORT" 50
 fi

@@ -21,6 +21,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== the shared crate's layering (infra/layers.py)"
 python3 "$ROOT/infra/layers.py"
+echo "== the documentation's links (infra/doclinks.py)"
+python3 "$ROOT/infra/doclinks.py"
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The deploy template, offline and without credentials (each silenced rule would carry its

@@ -1,4 +1,4 @@
-"""How long DynamoDB Local takes to delete an expired item by TTL (README, Session lifetimes).
+"""How long DynamoDB Local takes to delete an expired item by TTL (docs/configuration.md, Session lifetimes).
 
 Run with a python that has boto3 (moto's venv has it), against a running DynamoDB Local:
     .local/moto/bin/python infra/ttl_probe.py http://127.0.0.1:8000 [items]

@@ -13,7 +13,7 @@
 //! for N ms from its start; `GET /status` then says since when it listens, epoch ms). Each
 //! delivery is listed with the epoch ms it arrived at (`at_ms`).
 //!
-//! As a product must (README), it verifies each token with the key its `kid` names in the
+//! As a product must (docs/deploy.md), it verifies each token with the key its `kid` names in the
 //! service's JWKS (`--jwks-url`, fetched on first use and again for an unknown `kid`), for its
 //! audience (`--aud`), and answers 400 to a token that does not verify; each delivery is listed
 //! with `verified`.

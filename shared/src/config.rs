@@ -26,7 +26,7 @@ pub struct Lifetime {
 }
 
 /// The lifetimes per client kind (`<KIND>_IDLE_TIMEOUT_SECONDS`, `<KIND>_MAX_LIFETIME_SECONDS`,
-/// e.g. `BROWSER_IDLE_TIMEOUT_SECONDS`). The defaults and their reasons are in the README.
+/// e.g. `BROWSER_IDLE_TIMEOUT_SECONDS`). The defaults and their reasons are in docs/configuration.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
     pub browser: Lifetime,

@@ -245,7 +245,7 @@ impl Backchannel {
         }
         let rule = RotationRule::from_env()?;
         rule.check(&secret, now_secs()).map_err(invalid)?;
-        // Reports when the rotation's next step may be taken (README, Rotating the signing key).
+        // Reports when the rotation's next step may be taken (docs/deploy.md, Rotating the signing key).
         if let (Some(since), Some(_)) = (secret.key_since, &secret.previous_key) {
             let droppable = since + rule.keep_previous_secs();
             if now_secs() >= droppable {

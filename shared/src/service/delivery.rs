@@ -17,7 +17,7 @@
 //! record, a retry whose receipt write failed) never starts a second chain. A product can
 //! receive one logout twice, always with the same `jti` (an attempt that timed out after the
 //! product got it, or one whose outcome could not be recorded); products treat a repeated `jti`
-//! as done (README).
+//! as done (docs/deploy.md).
 //!
 //! Store and queue errors fail the caller: the stream record or the queue message is delivered
 //! again, and repeats only what was not recorded.

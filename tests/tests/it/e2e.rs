@@ -550,7 +550,7 @@ async fn jwks() -> jsonwebtoken::jwk::JwkSet {
     res.json().await.expect("a JWK Set")
 }
 
-/// Verifies a logout token as a product must (README): the key its `kid` names in the JWKS,
+/// Verifies a logout token as a product must (docs/deploy.md): the key its `kid` names in the JWKS,
 /// `typ`, `iss`, `aud`, `exp`, `iat`, `sub`, and the event.
 fn verify_logout(jwt: &str, jwks: &jsonwebtoken::jwk::JwkSet) -> active_sessions::logout::LogoutClaims {
     use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
