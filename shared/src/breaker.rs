@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{number_in, ConfigError};
+use crate::env::{number_in, ConfigError};
 
 /// Deliveries in flight to one product at most, per instance: a slow product holds its own slots
 /// only, never another product's.

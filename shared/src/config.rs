@@ -1,20 +1,14 @@
-//! Typed configuration, read once at init. A missing required variable fails init. Every
-//! environment variable the functions read is read here: the table and policy (`Config`), the
-//! DynamoDB timeouts (`StoreTimeouts`), the token caches (`CacheConfig`, or the cache secret's
-//! ARN), back-channel logout (`Backchannel`, or its secret's ARN), and the function's name for
-//! metrics.
+//! Typed configuration, read once at init; a missing required variable fails init. Here: the
+//! table and policy (`Config`), the DynamoDB timeouts and the AWS SDK's client (`StoreTimeouts`),
+//! Secrets Manager reads, and the pages' origin. The token caches' settings are read beside
+//! `cache::CacheConfig`, back-channel logout's beside `logout::Backchannel`; docs/configuration.md
+//! lists every variable.
 
 use std::env;
 
 use crate::domain::{AppId, ClientKind, InvalidValue};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    #[error("environment variable {name} is invalid: {reason}")]
-    Invalid { name: &'static str, reason: String },
-}
+pub use crate::env::ConfigError;
+use crate::env::{flag, number};
 
 /// How long a session of one client kind may live: unused (idle), and at all (absolute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,37 +285,6 @@ pub struct Config {
     pub timeouts: StoreTimeouts,
 }
 
-/// A whole number from `name` in `min..=max` (`default` when unset): the back-channel's retry
-/// policy (feature `backchannel`) and the write-through's budget (feature `cache`).
-#[cfg_attr(not(any(feature = "backchannel", feature = "cache")), allow(dead_code))]
-pub(crate) fn number_in(name: &'static str, default: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
-    match env::var(name) {
-        Err(_) => Ok(default),
-        Ok(raw) => match raw.trim().parse::<i64>() {
-            Ok(v) if (min..=max).contains(&v) => Ok(v),
-            _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number in {min}-{max}") }),
-        },
-    }
-}
-
-fn number(name: &'static str, default: i64, min: i64) -> Result<i64, ConfigError> {
-    match env::var(name) {
-        Err(_) => Ok(default),
-        Ok(raw) => match raw.trim().parse::<i64>() {
-            Ok(v) if v >= min => Ok(v),
-            _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number >= {min}") }),
-        },
-    }
-}
-
-fn flag(name: &'static str) -> Result<bool, ConfigError> {
-    match env::var(name).as_deref().map(str::trim) {
-        Err(_) | Ok("" | "false" | "0") => Ok(false),
-        Ok("true" | "1") => Ok(true),
-        Ok(_) => Err(ConfigError::Invalid { name, reason: "expected true or false".into() }),
-    }
-}
-
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let table_name =
@@ -353,72 +316,6 @@ impl Config {
     }
 }
 
-#[cfg(feature = "cache")]
-impl crate::cache::CacheConfig {
-    /// `PROPAGATION_WINDOW_SECONDS` (60, 1-1800), `L1_CAPACITY` (100 000; 0 turns L1 off),
-    /// `REDIS_URL` (unset: no L2) and, locally, the cache's secret from `REDIS_USERNAME`,
-    /// `REDIS_PASSWORD` and `CACHE_MAC_KEY` (base64, at least 32 bytes; required with `REDIS_URL`).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Self::default();
-        let window_secs = number("PROPAGATION_WINDOW_SECONDS", i64::try_from(d.window.as_secs()).unwrap_or(60), 1)?;
-        if window_secs > 1800 {
-            return Err(ConfigError::Invalid { name: "PROPAGATION_WINDOW_SECONDS", reason: "expected 1-1800".into() });
-        }
-        let l1_capacity = number("L1_CAPACITY", i64::try_from(d.l1_capacity).unwrap_or(i64::MAX), 0)?;
-        let set = |name| env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mac_key = set("CACHE_MAC_KEY")
-            .map(|raw| {
-                crate::cache::MacKey::from_base64(&raw)
-                    .map_err(|e| ConfigError::Invalid { name: "CACHE_MAC_KEY", reason: e.0 })
-            })
-            .transpose()?;
-        Ok(Self {
-            window: std::time::Duration::from_secs(window_secs.unsigned_abs()),
-            l1_capacity: l1_capacity.unsigned_abs(),
-            redis_url: set("REDIS_URL"),
-            redis_username: set("REDIS_USERNAME"),
-            redis_password: set("REDIS_PASSWORD"),
-            mac_key,
-        })
-    }
-
-    /// Deployed, the cache's secret (`CACHE_SECRET_ARN`, JSON `{"username", "password",
-    /// "mac_key"}`) replaces the three variables; read once at start. Locally, `from_env`.
-    pub async fn load(timeouts: &StoreTimeouts) -> Result<Self, ConfigError> {
-        let mut config = Self::from_env()?;
-        let Some(arn) = env::var("CACHE_SECRET_ARN").ok().filter(|v| !v.trim().is_empty()) else {
-            return Ok(config);
-        };
-        #[derive(serde::Deserialize)]
-        struct CacheSecret {
-            #[serde(default)]
-            username: Option<String>,
-            #[serde(default)]
-            password: Option<String>,
-            mac_key: String,
-        }
-        let raw = read_secret("CACHE_SECRET_ARN", &arn, timeouts).await?;
-        let secret: CacheSecret = serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
-            name: "CACHE_SECRET_ARN",
-            reason: format!("expected {{\"username\", \"password\", \"mac_key\"}} ({:?} error)", e.classify()),
-        })?;
-        config.redis_username = secret.username;
-        config.redis_password = secret.password;
-        config.mac_key = Some(
-            crate::cache::MacKey::from_base64(&secret.mac_key)
-                .map_err(|e| ConfigError::Invalid { name: "CACHE_SECRET_ARN", reason: e.0 })?,
-        );
-        Ok(config)
-    }
-
-    /// `WRITE_THROUGH_BUDGET_MS` (50, 0-1000): how long a revoke may spend telling the caches
-    /// before it answers; 0 turns the write-through off (the stream alone tells them).
-    pub fn write_through_budget() -> Result<std::time::Duration, ConfigError> {
-        let ms = number_in("WRITE_THROUGH_BUDGET_MS", 50, 0, 1000)?;
-        Ok(std::time::Duration::from_millis(ms.unsigned_abs()))
-    }
-}
-
 /// A Secrets Manager secret's string value (`name`: the variable holding its ARN), read with the
 /// store's timeouts. Errors name the secret, never its value.
 #[cfg(feature = "secrets")]
@@ -436,67 +333,6 @@ pub async fn read_secret(name: &'static str, arn: &str, timeouts: &StoreTimeouts
         .ok_or_else(|| ConfigError::Invalid { name, reason: format!("{arn} has no string value") })
 }
 
-#[cfg(feature = "backchannel")]
-impl crate::logout::Backchannel {
-    /// Locally: `BACKCHANNEL_ENDPOINTS` (unset or `[]`: off), then `LOGOUT_ISSUER`,
-    /// `LOGOUT_SIGNING_KEY_PEM` and `LOGOUT_KEY_ID`. Deployed, see `backchannel_secret_arn`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let raw = env::var("BACKCHANNEL_ENDPOINTS").unwrap_or_default();
-        let endpoints: Vec<crate::logout::Endpoint> = if raw.trim().is_empty() {
-            Vec::new()
-        } else {
-            serde_json::from_str(&raw).map_err(|e| ConfigError::Invalid {
-                name: "BACKCHANNEL_ENDPOINTS",
-                reason: format!("expected [{{\"aud\": ..., \"url\": ...}}]: {e}"),
-            })?
-        };
-        if endpoints.is_empty() {
-            return Ok(Self::disabled());
-        }
-        let issuer = env::var("LOGOUT_ISSUER").map_err(|_| ConfigError::Missing("LOGOUT_ISSUER"))?;
-        let pem = env::var("LOGOUT_SIGNING_KEY_PEM").map_err(|_| ConfigError::Missing("LOGOUT_SIGNING_KEY_PEM"))?;
-        let next = match (env::var("LOGOUT_NEXT_SIGNING_KEY_PEM").ok(), env::var("LOGOUT_NEXT_KEY_ID").ok()) {
-            (Some(pem), Some(kid)) => Some(crate::logout::NextKey { pem, kid }),
-            (None, None) => None,
-            _ => return Err(ConfigError::Missing("LOGOUT_NEXT_SIGNING_KEY_PEM and LOGOUT_NEXT_KEY_ID")),
-        };
-        Self::build(endpoints, issuer, &pem, env::var("LOGOUT_KEY_ID").ok(), next, "LOGOUT_SIGNING_KEY_PEM")
-    }
-}
-
-#[cfg(feature = "backchannel")]
-impl crate::logout::Backchannel {
-    /// Deployed, from the Secrets Manager secret whose ARN is `BACKCHANNEL_SECRET_ARN` (read once,
-    /// at start); locally, from the environment (`from_env`). Nothing of the secret's value is
-    /// ever logged or put in an error.
-    pub async fn load(timeouts: &StoreTimeouts) -> Result<Self, ConfigError> {
-        let Some(arn) = backchannel_secret_arn() else {
-            return Self::from_env();
-        };
-        let raw = read_secret("BACKCHANNEL_SECRET_ARN", &arn, timeouts).await?;
-        Self::from_secret_json(&raw)
-    }
-
-    /// `load` now, and again every `CONFIG_RELOAD_SECONDS` (300): a product added to the secret, or
-    /// a rotated key, reaches every warm instance within that, without a redeploy. A failed
-    /// reload keeps the last good configuration.
-    pub async fn reloadable(timeouts: &StoreTimeouts) -> Result<crate::reload::Reloadable<Self>, ConfigError> {
-        let timeouts = *timeouts;
-        let ttl = crate::reload::ttl_from_env()?;
-        let config =
-            crate::reload::Reloadable::load("backchannel", ttl, move || async move { Self::load(&timeouts).await })
-                .await?;
-        // A warm instance never moves to a secret that unpublishes the key it signs with too soon.
-        Ok(config.with_check(|in_use: &Self, fresh: &Self| in_use.may_be_replaced_by(fresh)))
-    }
-}
-
-/// `BACKCHANNEL_SECRET_ARN`: deployed, the Secrets Manager secret holding the back-channel
-/// configuration (it replaces the variables `Backchannel::from_env` reads).
-pub fn backchannel_secret_arn() -> Option<String> {
-    env::var("BACKCHANNEL_SECRET_ARN").ok().filter(|v| !v.trim().is_empty())
-}
-
 /// `WEB_ORIGIN`: the origin the pages are served from (`https://sessions.example.com`), which a
 /// cookie-authenticated change may name in `Origin` when the browser sends no Fetch Metadata.
 /// Unset: only `Sec-Fetch-Site: same-origin` is accepted.
@@ -511,12 +347,6 @@ pub fn web_origin() -> Option<&'static str> {
                 .filter(|v| !v.is_empty() && v != "null")
         })
         .as_deref()
-}
-
-/// `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda; `local` otherwise), read once: metrics carry it.
-pub fn function_name() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into()))
 }
 
 #[cfg(test)]

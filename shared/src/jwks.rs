@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::config::ConfigError;
+use crate::env::ConfigError;
 
 /// How long products may keep the JWKS (`get-jwks`'s `Cache-Control: public, max-age`): the
 /// rotation's timing counts from it (`logout::RotationRule`).

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
 use crate::domain::{SessionId, UserId};
+use crate::env::ConfigError;
 
 /// SQS holds a message back at most this long (`DelaySeconds` is 0-900).
 pub const MAX_DELAY: Duration = Duration::from_secs(900);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::ConfigError;
+use crate::env::ConfigError;
 
 /// A failed reload is tried again after this long (or the TTL, if shorter).
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -115,7 +115,7 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
 /// `CONFIG_RELOAD_SECONDS` (300): how long a reloadable configuration is used before it is read
 /// again (1-3600).
 pub fn ttl_from_env() -> Result<Duration, ConfigError> {
-    let secs = crate::config::number_in("CONFIG_RELOAD_SECONDS", DEFAULT_TTL_SECS, 1, 3_600)?;
+    let secs = crate::env::number_in("CONFIG_RELOAD_SECONDS", DEFAULT_TTL_SECS, 1, 3_600)?;
     Ok(Duration::from_secs(secs.unsigned_abs()))
 }
 

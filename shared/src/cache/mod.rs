@@ -19,22 +19,26 @@
 //! validation (it falls through to DynamoDB) nor a revoke (the stream repairs what it missed).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AppId, SessionId, UserId};
-use crate::model::{CacheNotice, Watermark};
+use crate::model::Watermark;
 use crate::token::{SessionToken, TokenHash};
 
+mod config;
+mod invalidate;
 mod redis_client;
 mod scripts;
+mod subscriber;
 mod wire;
+mod write_through;
 
-use redis_client::{open_subscription, Redis};
+pub use config::CacheConfig;
+use redis_client::Redis;
 pub use wire::{token_key, watermark_key, Invalidation, MacKey, Teller, Told, CHANNEL};
+pub use write_through::WriteThrough;
 
 /// What the caches hold for a valid token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,49 +71,6 @@ impl CachedSession {
 
     fn trusted_at(&self, now_ms: i64, watermark: Option<&Watermark>) -> bool {
         now_ms < self.cached_until_ms && !watermark.is_some_and(|w| w.covers_at(self.signed_in_at, self.session_id))
-    }
-}
-
-#[derive(Clone)]
-pub struct CacheConfig {
-    /// The propagation window: no cached "valid" lives longer (`PROPAGATION_WINDOW_SECONDS`, 60).
-    pub window: Duration,
-    /// L1 entries at most (`L1_CAPACITY`, 100 000); 0 turns L1 off.
-    pub l1_capacity: u64,
-    /// `REDIS_URL`; unset turns L2 off.
-    pub redis_url: Option<String>,
-    /// Redis's ACL user and password (ElastiCache RBAC, or `requirepass` with the `default`
-    /// user); none: no AUTH.
-    pub redis_username: Option<String>,
-    pub redis_password: Option<String>,
-    /// Authenticates L2 entries and invalidation messages; required with `redis_url`.
-    pub mac_key: Option<MacKey>,
-}
-
-/// The password stays out of any log line that prints the configuration.
-impl std::fmt::Debug for CacheConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheConfig")
-            .field("window", &self.window)
-            .field("l1_capacity", &self.l1_capacity)
-            .field("redis_url", &self.redis_url)
-            .field("redis_username", &self.redis_username)
-            .field("redis_password", &self.redis_password.as_ref().map(|_| "(redacted)"))
-            .field("mac_key", &self.mac_key)
-            .finish()
-    }
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            window: Duration::from_secs(60),
-            l1_capacity: 100_000,
-            redis_url: None,
-            redis_username: None,
-            redis_password: None,
-            mac_key: None,
-        }
     }
 }
 
@@ -152,7 +113,7 @@ pub struct TokenCache {
 impl TokenCache {
     /// Builds the caches. A malformed `REDIS_URL`, or one without a MAC key, fails; an
     /// unreachable Redis does not.
-    pub async fn new(config: &CacheConfig) -> Result<Self, crate::config::ConfigError> {
+    pub async fn new(config: &CacheConfig) -> Result<Self, crate::env::ConfigError> {
         let window = config.window;
         let l1 = (config.l1_capacity > 0)
             .then(|| moka::sync::Cache::builder().max_capacity(config.l1_capacity).time_to_live(window).build());
@@ -161,8 +122,8 @@ impl TokenCache {
             None => None,
             Some(url) => {
                 use redis::IntoConnectionInfo;
-                let invalid = |reason: String| crate::config::ConfigError::Invalid { name: "REDIS_URL", reason };
-                let mac = config.mac_key.clone().ok_or(crate::config::ConfigError::Missing("CACHE_MAC_KEY"))?;
+                let invalid = |reason: String| crate::env::ConfigError::Invalid { name: "REDIS_URL", reason };
+                let mac = config.mac_key.clone().ok_or(crate::env::ConfigError::Missing("CACHE_MAC_KEY"))?;
                 // rustls has two crypto providers compiled in here (the SDK's aws-lc-rs, reqwest's
                 // ring) and would panic at the first rediss:// connection without a choice. Err
                 // only means a provider is installed already.
@@ -332,249 +293,11 @@ impl TokenCache {
         }
     }
 
-    /// Tells the caches a token is revoked: a revoked marker in L2 (unless one is there) and the
-    /// invalidation to every validator, in one round trip. `by` is who is telling. Returns who
-    /// told them first: an earlier marker's, or a write-through watermark's that covers the session
-    /// (`covered`: its sign-in time and id), or this call's.
-    pub async fn invalidate_token(
-        &self,
-        user: &UserId,
-        hash: &str,
-        covered: Option<(i64, SessionId)>,
-        by: Teller,
-        now_ms: i64,
-    ) -> Result<Told, redis::RedisError> {
-        let told = Told { at_ms: now_ms, by };
-        self.apply(&Invalidation::Token(hash.to_owned()));
-        let Some(redis) = &self.redis else { return Ok(told) };
-        let (key, wm_key) = (token_key(user, hash), watermark_key(user));
-        let marker = redis.mac.seal(&key, &wire::encode_marker(told));
-        let message = redis.mac.seal(CHANNEL, &Invalidation::Token(hash.to_owned()).encode());
-        let ttl_ms = self.window_ttl_ms();
-        let mut con = redis.con().await?;
-        // One round trip: the script on the user's slot, then the message on the channel.
-        let mut calls = redis::pipe();
-        calls.cmd("EVAL").arg(scripts::MARK_TOKEN).arg(2).arg(&key).arg(&wm_key).arg(&marker).arg(ttl_ms);
-        calls.cmd("PUBLISH").arg(CHANNEL).arg(&message).ignore();
-        let ((kept, watermark),): ((String, String),) = redis.bounded(calls.query_async(&mut con)).await?;
-        let (kept, watermark) = (Some(kept).filter(|v| !v.is_empty()), Some(watermark).filter(|v| !v.is_empty()));
-        if let Some(raw) = kept {
-            match redis.mac.open(&key, &raw).and_then(wire::decode_marker) {
-                Some(earlier) => return Ok(earlier),
-                None => {
-                    // Planted by someone without the key: replace it with ours.
-                    forged("L2 revoked marker");
-                    redis.bounded(con.pset_ex::<_, _, ()>(&key, marker, ttl_ms)).await?;
-                }
-            }
-        }
-        let by_watermark = covered.and_then(|(signed_in_at, session)| {
-            let (watermark, told) = wire::decode_watermark(redis.mac.open(&wm_key, watermark.as_deref()?)?)?;
-            let told = told.filter(|t| t.by == Teller::WriteThrough)?;
-            watermark.covers_at(signed_in_at, session).then_some(told)
-        });
-        Ok(by_watermark.unwrap_or(told))
-    }
-
-    /// Tells the caches about a revoke-all: L2 and every validator honour the watermark at once,
-    /// before the sweep's per-session records arrive. L2 keeps it for one window, and never trades
-    /// it for one that covers less. Returns who told them first (as `invalidate_token`).
-    pub async fn invalidate_user(
-        &self,
-        user: &UserId,
-        watermark: Watermark,
-        by: Teller,
-        now_ms: i64,
-    ) -> Result<Told, redis::RedisError> {
-        let told = Told { at_ms: now_ms, by };
-        let inv = Invalidation::User { user: user.clone(), watermark };
-        self.apply(&inv);
-        let Some(redis) = &self.redis else { return Ok(told) };
-        let key = watermark_key(user);
-        let entry = redis.mac.seal(&key, &wire::encode_watermark(user, watermark, told));
-        let message = redis.mac.seal(CHANNEL, &inv.encode());
-        let ttl_ms = self.window_ttl_ms();
-        let keep = watermark.keep.map(|k| k.to_string()).unwrap_or_default();
-        let mut con = redis.con().await?;
-        let mut calls = redis::pipe();
-        calls
-            .cmd("EVAL")
-            .arg(scripts::MARK_WATERMARK)
-            .arg(1)
-            .arg(&key)
-            .arg(&entry)
-            .arg(watermark.before_ms)
-            .arg(keep)
-            .arg(ttl_ms);
-        calls.cmd("PUBLISH").arg(CHANNEL).arg(&message).ignore();
-        let (raw,): (String,) = redis.bounded(calls.query_async(&mut con)).await?;
-        if raw.is_empty() {
-            return Ok(told);
-        }
-        match redis.mac.open(&key, &raw).and_then(wire::decode_watermark) {
-            // The one kept covers this one: whoever wrote it told the caches at least this much.
-            Some((_, Some(earlier))) => Ok(earlier),
-            Some((_, None)) => Ok(told),
-            None => {
-                forged("L2 watermark");
-                redis.bounded(con.pset_ex::<_, _, ()>(&key, entry, ttl_ms)).await?;
-                Ok(told)
-            }
-        }
-    }
-
-    /// Subscribes to the invalidation channel and applies every message to L1, for as long as the
-    /// validator runs. For long-running validators; returns at once.
-    ///
-    /// L1 answers only while the channel is live: if the first subscription fails, and whenever
-    /// the connection is down, every validation goes on to L2 or DynamoDB. When the
-    /// connection drops it reconnects and subscribes again (backing off from 100 ms to 5 s), and
-    /// empties L1, whose entries may have missed invalidations meanwhile.
-    pub async fn subscribe(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
-        let Some(redis) = &self.redis else {
-            return Ok(tokio::spawn(async {}));
-        };
-        let (client, mac) = (redis.client.clone(), redis.mac.clone());
-        let first = open_subscription(&client).await;
-        if let Err(e) = &first {
-            self.set_l1_live(false);
-            tracing::warn!(error = %e, "invalidation channel down at start; L1 off until it is up");
-        }
-        let cache = Arc::clone(self);
-        Ok(tokio::spawn(async move {
-            let mut subscription = first.ok();
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                if let Some(mut pubsub) = subscription.take() {
-                    backoff = Duration::from_millis(100);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        cache.receive(&mac, &msg);
-                    }
-                    cache.set_l1_live(false);
-                    cache.clear_l1();
-                    tracing::warn!("invalidation channel lost; L1 off and emptied, reconnecting");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                match open_subscription(&client).await {
-                    Ok(pubsub) => {
-                        // Entries filled while the channel was down may have missed invalidations.
-                        cache.clear_l1();
-                        cache.set_l1_live(true);
-                        tracing::info!("invalidation channel subscribed");
-                        subscription = Some(pubsub);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "invalidation channel still down"),
-                }
-            }
-        }))
-    }
-
-    /// One message from the channel: applied if it carries our MAC.
-    fn receive(&self, mac: &MacKey, msg: &redis::Msg) {
-        let Ok(raw) = msg.get_payload::<String>() else { return };
-        let Some(encoded) = mac.open(CHANNEL, &raw) else {
-            forged("invalidation message");
-            return;
-        };
-        if let Some(inv) = Invalidation::decode(encoded) {
-            self.apply(&inv);
-        }
-    }
-
-    fn set_l1_live(&self, live: bool) {
-        self.l1_live.store(live, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Empties L1 (watermarks heard stay: they only ever refuse more).
-    pub fn clear_l1(&self) {
-        if let Some(l1) = &self.l1 {
-            l1.invalidate_all();
-        }
-    }
-
     /// Notes that Redis did not answer within a caller's own budget: calls skip it for a while.
     fn note_timeout(&self) {
         if let Some(redis) = &self.redis {
             redis.note_timeout();
         }
-    }
-}
-
-/// The revoke's side: tells the caches, after the revocation is committed and before the revoke
-/// answers, within a budget (`WRITE_THROUGH_BUDGET_MS`, 50; 0 turns it off). It never fails a
-/// revoke: a failure or a timeout is logged and counted (`WriteThroughFailed`), and the stream's
-/// fan-out tells the caches behind it.
-pub struct WriteThrough {
-    cache: Option<TokenCache>,
-    budget: Duration,
-}
-
-impl WriteThrough {
-    /// Tells nothing (no cache configured, or turned off): the stream alone tells the caches.
-    pub fn off() -> Self {
-        Self { cache: None, budget: Duration::ZERO }
-    }
-
-    /// A write-through to `config`'s cache (no L1: the revoke validates nothing through it), or off
-    /// when no Redis is configured or the budget is zero. Connects at once (bounded).
-    pub async fn new(config: &CacheConfig, budget: Duration) -> Result<Self, crate::config::ConfigError> {
-        if config.redis_url.is_none() || budget.is_zero() {
-            return Ok(Self::off());
-        }
-        let cache = TokenCache::new(&CacheConfig { l1_capacity: 0, ..config.clone() }).await?;
-        cache.connect().await;
-        Ok(Self { cache: Some(cache), budget })
-    }
-
-    /// What the revoke functions start with: the cache's configuration (`CacheConfig::load`, the
-    /// cache's secret deployed) and `WRITE_THROUGH_BUDGET_MS`. It never fails start-up: a revoke
-    /// must work without its caches, so a configuration that cannot be read turns the write-through
-    /// off (logged, and counted as `WriteThroughFailed`) and leaves the caches to the stream.
-    pub async fn from_env(timeouts: &crate::config::StoreTimeouts) -> Self {
-        let made = async {
-            let config = CacheConfig::load(timeouts).await?;
-            Self::new(&config, CacheConfig::write_through_budget()?).await
-        };
-        match made.await {
-            Ok(through) => through,
-            Err(e) => {
-                tracing::error!(error = %e, "write-through off: the cache's configuration could not be read");
-                crate::telemetry::emit_metric("WriteThroughFailed", "Count", 1, None);
-                Self::off()
-            }
-        }
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.cache.is_some()
-    }
-
-    /// Tells the caches what a committed revocation ended. `None` when off or failed.
-    pub async fn tell(&self, notice: &CacheNotice, now_ms: i64) -> Option<Told> {
-        let cache = self.cache.as_ref()?;
-        let telling = async {
-            match notice {
-                CacheNotice::Token { user, token_hash } => {
-                    cache.invalidate_token(user, token_hash, None, Teller::WriteThrough, now_ms).await
-                }
-                CacheNotice::User { user, watermark } => {
-                    cache.invalidate_user(user, *watermark, Teller::WriteThrough, now_ms).await
-                }
-            }
-        };
-        let failure = match tokio::time::timeout(self.budget, telling).await {
-            Ok(Ok(told)) => return Some(told),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => {
-                cache.note_timeout();
-                format!("no answer within {} ms", self.budget.as_millis())
-            }
-        };
-        tracing::warn!(error = %failure, "write-through failed; the stream's fan-out tells the caches");
-        crate::telemetry::emit_metric("WriteThroughFailed", "Count", 1, None);
-        None
     }
 }
 
@@ -638,6 +361,7 @@ mod tests {
     use crate::error::ServiceError;
     use crate::service::validate;
     use crate::store::MemoryStore;
+    use std::time::Duration;
 
     async fn cache(capacity: u64, window: Duration) -> TokenCache {
         TokenCache::new(&CacheConfig { window, l1_capacity: capacity, ..CacheConfig::default() }).await.unwrap()

@@ -72,7 +72,7 @@ pub fn init() {
 /// name so that stacks sharing an account (dev, prod) keep their own series. With `product`, the
 /// metric is also published per product (`FunctionName`, `Product`).
 pub fn emit_metric(name: &str, unit: &str, value: i64, product: Option<&str>) {
-    println!("{}", metric_line(crate::config::function_name(), crate::clock::now_ms(), name, unit, value, product));
+    println!("{}", metric_line(crate::env::function_name(), crate::clock::now_ms(), name, unit, value, product));
 }
 
 fn metric_line(function: &str, now_ms: i64, name: &str, unit: &str, value: i64, product: Option<&str>) -> String {

@@ -68,7 +68,7 @@ pub(super) fn provider_from_env() -> Option<SdkTracerProvider> {
     };
     let resource = Resource::builder()
         .with_detector(Box::new(opentelemetry_aws::detector::LambdaResourceDetector))
-        .with_service_name(crate::config::function_name().to_string())
+        .with_service_name(crate::env::function_name().to_string())
         .build();
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)

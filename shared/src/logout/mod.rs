@@ -6,7 +6,7 @@
 //!   the fan-out reads it at start) holding JSON
 //!   `{"endpoints": [{"aud": ..., "url": ...}], "issuer": ..., "signing_key_pem": ..., "key_id": ...}`,
 //!   parsed by [`Backchannel::from_secret_json`];
-//! - locally, the environment ([`Backchannel::from_env`], in `crate::config`):
+//! - locally, the environment ([`Backchannel::from_env`]):
 //!   - `BACKCHANNEL_ENDPOINTS`: JSON `[{"aud": "<product client id>", "url": "https://.../logout"}]`;
 //!     unset or `[]` turns back-channel logout off.
 //!   - `LOGOUT_ISSUER`: the `iss` claim.
@@ -18,8 +18,13 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
 use crate::domain::{SessionId, UserId};
+
+mod config;
+mod retry;
+
+pub use config::{public_jwks_of_secret, NextKey, RotationRule};
+pub use retry::{RetryPolicy, RECEIPTS_LINGER_MS};
 
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Logout tokens are short-lived: a product must act on one at once.
@@ -76,122 +81,6 @@ impl LogoutError {
     }
 }
 
-/// What the deployed secret holds (`BACKCHANNEL_SECRET_ARN`).
-#[derive(Deserialize)]
-struct BackchannelSecret {
-    #[serde(default)]
-    endpoints: Vec<Endpoint>,
-    #[serde(default)]
-    issuer: String,
-    #[serde(default)]
-    signing_key_pem: String,
-    #[serde(default)]
-    key_id: Option<String>,
-    /// The key products should be ready for: published in the JWKS, not signed with yet.
-    #[serde(default)]
-    next_signing_key_pem: Option<String>,
-    #[serde(default)]
-    next_key_id: Option<String>,
-    /// Epoch s: when the next key was first published (`rotate stage`).
-    #[serde(default)]
-    next_since: Option<i64>,
-    /// Epoch s: when the current key began signing (`rotate promote`).
-    #[serde(default)]
-    key_since: Option<i64>,
-    /// Epoch s: when the current key was first published, as the next one.
-    #[serde(default)]
-    key_published_since: Option<i64>,
-    /// The key that signed before the current one, public half only (a JWK with its `kid`): still
-    /// published, for tokens it signed and instances not yet reloaded, until `keep_previous`.
-    #[serde(default)]
-    previous_key: Option<serde_json::Value>,
-}
-
-use crate::jwks::MAX_AGE_SECS as JWKS_MAX_AGE_SECS;
-
-/// 2020-01-01 in epoch seconds: no rotation time is older.
-const EPOCH_2020: i64 = 1_577_836_800;
-/// How far ahead of this clock a rotation time may be.
-const CLOCK_SKEW_SECS: i64 = 300;
-
-/// The rotation's timing, from the JWKS max-age, the configuration's reload TTL and the logout
-/// token's lifetime:
-/// - a key is published (as the next one) at least `publish_ahead` before it signs: by then every
-///   product's cached JWKS and every `get-jwks` instance has it;
-/// - the key it replaces stays published at least `keep_previous` after: an instance still on the
-///   old configuration signs with it for up to one reload TTL, a token it signed lives
-///   `TOKEN_TTL_SECS`, and a product that refetched the JWKS for it may keep that JWKS for max-age.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RotationRule {
-    pub reload_ttl_secs: i64,
-}
-
-impl RotationRule {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let ttl = crate::reload::ttl_from_env()?;
-        Ok(Self { reload_ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX) })
-    }
-
-    pub fn publish_ahead_secs(&self) -> i64 {
-        JWKS_MAX_AGE_SECS + self.reload_ttl_secs
-    }
-
-    pub fn keep_previous_secs(&self) -> i64 {
-        JWKS_MAX_AGE_SECS + self.reload_ttl_secs + TOKEN_TTL_SECS
-    }
-
-    /// Refuses a secret that signs with a key published too late, or drops the previous key too
-    /// soon (the error says until when it must stay). Numbers only in errors, never a key.
-    fn check(&self, secret: &BackchannelSecret, now_secs: i64) -> Result<(), String> {
-        // Epoch seconds, from 2020 to a few minutes ahead: milliseconds, or a time in the
-        // future, would pass the checks below without the waits they stand for.
-        for (name, at) in [
-            ("key_since", secret.key_since),
-            ("key_published_since", secret.key_published_since),
-            ("next_since", secret.next_since),
-        ] {
-            if at.is_some_and(|t| !(EPOCH_2020..=now_secs + CLOCK_SKEW_SECS).contains(&t)) {
-                return Err(format!("{name} must be epoch seconds, not in the future"));
-            }
-        }
-        let since = match (secret.key_since, secret.key_published_since) {
-            (Some(since), Some(_)) => since,
-            (None, None) => return Ok(()),
-            _ => return Err("key_since and key_published_since go together (set both when promoting)".into()),
-        };
-        if let Some(published) = secret.key_published_since {
-            if since - published < self.publish_ahead_secs() {
-                return Err(format!(
-                    "the current key began signing {} s after it was published; it must be published {} s first \
-                     (JWKS max-age {JWKS_MAX_AGE_SECS} s + reload {} s)",
-                    since - published,
-                    self.publish_ahead_secs(),
-                    self.reload_ttl_secs
-                ));
-            }
-        }
-        let keep_until = since + self.keep_previous_secs();
-        if secret.previous_key.is_none() && now_secs < keep_until {
-            return Err(format!(
-                "previous_key was dropped too soon: keep it published until {keep_until} (epoch s; the current key \
-                 began signing at {since}, + max-age {JWKS_MAX_AGE_SECS} s + reload {} s + token lifetime \
-                 {TOKEN_TTL_SECS} s)",
-                self.reload_ttl_secs
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The signing key products should be ready for before it becomes the current one.
-pub struct NextKey {
-    pub pem: String,
-    pub kid: String,
-}
-
-/// How configuration errors name the secret.
-const SECRET: &str = "BACKCHANNEL_SECRET_ARN";
-
 pub struct Backchannel {
     /// Epoch s from which the key before the current one may be unpublished (`key_since` +
     /// `RotationRule::keep_previous_secs`), if the secret says when the current one began.
@@ -222,86 +111,6 @@ impl Backchannel {
     /// Whether any product is told of revocations.
     pub fn enabled(&self) -> bool {
         !self.endpoints.is_empty()
-    }
-
-    /// The secret's JSON (see the module docs). Errors name the field at fault, never its value:
-    /// the secret holds a private key.
-    pub fn from_secret_json(raw: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason: String| ConfigError::Invalid { name: SECRET, reason };
-        let mut secret: BackchannelSecret = serde_json::from_str(raw).map_err(|e| {
-            invalid(format!(
-                "expected {{\"endpoints\": [{{\"aud\", \"url\"}}], \"issuer\", \"signing_key_pem\", \"key_id\"}} \
-                 ({:?} error at line {} column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if secret.endpoints.is_empty() {
-            return Ok(Self::disabled());
-        }
-        if secret.issuer.trim().is_empty() {
-            return Err(invalid("issuer is empty".into()));
-        }
-        let rule = RotationRule::from_env()?;
-        rule.check(&secret, now_secs()).map_err(invalid)?;
-        // Reports when the rotation's next step may be taken (docs/deploy.md, Rotating the signing key).
-        if let (Some(since), Some(_)) = (secret.key_since, &secret.previous_key) {
-            let droppable = since + rule.keep_previous_secs();
-            if now_secs() >= droppable {
-                tracing::info!(
-                    droppable_since = droppable,
-                    "the previous logout signing key may be dropped from the secret"
-                );
-            }
-        }
-        if let (Some(published), Some(_)) = (secret.next_since, &secret.next_key_id) {
-            let promotable = published + rule.publish_ahead_secs();
-            if now_secs() >= promotable {
-                tracing::info!(promotable_since = promotable, "the next logout signing key may be promoted");
-            }
-        }
-        let next = secret.next_key()?;
-        let previous = secret.previous_key.take();
-        let mut built =
-            Self::build(secret.endpoints, secret.issuer, &secret.signing_key_pem, secret.key_id, next, SECRET)?;
-        add_previous(&mut built.jwks, previous.as_ref())?;
-        built.previous_droppable_at = secret.key_since.map(|since| since + rule.keep_previous_secs());
-        Ok(built)
-    }
-
-    pub(crate) fn build(
-        endpoints: Vec<Endpoint>,
-        issuer: String,
-        pem: &str,
-        kid: Option<String>,
-        next: Option<NextKey>,
-        source: &'static str,
-    ) -> Result<Self, ConfigError> {
-        let mut seen = std::collections::BTreeSet::new();
-        for ep in &endpoints {
-            if ep.aud.trim().is_empty() || ep.aud.len() > 255 || !seen.insert(ep.aud.as_str()) {
-                return Err(ConfigError::Invalid {
-                    name: source,
-                    reason: "each endpoint needs its own non-empty aud (at most 255 bytes)".into(),
-                });
-            }
-            check_endpoint_url(&ep.url).map_err(|reason| ConfigError::Invalid {
-                name: source,
-                reason: format!("endpoint {:?}: {reason}", ep.aud),
-            })?;
-        }
-        let (key, jwks) = key_set(pem, kid.as_deref(), next.as_ref(), source)?;
-        // No redirects: a logout token goes to the configured URL or nowhere (a 3xx is a failed
-        // delivery), so an endpoint that answers with a redirect cannot send it elsewhere, nor
-        // downgrade it to plain HTTP. Every delivery is bounded: 1 s to connect, 3 s in all.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(POST_TIMEOUT)
-            .build()
-            .map_err(|e| ConfigError::Invalid { name: source, reason: format!("HTTP client: {e}") })?;
-        Ok(Self { previous_droppable_at: None, issuer, key: Some(key), kid, jwks, endpoints, http })
     }
 
     /// Whether `next` may replace this configuration in a warm instance: it must still publish the
@@ -378,178 +187,8 @@ impl Backchannel {
     }
 }
 
-/// How a product that did not take a logout is retried (from the retry queue, by `logout-retry`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// `LOGOUT_RETRY_HORIZON_SECONDS` (3600): from the revocation, how long a product is retried
-    /// before its receipt says `failed`.
-    pub horizon_ms: i64,
-    /// `LOGOUT_RETRY_BACKOFF_MS` (30 000): the wait after the first failed attempt, doubled after
-    /// each further one, up to `LOGOUT_RETRY_MAX_BACKOFF_MS` (600 000; at most 900 000, the
-    /// longest an SQS message can be held back). Waits are whole seconds on the queue.
-    pub backoff_ms: i64,
-    pub max_backoff_ms: i64,
-    /// `LOGOUT_INLINE_BUDGET_MS` (250): how long the fan-out waits for a product's first answer,
-    /// from the moment its request can be sent. A product slower than this is handed to the
-    /// retry queue, so it never holds the stream's shard (and with it every other product's next
-    /// logout).
-    pub inline_budget: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            horizon_ms: 3_600_000,
-            backoff_ms: 30_000,
-            max_backoff_ms: 600_000,
-            inline_budget: Duration::from_millis(250),
-        }
-    }
-}
-
-/// How long a tombstone keeps its receipts after the horizon at least: a `failed` receipt stays
-/// readable, whatever `TOMBSTONE_TTL_SECONDS` says.
-pub const RECEIPTS_LINGER_MS: i64 = 3_600_000;
-
-impl RetryPolicy {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        use crate::config::number_in as number;
-        let d = Self::default();
-        let horizon_secs = number("LOGOUT_RETRY_HORIZON_SECONDS", d.horizon_ms / 1000, 1, 7 * 86_400)?;
-        let default_inline = i64::try_from(d.inline_budget.as_millis()).unwrap_or(250);
-        let inline_ms = number("LOGOUT_INLINE_BUDGET_MS", default_inline, 10, 3_000)?;
-        let max_delay = i64::try_from(crate::queue::MAX_DELAY.as_millis()).unwrap_or(900_000);
-        Ok(Self {
-            horizon_ms: horizon_secs * 1000,
-            backoff_ms: number("LOGOUT_RETRY_BACKOFF_MS", d.backoff_ms, 100, max_delay)?,
-            max_backoff_ms: number("LOGOUT_RETRY_MAX_BACKOFF_MS", d.max_backoff_ms, 100, max_delay)?,
-            inline_budget: Duration::from_millis(inline_ms.unsigned_abs()),
-        })
-    }
-
-    /// The wait before step `step` (1: after the first failed attempt): the backoff doubled per
-    /// step, capped.
-    pub fn backoff(&self, step: u32) -> i64 {
-        let doublings = step.saturating_sub(1).min(30);
-        self.backoff_ms.saturating_mul(1_i64 << doublings).min(self.max_backoff_ms)
-    }
-
-    /// When to try again after `attempts` failed attempts, at `now_ms`: the backoff, never past
-    /// the horizon (so the last attempt is at the horizon). `None`: the horizon has passed; give up.
-    pub fn next_due(&self, attempts: u32, now_ms: i64, give_up_at: i64) -> Option<i64> {
-        if now_ms >= give_up_at {
-            return None;
-        }
-        Some(now_ms.saturating_add(self.backoff(attempts)).min(give_up_at))
-    }
-
-    /// Until when (epoch seconds) a tombstone revoked at `started_ms` must keep its receipts:
-    /// past the horizon, by `RECEIPTS_LINGER_MS`.
-    pub fn receipts_until_secs(&self, started_ms: i64) -> i64 {
-        (started_ms + self.horizon_ms + RECEIPTS_LINGER_MS) / 1000
-    }
-}
-
-/// The signing key, and the public keys products verify with: the current one, then the next one
-/// if any.
-fn key_set(
-    pem: &str,
-    kid: Option<&str>,
-    next: Option<&NextKey>,
-    source: &'static str,
-) -> Result<(EncodingKey, jsonwebtoken::jwk::JwkSet), ConfigError> {
-    let bad_key = || ConfigError::Invalid { name: source, reason: "expected an EC P-256 private key in PEM".into() };
-    let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| bad_key())?;
-    if next.is_some_and(|n| kid.is_none() || kid == Some(n.kid.as_str())) {
-        return Err(ConfigError::Invalid {
-            name: source,
-            reason: "with a next key, both keys need a key id, and different ones".into(),
-        });
-    }
-    let mut jwks = jsonwebtoken::jwk::JwkSet { keys: vec![public_jwk(&key, kid).ok_or_else(bad_key)?] };
-    if let Some(next) = next {
-        let next_key = EncodingKey::from_ec_pem(next.pem.as_bytes()).map_err(|_| bad_key())?;
-        jwks.keys.push(public_jwk(&next_key, Some(&next.kid)).ok_or_else(bad_key)?);
-    }
-    Ok((key, jwks))
-}
-
-/// The public JWK Set for a back-channel secret (its keys only; endpoints may be empty): the
-/// previous key if any, the current one, the next one if any. What `rotate jwks` publishes for
-/// `get-jwks`, after the same rotation check the signing functions make. Errors name the field at
-/// fault, never its value.
-pub fn public_jwks_of_secret(raw: &str) -> Result<jsonwebtoken::jwk::JwkSet, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid { name: SECRET, reason };
-    let secret: BackchannelSecret = serde_json::from_str(raw)
-        .map_err(|e| invalid(format!("not the back-channel secret's JSON ({:?} error)", e.classify())))?;
-    RotationRule::from_env()?.check(&secret, now_secs()).map_err(invalid)?;
-    let next = secret.next_key()?;
-    let mut set = key_set(&secret.signing_key_pem, secret.key_id.as_deref(), next.as_ref(), SECRET)?.1;
-    add_previous(&mut set, secret.previous_key.as_ref())?;
-    Ok(set)
-}
-
-impl BackchannelSecret {
-    /// The next key, when the secret names one (its PEM and its kid go together).
-    fn next_key(&self) -> Result<Option<NextKey>, ConfigError> {
-        match (&self.next_signing_key_pem, &self.next_key_id) {
-            (Some(pem), Some(kid)) => Ok(Some(NextKey { pem: pem.clone(), kid: kid.clone() })),
-            (None, None) => Ok(None),
-            _ => Err(ConfigError::Invalid {
-                name: SECRET,
-                reason: "next_signing_key_pem and next_key_id go together".into(),
-            }),
-        }
-    }
-}
-
-/// Publishes the secret's previous key first in `set`, checked to be a public EC P-256 signing
-/// key whose kid is neither the current nor the next key's.
-fn add_previous(set: &mut jsonwebtoken::jwk::JwkSet, previous: Option<&serde_json::Value>) -> Result<(), ConfigError> {
-    let Some(previous) = previous else { return Ok(()) };
-    let invalid = |reason: &str| ConfigError::Invalid { name: SECRET, reason: reason.into() };
-    crate::jwks::PublishedJwks::parse(&serde_json::json!({ "keys": [previous] }).to_string(), SECRET)?;
-    let jwk: jsonwebtoken::jwk::Jwk =
-        serde_json::from_value(previous.clone()).map_err(|_| invalid("previous_key is not a JWK"))?;
-    if set.keys.iter().any(|k| k.common.key_id == jwk.common.key_id) {
-        return Err(invalid("previous_key's kid is the current or the next key's"));
-    }
-    set.keys.insert(0, jwk);
-    Ok(())
-}
-
 fn now_secs() -> i64 {
     crate::clock::now_ms() / 1000
-}
-
-/// The public half of a signing key as a JWK (`kty` EC, `crv` P-256, `x`, `y`, `alg` ES256, `use`
-/// sig, `kid`): never the private scalar.
-fn public_jwk(key: &EncodingKey, kid: Option<&str>) -> Option<jsonwebtoken::jwk::Jwk> {
-    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, Algorithm::ES256).ok()?;
-    jwk.common.key_id = kid.map(str::to_owned);
-    jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-    Some(jwk)
-}
-
-/// An endpoint must be `https`, except on a loopback address (the local stand-in product):
-/// logout tokens name the user and session, and must not cross a network in the clear.
-fn check_endpoint_url(raw: &str) -> Result<(), String> {
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials do not belong in the URL".into());
-    }
-    let host = url.host_str().ok_or("no host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err("must be https (plain http only to a loopback address)".into()),
-        other => Err(format!("scheme {other} is not https")),
-    }
 }
 
 /// A logout token's `jti`: the same for every delivery of one session's logout to one product, so
@@ -564,6 +203,7 @@ fn jti(aud: &str, session: SessionId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::ConfigError;
     use jsonwebtoken::{DecodingKey, Validation};
 
     // A throwaway P-256 key for tests only.
