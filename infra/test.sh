@@ -25,6 +25,20 @@ echo "== the documentation's links (infra/doclinks.py)"
 python3 "$ROOT/infra/doclinks.py"
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# What each Lambda links: never the SDK's legacy HTTP/TLS stack (hyper 0.14, rustls 0.21) nor a
+# second crypto provider (ring) beside aws-lc-rs, and the user-agent parser only where sign-in is.
+echo "== the Lambdas' dependency trees"
+for crate in "$ROOT"/functions/*/; do
+  name="$(basename "$crate")"
+  tree="$(cargo tree -p "$name" -e normal --prefix none --quiet | sort -u)"
+  banned="$(grep -E '^(hyper v0\.|rustls v0\.(1|2[0-2])\.|ring v|aws-sdk-sso |openssl )' <<<"$tree" || true)"
+  if [ "$name" != create-session ]; then banned+="$(grep -E '^woothee v' <<<"$tree" || true)"; fi
+  if [ -n "$banned" ]; then
+    echo "$name links what it must not:" >&2
+    echo "$banned" >&2
+    exit 1
+  fi
+done
 # The deploy template, offline and without credentials (each silenced rule would carry its
 # reason in template.yaml; none is silenced today).
 echo "== cfn-lint template.yaml"

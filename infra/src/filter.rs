@@ -41,10 +41,10 @@ pub fn passes(filters: &[Pattern], record: &Value) -> bool {
 /// The filter patterns of the (single) `AWS::Lambda::EventSourceMapping` that reads a table's
 /// stream (`EventSourceArn: !GetAtt <table>.StreamArn`) in a SAM template.
 pub fn from_template(yaml: &str) -> Result<Vec<Pattern>, FilterError> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| FilterError::Template(e.to_string()))?;
+    let doc: yaml_serde::Value = yaml_serde::from_str(yaml).map_err(|e| FilterError::Template(e.to_string()))?;
     let resources = doc["Resources"].as_mapping().ok_or_else(|| FilterError::Template("no Resources".into()))?;
-    let reads_a_stream = |r: &serde_yaml::Value| match &r["Properties"]["EventSourceArn"] {
-        serde_yaml::Value::Tagged(t) => t.value.as_str().is_some_and(|v| v.ends_with(".StreamArn")),
+    let reads_a_stream = |r: &yaml_serde::Value| match &r["Properties"]["EventSourceArn"] {
+        yaml_serde::Value::Tagged(t) => t.value.as_str().is_some_and(|v| v.ends_with(".StreamArn")),
         _ => false,
     };
     let mappings: Vec<_> = resources

@@ -67,7 +67,7 @@ impl Route {
 
 /// The routes of every `AWS::Serverless::Function` with `HttpApi` events in the SAM template.
 pub fn routes_from_template(template: &str) -> Result<Vec<Route>, String> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
+    let doc: yaml_serde::Value = yaml_serde::from_str(template).map_err(|e| format!("template.yaml: {e}"))?;
     let resources = doc["Resources"].as_mapping().ok_or("template.yaml has no Resources")?;
     let mut routes = Vec::new();
     for (name, resource) in resources {

@@ -94,6 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let routes = routes_from_template(&std::fs::read_to_string(arg(&args, "--template").ok_or(usage)?)?)?;
     // The emulator runs one request per function at a time; a first call also builds and starts
     // the function, so allow it a while.
+    active_sessions::config::install_crypto_provider();
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
     let gw = Arc::new(Gateway { routes, http, watch: format!("http://127.0.0.1:{functions_port}") });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -230,6 +230,7 @@ async fn main() -> Result<(), BoxError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let table_desc = dynamodb.describe_table().table_name(&table).send().await?;
     let arn = table_desc.table.and_then(|t| t.latest_stream_arn).ok_or("the table has no stream")?;
+    active_sessions::config::install_crypto_provider();
     let mut poller = Poller {
         streams: Streams::new(&config),
         // Bounded like every call: the function's own timeout is 60 s deployed.

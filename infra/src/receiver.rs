@@ -190,6 +190,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let port: u16 = arg("--port").ok_or("--port PORT")?.parse()?;
+    active_sessions::config::install_crypto_provider();
     let verifier = match (arg("--jwks-url"), arg("--aud")) {
         (Some(jwks_url), Some(aud)) => Some(Arc::new(Verifier {
             jwks_url,

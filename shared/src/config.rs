@@ -256,10 +256,20 @@ pub const AWS_ROOTS: [&[u8]; 5] = [
 /// environment. `AWS_TLS_SYSTEM_ROOTS=true` asks for it (a partition whose endpoints chain to
 /// other roots, a TLS-inspecting egress, a root AWS adds after this build), and so does any
 /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, which the compiled-in client would ignore.
-fn system_roots_wanted() -> bool {
+pub fn system_roots_wanted() -> bool {
     let set = |name: &str| env::var(name).is_ok_and(|v| !v.trim().is_empty());
     env::var("AWS_TLS_SYSTEM_ROOTS").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
         || ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"].into_iter().any(set)
+}
+
+/// Makes aws-lc-rs the process's TLS crypto provider, once; later calls do nothing. Every TLS
+/// client here takes it: the SDK's (which names it as well), Redis's, and reqwest's (back-channel
+/// logout, the trace exporter), which is built without a provider of its own, so that ring is not
+/// linked beside aws-lc-rs. Called by `telemetry::init` before anything connects, and by whatever
+/// builds a client outside a function (the back-channel's, tests).
+pub fn install_crypto_provider() {
+    // An error means one is installed already: the same provider, by an earlier call.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// The AWS SDK's HTTPS client (rustls, aws-lc) trusting `AWS_ROOTS` only. The SDK's default

@@ -1,7 +1,9 @@
-//! User agent → the device shown on a session row ("Chrome on macOS"), parsed with `woothee`.
+//! User agent → the device shown on a session row ("Chrome on macOS"), parsed with `woothee`
+//! when signing in (feature `sign-in`); every other function only reads the stored `Device`.
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "sign-in")]
 use crate::domain::ClientKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,10 +17,12 @@ pub struct Device {
     pub kind: String,
 }
 
+#[cfg(feature = "sign-in")]
 fn known(v: &str) -> Option<String> {
     (!v.is_empty() && v != woothee::woothee::VALUE_UNKNOWN).then(|| v.to_owned())
 }
 
+#[cfg(feature = "sign-in")]
 fn os_name(os: &str) -> Option<String> {
     let name = match os {
         "Mac OSX" | "Mac OS" => "macOS",
@@ -29,6 +33,7 @@ fn os_name(os: &str) -> Option<String> {
     Some(name.to_owned())
 }
 
+#[cfg(feature = "sign-in")]
 impl Device {
     pub fn from_user_agent(user_agent: &str, client: ClientKind) -> Self {
         let parsed = woothee::parser::Parser::new().parse(user_agent);

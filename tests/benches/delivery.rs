@@ -140,6 +140,7 @@ async fn main() {
     let has = |aud: &str| receivers.iter().any(|(a, _)| a == aud);
     let base = e2e_base_url();
     let table = TestTable::e2e().await;
+    active_sessions::config::install_crypto_provider();
     let http = reqwest::Client::new();
     println!(
         "== delivery, {variant}: {sessions} revocations at {rate}/s over {users} users, products {:?}",

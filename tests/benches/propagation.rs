@@ -143,6 +143,7 @@ async fn main() {
     let validator = Arc::new(TokenCache::new(&config).await.expect("cache"));
     validator.subscribe().await.expect("subscribed");
     let mut redis = integration_tests::stack_redis().await;
+    active_sessions::config::install_crypto_provider();
     let http = reqwest::Client::new();
     println!("== propagation, {variant}: {sessions} revocations through the local stack, window {}s", window.as_secs());
 

@@ -246,14 +246,14 @@ pub fn watch_routes() -> BTreeSet<(String, String)> {
 }
 
 /// `infra/openapi.yaml`, parsed.
-pub fn openapi() -> serde_yaml::Value {
-    serde_yaml::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses")
+pub fn openapi() -> yaml_serde::Value {
+    yaml_serde::from_str(&repo_file("infra/openapi.yaml")).expect("openapi.yaml parses")
 }
 
 /// An operation's documented statuses. `default` (the problem document for anything else) is not
 /// one; any other key must be a status, quoted (`"200"`) or not (`200`, which YAML reads as a
 /// number): nothing is dropped silently.
-pub fn statuses(op: &serde_yaml::Value) -> BTreeSet<u16> {
+pub fn statuses(op: &yaml_serde::Value) -> BTreeSet<u16> {
     op["responses"]
         .as_mapping()
         .expect("responses")
@@ -261,8 +261,8 @@ pub fn statuses(op: &serde_yaml::Value) -> BTreeSet<u16> {
         .filter(|k| k.as_str() != Some("default"))
         .map(|k| {
             let status = match k {
-                serde_yaml::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-                serde_yaml::Value::String(s) => s.parse::<u16>().ok(),
+                yaml_serde::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                yaml_serde::Value::String(s) => s.parse::<u16>().ok(),
                 _ => None,
             };
             status.unwrap_or_else(|| panic!("response key {k:?} is not a status"))
@@ -730,15 +730,15 @@ pub fn own_cache(url: &str) -> active_sessions::cache::CacheConfig {
 mod tests {
     #[test]
     fn response_keys_quoted_or_not_are_statuses() {
-        let op: serde_yaml::Value =
-            serde_yaml::from_str("responses:\n  \"200\": {}\n  404: {}\n  default: {}\n").unwrap();
+        let op: yaml_serde::Value =
+            yaml_serde::from_str("responses:\n  \"200\": {}\n  404: {}\n  default: {}\n").unwrap();
         assert_eq!(super::statuses(&op).into_iter().collect::<Vec<_>>(), vec![200, 404]);
     }
 
     #[test]
     #[should_panic(expected = "is not a status")]
     fn a_key_that_is_no_status_is_refused() {
-        let op: serde_yaml::Value = serde_yaml::from_str("responses:\n  ok: {}\n").unwrap();
+        let op: yaml_serde::Value = yaml_serde::from_str("responses:\n  ok: {}\n").unwrap();
         super::statuses(&op);
     }
 }

@@ -160,7 +160,7 @@ impl MacKey {
     }
 
     fn mac(&self, context: &str, payload: &str) -> HmacSha256 {
-        use hmac::Mac;
+        use hmac::{KeyInit, Mac};
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         mac.update(context.as_bytes());
         mac.update(&[0]);

@@ -198,6 +198,7 @@ impl Backchannel {
         // No redirects: a logout token goes to the configured URL or nowhere (a 3xx is a failed
         // delivery), so an endpoint that answers with a redirect cannot send it elsewhere, nor
         // downgrade it to plain HTTP. Every delivery is bounded: 1 s to connect, 3 s in all.
+        crate::config::install_crypto_provider();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)

@@ -104,7 +104,10 @@ impl Backchannel {
             kid: None,
             jwks: jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
             endpoints: Vec::new(),
-            http: reqwest::Client::new(),
+            http: {
+                crate::config::install_crypto_provider();
+                reqwest::Client::new()
+            },
         }
     }
 
@@ -413,7 +416,10 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
             kid: Some("k1".into()),
             jwks: jsonwebtoken::jwk::JwkSet { keys: vec![] },
             endpoints: vec![],
-            http: reqwest::Client::new(),
+            http: {
+                crate::config::install_crypto_provider();
+                reqwest::Client::new()
+            },
         };
         let user = UserId::parse("alice").unwrap();
         let sid = SessionId::new();

@@ -24,6 +24,7 @@ mod list;
 mod members;
 mod revocation;
 mod revoke;
+#[cfg(feature = "sign-in")]
 mod sign_in;
 mod trust;
 mod users;
@@ -41,6 +42,7 @@ pub use list::{list_sessions, ListQuery, SessionListing};
 pub use members::{list_members, MemberListing, MemberView, MembersQuery};
 pub use revocation::{revocation, ProductReceiptView, RevocationView, RevokedByView};
 pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_watermark, RevokeScope, RevokedCount};
+#[cfg(feature = "sign-in")]
 pub use sign_in::{create_session, NewSession};
 pub use trust::{set_trusted, SessionPatch};
 pub use users::{put_user, UserProfileInput, UserProfileView};

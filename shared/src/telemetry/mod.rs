@@ -54,6 +54,7 @@ fn own(metadata: &Metadata<'_>) -> bool {
 /// Call once at the top of `main`: logs, and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
 /// ([`traces`]). Each has its own filter: a span the logs leave out may still be exported.
 pub fn init() {
+    crate::config::install_crypto_provider();
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
     let level = level.as_deref().unwrap_or("INFO").parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
     let env_filter = EnvFilter::builder().with_default_directive(level.into()).from_env_lossy();

@@ -28,6 +28,7 @@ fn unique_user(tag: &str) -> String {
 
 impl Api {
     fn new() -> Self {
+        active_sessions::config::install_crypto_provider();
         Self { http: Client::new(), base: e2e_base_url(), seen: BTreeSet::new() }
     }
 
@@ -342,6 +343,7 @@ async fn every_documented_route_and_status_is_served() {
     api.seen.insert(("GET".to_owned(), mr.to_owned(), 405));
 
     // The pages: GET /, the two pages and the assets (200, 303, 404, 405); no token needed.
+    active_sessions::config::install_crypto_provider();
     let pages = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     for (route, path, expected) in [
         ("/", "/", 303),

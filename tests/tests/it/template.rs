@@ -14,10 +14,10 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use integration_tests::{openapi, openapi_routes, repo_file, watch_router, watch_routes, TestTable};
 use local_stack::filter::{self, Pattern};
 use revocation_fanout::classify::{classify, Action};
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 fn template() -> Value {
-    serde_yaml::from_str(&repo_file("template.yaml")).expect("template.yaml parses")
+    yaml_serde::from_str(&repo_file("template.yaml")).expect("template.yaml parses")
 }
 
 fn resources_of(doc: &Value, kind: &str) -> BTreeMap<String, Value> {
@@ -671,7 +671,7 @@ fn every_function_writes_logs_only_to_its_own_group() {
         assert!(
             role["ManagedPolicyArns"].as_sequence().is_none_or(|arns| arns.is_empty())
                 || (joins_vpc
-                    && serde_yaml::to_string(&role["ManagedPolicyArns"])
+                    && yaml_serde::to_string(&role["ManagedPolicyArns"])
                         .unwrap()
                         .contains("AWSLambdaVPCAccessExecutionRole")),
             "{id}: a managed policy"
@@ -787,7 +787,7 @@ fn every_permission_is_named_and_scoped() {
 #[test]
 fn the_revoke_functions_reach_the_cache_and_nothing_more() {
     let doc = template();
-    let text = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let text = |v: &Value| yaml_serde::to_string(v).unwrap();
     let functions = resources_of(&doc, "AWS::Serverless::Function");
     let roles = resources_of(&doc, "AWS::IAM::Role");
     for (f, role) in
@@ -850,7 +850,7 @@ fn only_the_functions_that_talk_to_the_cache_link_redis() {
 #[test]
 fn the_public_jwks_function_cannot_read_the_signing_secret() {
     let doc = template();
-    let text = |v: &Value| serde_yaml::to_string(v).unwrap();
+    let text = |v: &Value| yaml_serde::to_string(v).unwrap();
     let role = &resources_of(&doc, "AWS::IAM::Role")["GetJwksRole"];
     assert!(!text(role).contains("BackchannelSecretArn"), "get-jwks's role reads the signing secret:\n{}", text(role));
     let reads: Vec<String> = statements(&doc)
