@@ -17,7 +17,7 @@ LAYERS = [
     ["model", "keys", "token", "cursor", "device", "clock", "env"],
     ["store", "cache", "logout", "telemetry", "config", "table", "error", "reload", "jwks", "breaker", "queue"],
     ["service"],
-    ["http", "testing"],
+    ["http", "testing", "runtime"],
 ]
 # What the crate root re-exports, by the module that defines it.
 REEXPORTS = {"StoreError": "store", "DynamoStore": "store", "SessionStore": "store", "ServiceError": "error",

@@ -166,18 +166,24 @@ pub enum Role {
     Admin,
 }
 
+/// A ULID minted at `at_ms`, with 80 random bits from the OS generator: session ids, and the
+/// ids of audit events.
+pub fn mint_ulid(at_ms: i64) -> Result<Ulid, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    let at = u64::try_from(at_ms).unwrap_or(0);
+    let random = u128::from_le_bytes(bytes) & ((1u128 << 80) - 1);
+    Ok(Ulid::from_parts(at, random))
+}
+
 /// A session id: a ULID, so ids sort by sign-in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(Ulid);
 
 impl SessionId {
-    /// A fresh id minted at `at_ms`, with 80 random bits from the OS generator.
+    /// A fresh id minted at `at_ms` (`mint_ulid`).
     pub fn generate(at_ms: i64) -> Result<Self, getrandom::Error> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)?;
-        let at = u64::try_from(at_ms).unwrap_or(0);
-        let random = u128::from_le_bytes(bytes) & ((1u128 << 80) - 1);
-        Ok(Self(Ulid::from_parts(at, random)))
+        mint_ulid(at_ms).map(Self)
     }
 
     /// A fresh id for now (tests and fixtures). No `Default`: an id is minted, never defaulted.
@@ -200,6 +206,7 @@ impl SessionId {
     }
 
     /// Milliseconds since the epoch at which the id was minted (the sign-in time).
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn timestamp_ms(&self) -> u64 {
         self.0.timestamp_ms()
     }

@@ -14,7 +14,7 @@ pub const PROBLEM_TYPE_BASE: &str = "urn:active-sessions:problem:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// No `Authorization: Bearer` header at all.
+    /// No session token at all: neither an `Authorization: Bearer` header nor the session cookie.
     #[error("authentication required")]
     MissingToken,
     /// A malformed, unknown, expired or revoked token: all answer alike.
@@ -55,7 +55,9 @@ pub enum ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Throttled(_) | StoreError::Conflict | StoreError::Unavailable(_) => Self::Unavailable(err),
+            StoreError::Throttled(_) | StoreError::Conflict | StoreError::Unavailable(_) | StoreError::OutOfTime(_) => {
+                Self::Unavailable(err)
+            }
             other => Self::Internal(Box::new(other)),
         }
     }

@@ -1,5 +1,6 @@
-//! HTTP edge helpers shared by every function: bearer extraction, bounded JSON bodies, query and
-//! path parameters, and responses (JSON, or RFC 9457 problem+json for every error).
+//! HTTP edge helpers shared by every function: the caller and its inputs, 401 before 400
+//! (`caller_and`), bounded JSON bodies, query and path parameters, and responses (JSON, or RFC
+//! 9457 problem+json for every error).
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 
@@ -92,9 +93,9 @@ pub async fn finish(
     work: impl std::future::Future<Output = Result<Response<Body>, ServiceError>>,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(deadline, work).await.unwrap_or_else(|_| {
-        Err(ServiceError::Unavailable(crate::StoreError::Unavailable("the request ran out of its deadline".into())))
-    });
+    let result = tokio::time::timeout(deadline, work)
+        .await
+        .unwrap_or_else(|_| Err(ServiceError::Unavailable(crate::StoreError::OutOfTime("the request's deadline"))));
     let res = result.unwrap_or_else(|err| problem(&err));
     // The status and the time only: never a header, a body or the event.
     tracing::debug!(status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "answered");
@@ -125,10 +126,11 @@ pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Re
 /// origin sets or receives it), `HttpOnly` (page script never sees the token), `SameSite=Strict`.
 pub const SESSION_COOKIE: &str = "__Host-as_session";
 
-/// The session token from `Authorization: Bearer <token>` or, from a browser, the session cookie,
-/// parsed (not yet validated). The header wins when both are present. A state-changing request
-/// authenticated by the cookie must show it comes from this site's own pages (`same_origin`).
-pub fn bearer(req: &Request) -> Result<SessionToken, ServiceError> {
+/// The session token the request presents: `Authorization: Bearer <token>` or, from a browser,
+/// the session cookie, parsed (not yet validated). The header wins when both are present. A
+/// state-changing request that presents the cookie must show it comes from this site's own pages
+/// (`same_origin`), else it is refused here.
+fn presented_token(req: &Request) -> Result<SessionToken, ServiceError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         let token = session_cookie(req)?.ok_or(ServiceError::MissingToken)?;
@@ -296,9 +298,25 @@ pub fn subject(req: &Request) -> Result<crate::service::Subject, ServiceError> {
     }
 }
 
-/// The caller: the bearer token and the source IP.
+/// The caller: the token the request presents (`presented_token`) and the source IP.
 pub fn caller(req: &Request) -> Result<crate::service::Caller, ServiceError> {
-    Ok(crate::service::Caller { token: bearer(req)?, source_ip: source_ip(req) })
+    Ok(crate::service::Caller { token: presented_token(req)?, source_ip: source_ip(req) })
+}
+
+/// Who is calling and what they asked, in the order every route answers: the token first (`401`
+/// when missing or malformed, `403` for a cookie from another site), then the inputs `parse`
+/// reads from the request. An input that fails is refused (`400`, or `404` for a malformed id)
+/// only once the token is known to be good (`service::after_token`), so a caller without a valid
+/// token learns nothing about the inputs it sent. Every authenticated route goes through here.
+pub async fn caller_and<S: crate::SessionStore, T>(
+    store: &S,
+    req: &Request,
+    now_ms: i64,
+    parse: impl FnOnce() -> Result<T, ServiceError>,
+) -> Result<(crate::service::Caller, T), ServiceError> {
+    let caller = caller(req)?;
+    let inputs = crate::service::after_token(store, &caller.token, parse(), now_ms).await?;
+    Ok((caller, inputs))
 }
 
 #[cfg(test)]

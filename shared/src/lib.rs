@@ -28,6 +28,7 @@ pub mod model;
 #[cfg(feature = "backchannel")]
 pub mod queue;
 pub mod reload;
+pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod table;

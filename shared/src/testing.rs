@@ -9,7 +9,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use crate::config::Policy;
 use crate::domain::{ClientKind, SessionId, UserId};
 use crate::service::{self, NewSession};
-use crate::store::SessionStore;
+use crate::store::{AuditStore, DirectoryStore, ReceiptsStore, SessionStore, SessionsStore};
 
 pub const CHROME_MAC: &str =
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
@@ -175,7 +175,7 @@ impl<S: SessionStore> ChaosStore<S> {
     }
 }
 
-impl<S: SessionStore> SessionStore for ChaosStore<S> {
+impl<S: SessionStore> SessionsStore for ChaosStore<S> {
     async fn create_session(&self, session: &crate::model::Session) -> Result<(), crate::StoreError> {
         self.before("create_session").await?;
         self.inner.create_session(session).await
@@ -205,11 +205,6 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
     async fn session_states(&self, user: &UserId) -> Result<Vec<crate::store::SessionState>, crate::StoreError> {
         self.before("session_states").await?;
         self.inner.session_states(user).await
-    }
-
-    async fn tombstones(&self, user: &UserId) -> Result<Vec<crate::store::Tombstone>, crate::StoreError> {
-        self.before("tombstones").await?;
-        self.inner.tombstones(user).await
     }
 
     async fn count_newly_covered(
@@ -247,11 +242,6 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.inner.swap_watermark(user, expected, new, revocation, audit).await
     }
 
-    async fn put_profile(&self, user: &UserId, update: &crate::store::ProfileUpdate) -> Result<(), crate::StoreError> {
-        self.before("put_profile").await?;
-        self.inner.put_profile(user, update).await
-    }
-
     async fn set_trusted(
         &self,
         user: &UserId,
@@ -261,11 +251,6 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
     ) -> Result<Option<crate::model::Session>, crate::StoreError> {
         self.before("set_trusted").await?;
         self.inner.set_trusted(user, session, trusted, now_ms).await
-    }
-
-    async fn put_audit(&self, event: &crate::model::AuditEvent) -> Result<(), crate::StoreError> {
-        self.before("put_audit").await?;
-        self.inner.put_audit(event).await
     }
 
     async fn touch_session(
@@ -288,6 +273,13 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
     ) -> Result<bool, crate::StoreError> {
         self.before("add_app").await?;
         self.inner.add_app(user, session, app, now_ms).await
+    }
+}
+
+impl<S: SessionStore> ReceiptsStore for ChaosStore<S> {
+    async fn tombstones(&self, user: &UserId) -> Result<Vec<crate::store::Tombstone>, crate::StoreError> {
+        self.before("tombstones").await?;
+        self.inner.tombstones(user).await
     }
 
     async fn receipts(
@@ -328,10 +320,12 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
         self.before("create_tombstone").await?;
         self.inner.create_tombstone(tombstone).await
     }
+}
 
-    async fn mark_swept(&self, user: &UserId, event_id: ulid::Ulid, at_ms: i64) -> Result<(), crate::StoreError> {
-        self.before("mark_swept").await?;
-        self.inner.mark_swept(user, event_id, at_ms).await
+impl<S: SessionStore> DirectoryStore for ChaosStore<S> {
+    async fn put_profile(&self, user: &UserId, update: &crate::store::ProfileUpdate) -> Result<(), crate::StoreError> {
+        self.before("put_profile").await?;
+        self.inner.put_profile(user, update).await
     }
 
     async fn query_members(
@@ -342,6 +336,18 @@ impl<S: SessionStore> SessionStore for ChaosStore<S> {
     ) -> Result<crate::store::MemberPage, crate::StoreError> {
         self.before("query_members").await?;
         self.inner.query_members(workspace, after, limit).await
+    }
+}
+
+impl<S: SessionStore> AuditStore for ChaosStore<S> {
+    async fn put_audit(&self, event: &crate::model::AuditEvent) -> Result<(), crate::StoreError> {
+        self.before("put_audit").await?;
+        self.inner.put_audit(event).await
+    }
+
+    async fn mark_swept(&self, user: &UserId, event_id: ulid::Ulid, at_ms: i64) -> Result<(), crate::StoreError> {
+        self.before("mark_swept").await?;
+        self.inner.mark_swept(user, event_id, at_ms).await
     }
 
     async fn query_audit(

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use active_sessions::domain::{ClientKind, UserId};
 use active_sessions::model::{Actor, Revocation, RevokeReason};
+use active_sessions::store::SessionsStore;
 use active_sessions::testing::sign_in_with;
-use active_sessions::{Policy, SessionStore};
+use active_sessions::Policy;
 use aws_lambda_events::event::dynamodb::Event;
 use integration_tests::{Delivery, StandInProduct, TestTable};
 

@@ -284,7 +284,7 @@ async fn main() {
         ],
     )
     .await;
-    // The handler verifies the token before it reads the partition (#10): its requests are the
+    // The handler verifies the token before it reads the partition: its requests are the
     // sequential pair; the parallel pair is what it cost before.
     ratio("handler / raw Query", s[0], s[1], 1.5);
     ratio("handler / its raw requests (sequential)", s[0], s[4], 1.5);

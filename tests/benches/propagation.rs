@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use active_sessions::cache::{CacheConfig, TokenCache, WriteThrough};
+use active_sessions::store::SessionsStore;
 
 use active_sessions::domain::ClientKind;
 use active_sessions::service::validate;
 use active_sessions::testing::{request, sign_in, with_path, SignedIn};
 use active_sessions::token::SessionToken;
-use active_sessions::{Policy, SessionStore};
+use active_sessions::Policy;
 use futures::stream::{self, StreamExt};
 use integration_tests::{e2e_base_url, TestTable};
 use redis::AsyncCommands;

@@ -8,13 +8,14 @@
 use std::time::Duration;
 
 use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::store::SessionsStore;
 
 use active_sessions::domain::ClientKind;
+use active_sessions::service;
 use active_sessions::service::validate;
 use active_sessions::store::{MemoryStore, ReadSet};
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
-use active_sessions::{service, SessionStore};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use integration_tests::TestTable;
 

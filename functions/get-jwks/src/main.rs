@@ -2,11 +2,12 @@ use std::sync::Arc;
 
 use active_sessions::jwks::PublishedJwks;
 use active_sessions::reload::{self, Reloadable};
-use active_sessions::{telemetry, Config};
+use active_sessions::{runtime, telemetry, Config};
 use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // No store: the keys are all it serves.
     telemetry::init();
     let config = Config::from_env()?;
     // The published public keys only (never the signing secret), read again every
@@ -17,7 +18,7 @@ async fn main() -> Result<(), Error> {
             .await?,
     );
     let jwks = &jwks;
-    telemetry::run_http(service_fn(move |req: Request| async move {
+    runtime::run_http(service_fn(move |req: Request| async move {
         let current = jwks.current().await;
         Ok::<_, Error>(get_jwks::handle(current.body(), !current.kids().is_empty(), &req))
     }))

@@ -10,10 +10,10 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
 
 async fn get<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::GET, "GET")?;
-    let token = http::bearer(req)?;
     let now = service::now_ms();
-    let parsed = (|| Ok((http::subject(req)?, http::session_id(req)?)))();
-    let (subject, id) = service::after_token(store, &token, parsed, now).await?;
+    let (caller, (subject, id)) =
+        http::caller_and(store, req, now, || Ok((http::subject(req)?, http::session_id(req)?))).await?;
+    let token = caller.token;
     let view = service::revocation(store, policy, &token, &subject, id, now).await?;
     Ok(http::json(200, &view))
 }
@@ -24,6 +24,7 @@ mod tests {
     use active_sessions::domain::{ClientKind, UserId};
     use active_sessions::model::{CachesToldBy, DeliveryStatus, ProductReceipt, ReceiptStep};
     use active_sessions::store::MemoryStore;
+    use active_sessions::store::ReceiptsStore;
     use active_sessions::testing::{parts, request, sign_in, with_path};
 
     fn get_req(token: &str, id: &str) -> Request {

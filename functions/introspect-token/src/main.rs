@@ -1,22 +1,20 @@
 use std::sync::Arc;
 
 use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::runtime;
 use active_sessions::service::ActivityTracker;
-use active_sessions::{telemetry, Config, DynamoStore};
 use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
+    let runtime::Started { config, store } = runtime::start().await?;
     let cache = Arc::new(TokenCache::new(&CacheConfig::load(&config.timeouts).await?).await?);
     // A long-running validator: drop L1 entries as soon as the fan-out publishes. It keeps
     // (re)subscribing; L1 answers only while the channel is live.
     cache.subscribe().await?;
     let activity = ActivityTracker::for_policy(&config.policy);
-    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let (store, policy, cache, activity) = (&store, &config.policy, cache.as_ref(), &activity);
-    telemetry::run_http(service_fn(move |req: Request| async move {
+    let (policy, cache, activity) = (&config.policy, cache.as_ref(), &activity);
+    runtime::run_http(service_fn(move |req: Request| async move {
         Ok::<_, Error>(introspect_token::handle(store, policy, cache, activity, req).await)
     }))
     .await

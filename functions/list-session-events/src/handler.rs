@@ -10,10 +10,11 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
 
 async fn list<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::GET, "GET")?;
-    let token = http::bearer(req)?;
     let now = service::now_ms();
-    let parsed = (|| Ok((http::subject(req)?, http::page_size(req)?, http::cursor(req)?)))();
-    let (subject, limit, cursor) = service::after_token(store, &token, parsed, now).await?;
+    let (caller, (subject, limit, cursor)) =
+        http::caller_and(store, req, now, || Ok((http::subject(req)?, http::page_size(req)?, http::cursor(req)?)))
+            .await?;
+    let token = caller.token;
     let events = service::list_events(store, policy, &token, &subject, limit, cursor.as_ref(), now).await?;
     Ok(http::json(200, &events))
 }

@@ -1,14 +1,4 @@
-use active_sessions::{telemetry, Config, DynamoStore};
-use lambda_http::{service_fn, Error, Request};
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
-    let store = DynamoStore::from_env(config.table_name, &config.timeouts).await;
-    let (store, policy) = (&store, &config.policy);
-    telemetry::run_http(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(list_session_events::handle(store, policy, req).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    active_sessions::runtime::http(list_session_events::handle).await
 }

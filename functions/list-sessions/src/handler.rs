@@ -12,17 +12,17 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
     // Both its paths also take DELETE (revoke-all-sessions); any other method is routed here.
     http::require_method(req, HttpMethod::GET, "GET, DELETE")?;
-    let token = http::bearer(req)?;
     let now = service::now_ms();
-    let parsed = (|| {
+    let (caller, (subject, query)) = http::caller_and(store, req, now, || {
         let query = ListQuery {
             limit: http::page_size(req)?,
             cursor: http::cursor(req)?,
             include_cli: http::flag(req, "include_cli")?,
         };
         Ok((http::subject(req)?, query))
-    })();
-    let (subject, query) = service::after_token(store, &token, parsed, now).await?;
+    })
+    .await?;
+    let token = caller.token;
     let listing = service::list_sessions(store, &token, &subject, &query, now).await?;
     Ok(http::json(200, &listing))
 }
@@ -143,8 +143,8 @@ mod tests {
         assert_eq!(parts(&handle(&store, req).await).0, 401, "a malformed user id too");
     }
 
-    /// #10 (10): a forged token for a known user and session is refused before anything of the
-    /// user's partition is read. On main the listing's Query ran alongside the token check.
+    /// A forged token for a known user and session is refused before anything of the
+    /// user's partition is read (not even alongside the token check).
     #[tokio::test]
     async fn a_forged_token_never_reads_the_partition() {
         let store = std::sync::Arc::new(MemoryStore::new());

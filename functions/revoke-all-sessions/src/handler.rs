@@ -29,10 +29,10 @@ async fn revoke_all<S: SessionStore>(
     req: &Request,
 ) -> Result<Response<Body>, ServiceError> {
     http::require_method(req, HttpMethod::DELETE, "GET, DELETE")?;
-    let caller = http::caller(req)?;
     let now = service::now_ms();
-    let parsed = (|| Ok((http::subject(req)?, http::revoke_scope(req)?, http::note(req)?)))();
-    let (subject, scope, note) = service::after_token(store, &caller.token, parsed, now).await?;
+    let (caller, (subject, scope, note)) =
+        http::caller_and(store, req, now, || Ok((http::subject(req)?, http::revoke_scope(req)?, http::note(req)?)))
+            .await?;
     let revoked = service::revoke_all(store, policy, &caller, &subject, scope, note, now).await?;
     if let Some(notice) = &revoked.notice {
         caches.tell(notice, service::now_ms()).await;

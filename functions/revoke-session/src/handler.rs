@@ -30,10 +30,9 @@ async fn revoke<S: SessionStore>(
     // other method on it is routed here).
     let allow = if req.uri().path().starts_with("/v1/admin/") { "DELETE" } else { "DELETE, PATCH" };
     http::require_method(req, HttpMethod::DELETE, allow)?;
-    let caller = http::caller(req)?;
     let now = service::now_ms();
-    let parsed = (|| Ok((http::subject(req)?, http::session_id(req)?)))();
-    let (subject, target) = service::after_token(store, &caller.token, parsed, now).await?;
+    let (caller, (subject, target)) =
+        http::caller_and(store, req, now, || Ok((http::subject(req)?, http::session_id(req)?))).await?;
     if let Some(notice) = service::revoke_session(store, policy, &caller, &subject, target, now).await? {
         caches.tell(&notice, service::now_ms()).await;
     }
@@ -63,7 +62,7 @@ mod tests {
         req
     }
 
-    /// #11: the page's cookie authenticates like the header, but a change it authenticates must
+    /// The page's cookie authenticates like the header, but a change it authenticates must
     /// come from this origin's own pages (Fetch Metadata); cross-site, nothing is written.
     #[tokio::test]
     async fn a_cookie_revokes_only_from_the_same_origin() {

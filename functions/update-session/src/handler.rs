@@ -11,10 +11,11 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
 async fn update<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
     // The path also takes DELETE (revoke-session); any other method is routed here.
     http::require_method(req, HttpMethod::PATCH, "DELETE, PATCH")?;
-    let token = http::bearer(req)?;
     let now = service::now_ms();
-    let parsed = (|| Ok((http::session_id(req)?, http::json_body::<SessionPatch>(req)?)))();
-    let (target, patch) = service::after_token(store, &token, parsed, now).await?;
+    let (caller, (target, patch)) =
+        http::caller_and(store, req, now, || Ok((http::session_id(req)?, http::json_body::<SessionPatch>(req)?)))
+            .await?;
+    let token = caller.token;
     let view = service::set_trusted(store, &token, target, patch, now).await?;
     Ok(http::json(200, &view))
 }
@@ -73,7 +74,7 @@ mod tests {
         assert_eq!(store.writes(), writes, "nothing written");
     }
 
-    /// #10: deployed, API Gateway hands a body that is not UTF-8 to the function base64-encoded;
+    /// Deployed, API Gateway hands a body that is not UTF-8 to the function base64-encoded;
     /// the answer is a 400 problem and nothing is written.
     #[tokio::test]
     async fn a_base64_body_that_is_not_utf8_is_a_400_problem() {

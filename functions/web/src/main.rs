@@ -1,8 +1,8 @@
-use active_sessions::telemetry;
+use active_sessions::{runtime, telemetry};
 use lambda_http::{service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    telemetry::run_http(service_fn(|req: Request| async move { Ok::<_, Error>(web::handle(&req)) })).await
+    runtime::run_http(service_fn(|req: Request| async move { Ok::<_, Error>(web::handle(&req)) })).await
 }

@@ -262,7 +262,7 @@ TdovFPvQORr6GfvczDeCRBShVaYvkwqNdxiYQShUMZLIRXhxN0YAPtvrpw==
         Backchannel::build(vec![ep], "https://sessions.example".into(), TEST_KEY, None, None, "BACKCHANNEL_ENDPOINTS")
     }
 
-    /// #12 (4): the JWKS carries the current key and the next one, public halves only; a token is
+    /// The JWKS carries the current key and the next one, public halves only; a token is
     /// signed with the current one and verifies with the JWKS entry its `kid` names.
     #[test]
     fn the_jwks_publishes_current_and_next_keys_and_tokens_verify_with_it() {
@@ -321,7 +321,7 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
         assert!(!err.contains("PRIVATE"), "{err}");
     }
 
-    /// #10 (4): only https, or plain http to a loopback address. On main any URL was accepted.
+    /// Only https, or plain http to a loopback address.
     #[test]
     fn endpoints_must_be_https_except_on_loopback() {
         for ok in ["https://chat.example/logout", "http://127.0.0.1:9/logout", "http://[::1]:9/x", "http://localhost/x"]
@@ -340,8 +340,8 @@ VImcX9XZUo5M5gA5m3lxmnpIUKehRANCAAQgkLVRTBo6bUc8FK7p/hDr9N7cbj9k
         }
     }
 
-    /// #10 (4): a redirect is not followed; the delivery counts as failed. On main reqwest followed
-    /// up to 10 redirects, so a product endpoint could send logout tokens anywhere.
+    /// A redirect is not followed; the delivery counts as failed: reqwest's default follows up to
+    /// 10, so a product endpoint could send logout tokens anywhere.
     #[tokio::test]
     async fn a_redirect_is_a_failed_delivery_and_is_not_followed() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

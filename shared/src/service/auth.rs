@@ -185,9 +185,8 @@ pub(super) fn audit_event(
     revocation: &Revocation,
     scope: AuditScope,
 ) -> Result<AuditEvent, ServiceError> {
-    let id = SessionId::generate(revocation.at_ms).map_err(internal)?;
     Ok(AuditEvent {
-        event_id: id.ulid(),
+        event_id: crate::domain::mint_ulid(revocation.at_ms).map_err(internal)?,
         actor: revocation.actor,
         actor_id: revocation.actor_id.clone(),
         target_user: target.clone(),

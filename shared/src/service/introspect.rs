@@ -22,7 +22,7 @@ async fn within_budget<T>(
 ) -> Result<T, crate::StoreError> {
     tokio::time::timeout(BOOKKEEPING_BUDGET, write)
         .await
-        .unwrap_or_else(|_| Err(crate::StoreError::Unavailable("bookkeeping ran out of its budget".into())))
+        .unwrap_or_else(|_| Err(crate::StoreError::OutOfTime("the bookkeeping budget")))
 }
 
 /// Remembers which sessions this instance marked active recently, so a hot session writes

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AuditPage, Audited, ProfileUpdate, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionStore,
-    StoreError,
+    AuditPage, AuditStore, Audited, DirectoryStore, ProfileUpdate, ReadResult, ReadSet, ReceiptsStore, RevokeOutcome,
+    SessionPage, SessionState, SessionsStore, StoreError,
 };
 use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
@@ -74,29 +74,7 @@ fn state(s: &Session) -> SessionState {
     }
 }
 
-impl SessionStore for MemoryStore {
-    async fn query_members(
-        &self,
-        workspace: &WorkspaceId,
-        after: Option<UserId>,
-        limit: u32,
-    ) -> Result<super::MemberPage, StoreError> {
-        let inner = self.lock();
-        let mut all: Vec<(UserId, Role)> =
-            inner.memberships.iter().filter(|((w, _), _)| w == workspace).map(|((_, u), r)| (u.clone(), *r)).collect();
-        all.sort_by_key(|a| crate::keys::member_sk(&a.0));
-        // As DynamoDB's ExclusiveStartKey: after the cursor's key, whether or not it still exists.
-        let start = after.map_or(0, |a| {
-            let key = crate::keys::member_sk(&a);
-            all.iter().take_while(|(u, _)| crate::keys::member_sk(u) <= key).count()
-        });
-        let members: Vec<(UserId, Role)> = all.into_iter().skip(start).take(limit as usize + 1).collect();
-        let more = members.len() > limit as usize;
-        let members: Vec<(UserId, Role)> = members.into_iter().take(limit as usize).collect();
-        let last_evaluated = if more { members.last().map(|(u, _)| u.clone()) } else { None };
-        Ok(super::MemberPage { members, last_evaluated })
-    }
-
+impl SessionsStore for MemoryStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let sessions = inner.sessions.entry(session.user_id.clone()).or_default();
@@ -146,26 +124,6 @@ impl SessionStore for MemoryStore {
     async fn session_states(&self, user: &UserId) -> Result<Vec<SessionState>, StoreError> {
         let inner = self.lock();
         Ok(inner.sessions.get(user).map(|m| m.values().map(state).collect()).unwrap_or_default())
-    }
-
-    async fn tombstones(&self, user: &UserId) -> Result<Vec<super::Tombstone>, StoreError> {
-        let inner = self.lock();
-        let revoked = |s: &&Session| s.status == SessionStatus::Revoked;
-        Ok(inner
-            .sessions
-            .get(user)
-            .map(|m| {
-                m.values()
-                    .filter(revoked)
-                    .map(|s| super::Tombstone {
-                        session_id: s.session_id,
-                        revoked_at: s.revoked_at.unwrap_or(0),
-                        caches_invalidated_at: s.caches_invalidated_at,
-                        receipts: s.receipts.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 
     async fn count_newly_covered(
@@ -235,23 +193,6 @@ impl SessionStore for MemoryStore {
         Ok(Ok(()))
     }
 
-    async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let profile = inner.profiles.entry(user.clone()).or_default();
-        let old_workspace = profile.workspace_id.clone();
-        profile.workspace_id = update.workspace_id.clone();
-        profile.role = update.workspace_id.as_ref().map(|_| update.role);
-        profile.sso_linked = Some(update.sso_linked);
-        if let Some(old) = old_workspace {
-            inner.memberships.remove(&(old, user.clone()));
-        }
-        if let Some(ws) = &update.workspace_id {
-            inner.memberships.insert((ws.clone(), user.clone()), update.role);
-        }
-        inner.writes += 1;
-        Ok(())
-    }
-
     async fn set_trusted(
         &self,
         user: &UserId,
@@ -268,16 +209,6 @@ impl SessionStore for MemoryStore {
         let updated = stored.clone();
         inner.writes += 1;
         Ok(Some(updated))
-    }
-
-    async fn put_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        let events = inner.audit.entry(event.target_user.clone()).or_default();
-        if let std::collections::btree_map::Entry::Vacant(slot) = events.entry(event.event_id) {
-            slot.insert(event.clone());
-            inner.writes += 1;
-        }
-        Ok(())
     }
 
     async fn touch_session(
@@ -317,6 +248,28 @@ impl SessionStore for MemoryStore {
             }
         }
         Ok(false)
+    }
+}
+
+impl ReceiptsStore for MemoryStore {
+    async fn tombstones(&self, user: &UserId) -> Result<Vec<super::Tombstone>, StoreError> {
+        let inner = self.lock();
+        let revoked = |s: &&Session| s.status == SessionStatus::Revoked;
+        Ok(inner
+            .sessions
+            .get(user)
+            .map(|m| {
+                m.values()
+                    .filter(revoked)
+                    .map(|s| super::Tombstone {
+                        session_id: s.session_id,
+                        revoked_at: s.revoked_at.unwrap_or(0),
+                        caches_invalidated_at: s.caches_invalidated_at,
+                        receipts: s.receipts.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn receipts(
@@ -385,6 +338,59 @@ impl SessionStore for MemoryStore {
         sessions.insert(tombstone.session_id, tombstone.clone());
         inner.writes += 1;
         Ok(true)
+    }
+}
+
+impl DirectoryStore for MemoryStore {
+    async fn query_members(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<super::MemberPage, StoreError> {
+        let inner = self.lock();
+        let mut all: Vec<(UserId, Role)> =
+            inner.memberships.iter().filter(|((w, _), _)| w == workspace).map(|((_, u), r)| (u.clone(), *r)).collect();
+        all.sort_by_key(|a| crate::keys::member_sk(&a.0));
+        // As DynamoDB's ExclusiveStartKey: after the cursor's key, whether or not it still exists.
+        let start = after.map_or(0, |a| {
+            let key = crate::keys::member_sk(&a);
+            all.iter().take_while(|(u, _)| crate::keys::member_sk(u) <= key).count()
+        });
+        let members: Vec<(UserId, Role)> = all.into_iter().skip(start).take(limit as usize + 1).collect();
+        let more = members.len() > limit as usize;
+        let members: Vec<(UserId, Role)> = members.into_iter().take(limit as usize).collect();
+        let last_evaluated = if more { members.last().map(|(u, _)| u.clone()) } else { None };
+        Ok(super::MemberPage { members, last_evaluated })
+    }
+
+    async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let profile = inner.profiles.entry(user.clone()).or_default();
+        let old_workspace = profile.workspace_id.clone();
+        profile.workspace_id = update.workspace_id.clone();
+        profile.role = update.workspace_id.as_ref().map(|_| update.role);
+        profile.sso_linked = Some(update.sso_linked);
+        if let Some(old) = old_workspace {
+            inner.memberships.remove(&(old, user.clone()));
+        }
+        if let Some(ws) = &update.workspace_id {
+            inner.memberships.insert((ws.clone(), user.clone()), update.role);
+        }
+        inner.writes += 1;
+        Ok(())
+    }
+}
+
+impl AuditStore for MemoryStore {
+    async fn put_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let events = inner.audit.entry(event.target_user.clone()).or_default();
+        if let std::collections::btree_map::Entry::Vacant(slot) = events.entry(event.event_id) {
+            slot.insert(event.clone());
+            inner.writes += 1;
+        }
+        Ok(())
     }
 
     async fn mark_swept(&self, user: &UserId, event_id: ulid::Ulid, at_ms: i64) -> Result<(), StoreError> {

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// DynamoDB did not answer in time, or could not be reached (after the bounded retries).
     #[error("DynamoDB did not answer in time")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The caller's own deadline passed first (the request's, or a budget such as introspection's
+    /// bookkeeping): the store may still answer, nobody waits for it.
+    #[error("{0} passed before the store answered")]
+    OutOfTime(&'static str),
 }
 
 /// A revocation of one session on its own (revoke-one, admin revoke, eviction), as opposed to a
@@ -123,7 +127,10 @@ pub struct ProfileUpdate {
     pub sso_linked: bool,
 }
 
-pub trait SessionStore: Send + Sync {
+/// Sessions and what decides them: sign-in, the reads authorisation makes (sessions, profiles,
+/// memberships), listing, the revocations and the watermark, trust, and introspection's
+/// bookkeeping.
+pub trait SessionsStore: Send + Sync {
     /// Writes a new session; fails with `AlreadyExists` rather than overwrite one.
     fn create_session(&self, session: &Session) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -140,10 +147,6 @@ pub trait SessionStore: Send + Sync {
 
     /// The states of all the user's session items (a projected Query, paginated inside).
     fn session_states(&self, user: &UserId) -> impl Future<Output = Result<Vec<SessionState>, StoreError>> + Send;
-
-    /// The user's revoked sessions still kept as tombstones, with their receipts (a projected,
-    /// filtered Query, paginated inside): what the audit trail's receipt summaries are made of.
-    fn tombstones(&self, user: &UserId) -> impl Future<Output = Result<Vec<Tombstone>, StoreError>> + Send;
 
     /// How many of the user's sessions are active and unexpired at `now_ms`, covered by `new`, and
     /// not covered by `previous` (they were revoked already): what a revoke-all newly revokes.
@@ -183,10 +186,6 @@ pub trait SessionStore: Send + Sync {
         audit: &AuditEvent,
     ) -> impl Future<Output = Result<Result<(), Option<Watermark>>, StoreError>> + Send;
 
-    /// Sets the user's workspace, role and SSO link, keeping the membership items in step.
-    fn put_profile(&self, user: &UserId, update: &ProfileUpdate)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
-
     /// Sets an active, unexpired session's trusted flag; `None` if there is no such session.
     fn set_trusted(
         &self,
@@ -195,10 +194,6 @@ pub trait SessionStore: Send + Sync {
         trusted: bool,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
-
-    /// Writes an audit event on its own (events the system records, such as expiries). Writing
-    /// the same event id twice is not an error and changes nothing: redelivery is harmless.
-    fn put_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Sets an active session's `LastActiveAt` to `now_ms` if it is older than `stale_before_ms`
     /// (a conditional write; a fresher value or an inactive session is left as it is).
@@ -219,6 +214,14 @@ pub trait SessionStore: Send + Sync {
         app: &crate::domain::AppId,
         now_ms: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Revoked sessions' tombstones and their receipts: what the fan-out and the retries record,
+/// and what the audit trail and the revocation route read.
+pub trait ReceiptsStore: Send + Sync {
+    /// The user's revoked sessions still kept as tombstones, with their receipts (a projected,
+    /// filtered Query, paginated inside): what the audit trail's receipt summaries are made of.
+    fn tombstones(&self, user: &UserId) -> impl Future<Output = Result<Vec<Tombstone>, StoreError>> + Send;
 
     /// A revoked session's receipts by product (`aud`), as recorded on its tombstone by
     /// `record_receipt` (strongly consistent), so a redelivered stream record tells only the
@@ -263,6 +266,28 @@ pub trait SessionStore: Send + Sync {
     /// session, reason `expired`), so that its receipts have a home. `false` when the item exists
     /// already (a redelivered record): nothing is written.
     fn create_tombstone(&self, tombstone: &Session) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Users and workspaces: the profile the identity system sets, and a workspace's members.
+pub trait DirectoryStore: Send + Sync {
+    /// Sets the user's workspace, role and SSO link, keeping the membership items in step.
+    fn put_profile(&self, user: &UserId, update: &ProfileUpdate)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One Query: up to `limit` of a workspace's members in user id order, after `after`.
+    fn query_members(
+        &self,
+        workspace: &WorkspaceId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<MemberPage, StoreError>> + Send;
+}
+
+/// The audit trail: events written on their own, a revoke-all's sweep, and the history pages.
+pub trait AuditStore: Send + Sync {
+    /// Writes an audit event on its own (events the system records, such as expiries). Writing
+    /// the same event id twice is not an error and changes nothing: redelivery is harmless.
+    fn put_audit(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records on a revoke-all's audit event that its sweep is done (the first time only). An
     /// event that is gone is left gone.
@@ -273,14 +298,6 @@ pub trait SessionStore: Send + Sync {
         at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// One Query: up to `limit` of a workspace's members in user id order, after `after`.
-    fn query_members(
-        &self,
-        workspace: &WorkspaceId,
-        after: Option<UserId>,
-        limit: u32,
-    ) -> impl Future<Output = Result<MemberPage, StoreError>> + Send;
-
     /// One Query: up to `limit` of the user's audit events, newest first, after `after`.
     fn query_audit(
         &self,
@@ -289,3 +306,10 @@ pub trait SessionStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<AuditPage, StoreError>> + Send;
 }
+
+/// Everything the service asks of a store: the four traits above, which every store implements
+/// (DynamoDB, memory, and the fault-injecting wrapper). Code that needs one part may ask for it
+/// alone.
+pub trait SessionStore: SessionsStore + ReceiptsStore + DirectoryStore + AuditStore {}
+
+impl<T: SessionsStore + ReceiptsStore + DirectoryStore + AuditStore> SessionStore for T {}

@@ -11,7 +11,7 @@
 
 pub mod traces;
 
-pub use traces::{run_http, serve, Trigger};
+pub use traces::Trigger;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};

@@ -29,7 +29,7 @@ use std::task;
 
 use lambda_runtime::layers::OpenTelemetryLayer;
 use lambda_runtime::tower::{Layer, Service};
-use lambda_runtime::{Error, LambdaInvocation, Runtime};
+use lambda_runtime::{Error, LambdaInvocation};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_aws::trace::{XrayIdGenerator, XrayPropagator};
@@ -132,31 +132,9 @@ pub fn xray_parent(header: &str) -> opentelemetry::Context {
 /// `Http`, `Datasource`, `Timer`, ...).
 pub use lambda_runtime::layers::OpenTelemetryFaasTrigger as Trigger;
 
-/// Runs the function's runtime with the invocation span: lambda_runtime's `faas.*` span (with
-/// `faas.invocation_id`, the request id, which every log line of the invocation carries too)
-/// under the invocation's X-Ray parent; its end flushes the exporter. It takes the place of the
-/// request span `lambda_runtime::run` adds.
-pub async fn serve<S>(runtime: Runtime<S>, trigger: Trigger) -> Result<(), Error>
-where
-    S: Service<LambdaInvocation, Response = (), Error = Error>,
-{
-    runtime.layer(Invocations { trigger }).run().await
-}
-
-/// `lambda_http::run`, with the invocation spans of [`serve`].
-pub async fn run_http<'a, R, S, E>(handler: S) -> Result<(), Error>
-where
-    S: Service<lambda_http::Request, Response = R, Error = E>,
-    S::Future: Send + 'a,
-    R: lambda_http::IntoResponse,
-    E: std::fmt::Debug + Into<lambda_runtime::Diagnostic>,
-{
-    serve(Runtime::new(lambda_http::Adapter::from(handler)), Trigger::Http).await
-}
-
-/// The tower layer of [`serve`].
-struct Invocations {
-    trigger: Trigger,
+/// The tower layer of `runtime::serve`: the invocation span.
+pub struct Invocations {
+    pub trigger: Trigger,
 }
 
 impl<S> Layer<S> for Invocations {
@@ -172,7 +150,7 @@ impl<S> Layer<S> for Invocations {
 /// context while the `faas.*` span is created (in `OpenTelemetryService::call`), so that span, the
 /// root of ours, is a child of Lambda's segment. It is also the last of ours to end, before the
 /// flush: a span around it would end after the flush and reach X-Ray an invocation late, or never.
-struct InvocationService<S> {
+pub struct InvocationService<S> {
     inner: S,
 }
 

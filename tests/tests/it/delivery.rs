@@ -10,9 +10,10 @@ use active_sessions::logout::RetryPolicy;
 use active_sessions::model::DeliveryStatus;
 use active_sessions::queue::{RetryMessage, RetryQueue};
 use active_sessions::service::{self, Caller, RevokeScope, Subject};
+use active_sessions::store::{ReceiptsStore, SessionsStore};
 use active_sessions::testing::{sign_in, sign_in_with, ChaosStore};
 use active_sessions::token::SessionToken;
-use active_sessions::{DynamoStore, Policy, SessionStore};
+use active_sessions::{DynamoStore, Policy};
 use aws_lambda_events::event::dynamodb::Event;
 use integration_tests::{Delivery, StandInProduct, TestTable};
 

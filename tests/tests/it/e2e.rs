@@ -584,9 +584,9 @@ async fn a_product_answering_500_gets_the_logout_again() {
     assert!(statuses[1..].contains(&200), "{statuses:?}");
 }
 
-/// #10: whatever the body's bytes, a client gets a 400 problem, never the local stack's
-/// `500 text/plain` (on main, `cargo lambda watch` refused a JSON or form body that is not UTF-8
-/// before any function ran). Through the local gateway the function gets the body base64-encoded,
+/// Whatever the body's bytes, a client gets a 400 problem, never the local stack's
+/// `500 text/plain` (`cargo lambda watch` itself refuses a JSON or form body that is not UTF-8
+/// before any function runs). Through the local gateway the function gets the body base64-encoded,
 /// as from API Gateway.
 #[tokio::test]
 async fn a_body_that_is_not_utf8_is_a_400_problem_on_every_route_that_takes_one() {
@@ -616,7 +616,7 @@ async fn a_body_that_is_not_utf8_is_a_400_problem_on_every_route_that_takes_one(
     }
 }
 
-/// #12: after a revoke, the session's receipt shows the caches let go and the stand-in product
+/// After a revoke, the session's receipt shows the caches let go and the stand-in product
 /// told, then `complete`, through the real stack (gateway, functions, stream poller, fan-out).
 #[tokio::test]
 async fn a_revocation_receipt_completes_once_caches_and_products_let_go() {
@@ -673,7 +673,7 @@ async fn watch_receipt(api: &mut Api, token: &str, id: &str, done: impl Fn(&Valu
     }
 }
 
-/// #12 (3): the product is down for a while (503 for 2 s from its first delivery, `outage-`
+/// The product is down for a while (503 for 2 s from its first delivery, `outage-`
 /// users), then back: its receipt goes `pending` (with the failure's class) → `delivered`, by
 /// `logout-retry` from the retry queue, and the revoke-one's event summary completes.
 #[tokio::test]
@@ -702,7 +702,7 @@ async fn a_product_down_for_a_while_ends_delivered() {
     assert_eq!((summary["delivered"].as_i64(), summary["pending"].as_i64()), (Some(1), Some(0)), "{events}");
 }
 
-/// #12 (3): the product never comes back (`dead-` users): retried until the horizon (8 s on the
+/// The product never comes back (`dead-` users): retried until the horizon (8 s on the
 /// test stack), then the receipt says `failed`, and logout-retry emits the LogoutDeliveryFailed
 /// metric (an EMF line in its log, which CloudWatch turns into the metric the alarm watches).
 #[tokio::test]

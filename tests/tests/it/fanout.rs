@@ -11,9 +11,9 @@ use active_sessions::logout::RetryPolicy;
 use active_sessions::model::{AuditScope, DeliveryStatus};
 use active_sessions::queue::RetryMessage;
 use active_sessions::service::{self, Caller, RevokeScope, Subject};
+use active_sessions::store::ReceiptsStore;
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
-use active_sessions::SessionStore;
 use aws_lambda_events::event::dynamodb::Event;
 use integration_tests::{s, Delivery, StandInProduct, TestTable};
 

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use active_sessions::cache::{CacheConfig, TokenCache};
+use active_sessions::store::SessionsStore;
 
 use active_sessions::domain::ClientKind;
 use active_sessions::model::{Actor, Revocation, RevokeReason};
@@ -10,7 +11,6 @@ use active_sessions::service;
 use active_sessions::service::validate;
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
-use active_sessions::SessionStore;
 use integration_tests::TestTable;
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 
 use active_sessions::domain::ClientKind;
 use active_sessions::store::ReadSet;
+use active_sessions::store::SessionsStore;
 use active_sessions::testing::{json_request, parts, request, sign_in, with_path, with_query, SignedIn};
-use active_sessions::{Policy, SessionStore};
+use active_sessions::Policy;
 use integration_tests::{s, Item, TestTable};
 use lambda_http::Request;
 use serde_json::Value;
@@ -169,8 +170,7 @@ async fn admins_act_only_inside_their_workspace() {
     assert_eq!(list_sessions::handle(&t.store, request("GET", "/v1/sessions", Some(&mel.token))).await.status(), 200);
 }
 
-/// #10 (5): every admin route refuses the admin's own user id, the reads included; on main the
-/// list and the events answered 200.
+/// Every admin route refuses the admin's own user id, the reads included.
 #[tokio::test]
 async fn admin_routes_refuse_your_own_user_id_reads_included() {
     let t = TestTable::new().await;
@@ -192,8 +192,8 @@ async fn admin_routes_refuse_your_own_user_id_reads_included() {
     assert_eq!(admin_list(&t, &mel.token, "mel").await.0, 403);
 }
 
-/// #10 (8): a member's own history says "an admin of acme", without the admin's IP address (or
-/// id, unless the policy shows it); the admins see the full actor. On main the member saw both.
+/// A member's own history says "an admin of acme", without the admin's IP address (or
+/// id, unless the policy shows it); the admins see the full actor.
 #[tokio::test]
 async fn members_never_see_their_admins_ip_address() {
     use active_sessions::testing::with_source_ip;

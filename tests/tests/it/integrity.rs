@@ -8,6 +8,7 @@ use active_sessions::domain::SessionId;
 use active_sessions::domain::{ClientKind, Role, UserId, WorkspaceId};
 use active_sessions::model::{Actor, AuditEvent, AuditScope, Revocation, RevokeReason};
 use active_sessions::service::{self, Caller, RevokeScope, Subject, UserProfileInput};
+use active_sessions::store::{AuditStore, SessionsStore};
 use active_sessions::store::{Audited, ReadSet, SessionState};
 use active_sessions::testing::{parts, request, sign_in, sign_in_with, ChaosStore};
 use active_sessions::token::SessionToken;

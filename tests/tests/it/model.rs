@@ -27,6 +27,7 @@ use active_sessions::model::{Actor, AuditScope, Revocation, RevokeReason};
 use active_sessions::service::{
     self, Caller, ListQuery, NewSession, RevokeScope, SessionPatch, Subject, UserProfileInput,
 };
+use active_sessions::store::SessionsStore;
 use active_sessions::store::{MemoryStore, ReadSet};
 use active_sessions::testing::ChaosStore;
 use active_sessions::token::SessionToken;

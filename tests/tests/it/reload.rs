@@ -10,9 +10,10 @@ use active_sessions::logout::{Backchannel, RetryPolicy};
 use active_sessions::model::DeliveryStatus;
 use active_sessions::reload::Reloadable;
 use active_sessions::service::{self, Caller, Subject};
+use active_sessions::store::ReceiptsStore;
 use active_sessions::testing::sign_in;
 use active_sessions::token::SessionToken;
-use active_sessions::{Policy, SessionStore};
+use active_sessions::Policy;
 use integration_tests::{Delivery, StandInProduct, TestTable};
 
 /// The secret as Secrets Manager would hold it: the products the test names, one key.

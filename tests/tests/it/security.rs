@@ -1,11 +1,12 @@
-//! Security hardening (#10) on DynamoDB Local, one fresh table per test: idle timeouts and
+//! Security hardening on DynamoDB Local, one fresh table per test: idle timeouts and
 //! absolute lifetimes, the bound on a session's apps, the caches' MACs against a forged Redis
 //! entry, and what a function logs at TRACE.
 
 use active_sessions::domain::{AppId, ClientKind, UserId};
 use active_sessions::service::{self, NewSession, MAX_APPS};
+use active_sessions::store::SessionsStore;
 use active_sessions::token::SessionToken;
-use active_sessions::{Policy, ServiceError, SessionStore};
+use active_sessions::{Policy, ServiceError};
 use integration_tests::TestTable;
 
 const DAY_MS: i64 = 86_400_000;
@@ -23,9 +24,8 @@ fn new_session(user: &str, client: ClientKind, ttl_seconds: Option<i64>) -> NewS
     }
 }
 
-/// #10 (7), ASVS 7.3.1: a browser session unused for longer than the idle timeout (14 days by
-/// default) stops validating, and recorded use keeps it alive. On main it validated until its
-/// 30-day expiry.
+/// ASVS 7.3.1: a browser session unused for longer than the idle timeout (14 days by
+/// default) stops validating, and recorded use keeps it alive.
 #[tokio::test]
 async fn an_unused_session_stops_validating_after_the_idle_timeout() {
     let t = TestTable::new().await;
@@ -56,7 +56,7 @@ async fn an_unused_session_stops_validating_after_the_idle_timeout() {
     assert_eq!(listing.sessions.len(), 1, "only the session in use is listed");
 }
 
-/// #10 (7), ASVS 7.3.2: however much it is used, a session stops validating at its client kind's
+/// ASVS 7.3.2: however much it is used, a session stops validating at its client kind's
 /// absolute lifetime (90 days for the CLI by default), whatever lifetime sign-in asked for. On
 /// main a CLI session could ask for, and get, 400 days.
 #[tokio::test]
@@ -82,7 +82,7 @@ async fn a_session_in_use_still_ends_at_its_absolute_lifetime() {
     assert_eq!(refused_at, Some(90), "a CLI session ends on day 90 however it is used");
 }
 
-/// #10 (3): no path takes a session past `MAX_APPS` apps; the write itself refuses the 17th. On
+/// No path takes a session past `MAX_APPS` apps; the write itself refuses the 17th. On
 /// main, `add_app` appended without bound.
 #[tokio::test]
 async fn a_session_never_holds_more_than_the_app_bound() {
@@ -245,10 +245,10 @@ fn assert_nothing_secret(name: &str, logs: &str, token: &str) {
     }
 }
 
-/// #10 (1): at TRACE (`RUST_LOG=trace`, `AWS_LAMBDA_LOG_LEVEL=TRACE`), no function logs a
+/// At TRACE (`RUST_LOG=trace`, `AWS_LAMBDA_LOG_LEVEL=TRACE`), no function logs a
 /// token, its secret or its hash: not the bearer header, not introspection's body, not the new
-/// token sign-in answers, not the SDK's request and response bodies. On main the Lambda runtime
-/// logged the raw invocation, header and body included.
+/// token sign-in answers, not the SDK's request and response bodies (the Lambda runtime logs the
+/// raw invocation, header and body included, at TRACE unless filtered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_function_logs_a_token_or_its_hash_at_trace() {
     let t = TestTable::new().await;
@@ -303,9 +303,9 @@ async fn no_function_logs_a_token_or_its_hash_at_trace() {
     assert_nothing_secret("create-session", &logs, created["token"].as_str().unwrap());
 }
 
-/// #10 (2): what someone who can reach Redis but lacks the cache's MAC key writes there is
-/// refused: a made-up entry (which on main made introspection answer `active: true` for a
-/// session that never existed), one sealed with another key, a genuine entry copied under another
+/// What someone who can reach Redis but lacks the cache's MAC key writes there is
+/// refused: a made-up entry (which, unchecked, would make introspection answer `active: true` for
+/// a session that never existed), one sealed with another key, a genuine entry copied under another
 /// token's key, and a forged invalidation message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_cache_entries_and_messages_are_refused() {
@@ -376,7 +376,7 @@ async fn forged_cache_entries_and_messages_are_refused() {
     }
 }
 
-/// #10 (2): the local stack's Redis, like ElastiCache with RBAC, admits only its ACL user; the
+/// The local stack's Redis, like ElastiCache with RBAC, admits only its ACL user; the
 /// cache logs in with the user and password from the cache's secret.
 #[tokio::test]
 async fn the_cache_logs_in_to_redis_and_strangers_cannot() {

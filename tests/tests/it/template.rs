@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use active_sessions::domain::{ClientKind, Role, UserId};
 use active_sessions::model::{Actor, Revocation, RevokeReason};
+use active_sessions::store::{DirectoryStore, SessionsStore};
 use active_sessions::store::{ProfileUpdate, ReadSet};
 use active_sessions::testing::{parts, request, sign_in, with_path};
-use active_sessions::{service, Policy, SessionStore};
+use active_sessions::{service, Policy};
 use aws_lambda_events::event::dynamodb::EventRecord;
 use integration_tests::{openapi, openapi_routes, repo_file, watch_router, watch_routes, TestTable};
 use local_stack::filter::{self, Pattern};
@@ -225,7 +226,7 @@ fn the_stream_mapping_is_bounded_and_reports_partial_failures() {
     assert!((60..=604_800).contains(&age), "bounded record age, never -1");
     assert!(!p["DestinationConfig"]["OnFailure"]["Destination"].is_null(), "an on-failure destination");
     let Value::Tagged(fanout) = &p["FunctionName"] else { panic!("FunctionName: !Ref ...") };
-    // `!Ref RevocationFanoutFunction.Alias`: the function's `live` alias (#14).
+    // `!Ref RevocationFanoutFunction.Alias`: the function's `live` alias.
     let fanout = fanout.value.as_str().unwrap().trim_end_matches(".Alias");
     let functions = resources_of(&doc, "AWS::Serverless::Function");
     assert_eq!(functions[fanout]["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("revocation-fanout"));
@@ -381,7 +382,7 @@ fn transformed() -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("the transformed template as JSON")
 }
 
-/// #14 (1, 2): every function is published behind the alias `live` and deployed by CodeDeploy
+/// Every function is published behind the alias `live` and deployed by CodeDeploy
 /// (DeploymentType: all at once for dev, a canary for prod) with automatic rollback on its alias's
 /// errors alarm (API functions: and the API's 5xx alarm); the routes, the stream mapping and the
 /// schedule invoke the alias, never `$LATEST`; every function is actively traced.
@@ -450,14 +451,14 @@ fn deploys_shift_the_live_alias_with_rollback_and_everything_invokes_it() {
         mappings["LogoutRetryQueueMapping"]["Properties"]["FunctionName"]["Ref"],
         "LogoutRetryFunctionAliaslive"
     );
-    // No generated role carries AWSLambdaBasicExecutionRole (logs on `*`), #14 (5).
+    // No generated role carries AWSLambdaBasicExecutionRole (logs on `*`).
     for (id, role) in of("AWS::IAM::Role") {
         assert!(!role.to_string().contains("AWSLambdaBasicExecutionRole"), "{id}");
     }
     assert!(of("AWS::Scheduler::Schedule").next().is_none(), "no schedule: the queue drives logout-retry");
 }
 
-/// #14 (2): with `TraceCollectorLayerArn`, every function (after SAM's transform) carries the
+/// With `TraceCollectorLayerArn`, every function (after SAM's transform) carries the
 /// collector layer and the exporter's endpoint on localhost, the variable the code reads; without
 /// it, neither (the condition). Every role may write X-Ray segments, which the collector sends.
 #[test]
@@ -488,7 +489,7 @@ fn every_function_exports_its_spans_to_the_collector_layer_when_one_is_given() {
     }
 }
 
-/// #14 (3): one dashboard: API p50, p99 and 5xx by route; function errors, throttles and
+/// One dashboard: API p50, p99 and 5xx by route; function errors, throttles and
 /// concurrency; the stream's IteratorAge; propagation lag; the DLQ's depth; deliveries by status.
 #[test]
 fn the_dashboard_shows_the_service() {
@@ -529,7 +530,7 @@ fn the_dashboard_shows_the_service() {
     assert!(json["widgets"].as_array().unwrap().len() >= 8);
 }
 
-/// #14 (4): AWS's serverless rules run clean in `infra/test.sh`; a rule silenced is silenced on
+/// AWS's serverless rules run clean in `infra/test.sh`; a rule silenced is silenced on
 /// the resource it concerns, with its reason written beside it, never for the whole template.
 #[test]
 fn serverless_rules_are_silenced_only_per_resource_with_a_reason() {
@@ -551,7 +552,7 @@ fn serverless_rules_are_silenced_only_per_resource_with_a_reason() {
     assert!(test_sh.contains("-a cfn_lint_serverless.rules"), "infra/test.sh runs the serverless rules");
 }
 
-/// #11: the local sign-in link (the local gateway's `/local/sign-in`, which sets the session
+/// The local sign-in link (the local gateway's `/local/sign-in`, which sets the session
 /// cookie for any token) exists only on the local stack: no deployed route, no document.
 #[test]
 fn the_local_sign_in_route_is_not_deployed() {
@@ -651,7 +652,7 @@ fn retries_run_on_an_sqs_queue_with_its_alarms() {
     );
 }
 
-/// #14 (5): no function has a SAM-generated role (it would carry AWSLambdaBasicExecutionRole,
+/// No function has a SAM-generated role (it would carry AWSLambdaBasicExecutionRole,
 /// logs on `*`): each has its own role, which writes logs only to the function's own log group.
 #[test]
 fn every_function_writes_logs_only_to_its_own_group() {

@@ -8,28 +8,28 @@ use crate::keys;
 use crate::model::Session;
 use crate::store::{ReadResult, ReadSet, StoreError};
 
-use super::codec::*;
-use super::error::*;
-use super::*;
+use super::codec::{from_item, membership_key, pk_of, profile_key, session_key, sk_of, MembershipItem};
+use super::error::{build_error, send_error};
+use super::{DynamoStore, Item, UNPROCESSED_RETRIES};
 
 impl DynamoStore {
     /// Sessions, profiles and memberships in one strongly consistent read (unprocessed keys retried).
     pub(super) async fn batch_read(&self, set: &ReadSet) -> Result<ReadResult, StoreError> {
-        let mut keys: Vec<Item> = Vec::new();
+        let mut wanted: Vec<Item> = Vec::new();
         let mut push = |k: Item| {
-            if !keys.contains(&k) {
-                keys.push(k);
+            if !wanted.contains(&k) {
+                wanted.push(k);
             }
         };
         set.sessions.iter().for_each(|(u, id)| push(session_key(u, *id)));
         set.profiles.iter().for_each(|u| push(profile_key(u)));
         set.memberships.iter().for_each(|(w, u)| push(membership_key(w, u)));
         let mut result = ReadResult::default();
-        if keys.is_empty() {
+        if wanted.is_empty() {
             return Ok(result);
         }
         let mut pending =
-            KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
+            KeysAndAttributes::builder().set_keys(Some(wanted)).consistent_read(true).build().map_err(build_error)?;
         for attempt in 0..=UNPROCESSED_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(10 << attempt)).await;

@@ -10,7 +10,7 @@ use crate::keys;
 use crate::model::{AuditEvent, Session, SessionStatus};
 use crate::store::StoreError;
 
-use super::*;
+use super::{Item, TYPE_AUDIT, TYPE_SESSION};
 
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())

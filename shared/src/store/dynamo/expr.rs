@@ -8,9 +8,9 @@ use crate::domain::{SessionId, UserId};
 use crate::model::{AuditEvent, Revocation, Session, SessionStatus, Watermark};
 use crate::store::{RevokeOutcome, StoreError};
 
-use super::codec::*;
-use super::error::*;
-use super::*;
+use super::codec::{attr, audit_item, from_item, n, profile_key, s, session_key};
+use super::error::build_error;
+use super::{Item, TYPE_PROFILE};
 
 /// An audit event as a transactional Put that never overwrites one.
 pub(super) fn audit_put(table: &str, event: &AuditEvent) -> Result<Put, StoreError> {

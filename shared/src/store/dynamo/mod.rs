@@ -21,21 +21,22 @@ use crate::keys;
 use crate::model::SessionStatus;
 use crate::store::StoreError;
 
+mod audit;
 mod batch;
 mod codec;
+mod directory;
 mod error;
 mod expr;
-mod session_store;
+mod receipts;
+mod sessions;
 
-use codec::*;
-use error::*;
-use expr::*;
+use codec::{attr, from_item, key, n, s, session_key, sk_of};
+use error::{sdk_error, send_error};
+use expr::ACTIVE_UNEXPIRED;
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
 pub(super) const TYPE_SESSION: &str = "SESSION";
-/// On a tombstone: the products its back-channel logout reached (a string set).
-pub(super) const LOGOUT_DELIVERED: &str = "LogoutDelivered";
 /// A tombstone's receipts: product (`aud`) → its back-channel logout's receipt.
 pub(super) const RECEIPTS: &str = "Receipts";
 pub(super) const TYPE_PROFILE: &str = "PROFILE";
@@ -65,10 +66,6 @@ impl DynamoStore {
 
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 }
 
