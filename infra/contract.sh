@@ -15,7 +15,7 @@ for _ in 1 2 3; do
   curl -sf -o /dev/null -X POST "$ST_BASE_URL/v1/internal/sessions" -H 'content-type: application/json' \
     -d '{"user_id":"st-member","apps":["chatgpt"],"client":"browser","user_agent":"Mozilla/5.0","ip":"198.51.100.78"}'
 done
-# Run from .local/run: schemathesis (hypothesis) writes state where it runs, and a new file in the
+# Run from $LOCAL/run: schemathesis (hypothesis) writes state where it runs, and a new file in the
 # workspace would make cargo lambda watch rebuild the functions in the middle of the run.
 cd "$LOCAL/run"
 export ST_BASE_URL PYTHONDONTWRITEBYTECODE=1

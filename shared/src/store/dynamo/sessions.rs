@@ -16,6 +16,22 @@ use super::error::{build_error, failed_condition, sdk_error, send_error};
 use super::expr::{audit_put, not_covered_by_watermark, watermark_swap, RevokeUpdate, ACTIVE_UNEXPIRED, REVOKE_SET};
 use super::DynamoStore;
 
+/// The soft revoke's update, on either of the SDK's builders (the same methods, no common trait):
+/// an UpdateItem on its own (a watermark's sweep), or an Update in the transaction with its audit
+/// event. Only while the session is active and unexpired; a failed condition returns the item.
+macro_rules! soft_revoke {
+    ($builder:expr, $table:expr, $u:expr) => {
+        $builder
+            .table_name($table)
+            .set_key(Some($u.key))
+            .update_expression(REVOKE_SET)
+            .condition_expression(ACTIVE_UNEXPIRED)
+            .set_expression_attribute_names(Some($u.names))
+            .set_expression_attribute_values(Some($u.values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    };
+}
+
 impl SessionsStore for DynamoStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         if self.put_new(session_item(session)?).await? {
@@ -129,18 +145,7 @@ impl SessionsStore for DynamoStore {
     ) -> Result<RevokeOutcome, StoreError> {
         let u = RevokeUpdate::new(user, session, revocation, tombstone_secs)?;
         let Some(Audited { event, signed_in_at }) = audit else {
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(u.key))
-                .update_expression(REVOKE_SET)
-                .condition_expression(ACTIVE_UNEXPIRED)
-                .set_expression_attribute_names(Some(u.names))
-                .set_expression_attribute_values(Some(u.values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await;
+            let result = soft_revoke!(self.client.update_item(), &self.table, u).send().await;
             return match result {
                 Ok(_) => Ok(RevokeOutcome::Revoked),
                 Err(SdkError::ServiceError(e)) => match e.into_err() {
@@ -150,16 +155,7 @@ impl SessionsStore for DynamoStore {
                 Err(e) => Err(send_error(e)),
             };
         };
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(u.key))
-            .update_expression(REVOKE_SET)
-            .condition_expression(ACTIVE_UNEXPIRED)
-            .set_expression_attribute_names(Some(u.names))
-            .set_expression_attribute_values(Some(u.values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_error)?;
+        let update = soft_revoke!(Update::builder(), &self.table, u).build().map_err(build_error)?;
         let put = audit_put(&self.table, event)?;
         let guard = not_covered_by_watermark(&self.table, user, session, signed_in_at)?;
         let items = vec![
