@@ -1,4 +1,5 @@
-//! The service error: every expected failure has a status and becomes RFC 9457 problem+json.
+//! The service error: every expected failure of the service has a status and becomes RFC 9457
+//! problem+json. What the HTTP edge refuses before the service runs is `http::EdgeRefusal`.
 //! Internal causes stay in the `source` chain for logs and never reach a client.
 
 use serde::Serialize;
@@ -28,24 +29,12 @@ pub enum ServiceError {
     /// Self-service is off for accounts linked to an organisation's SSO.
     #[error("sessions are managed by the organisation")]
     SsoManaged { workspace: Option<String> },
-    /// A cookie-authenticated change that did not come from this site's own pages (CSRF).
-    #[error("cross-site request refused")]
-    CrossSite,
     #[error("the current session can't be revoked from its own row")]
     CurrentSession,
     #[error("the session is still active")]
     StillActive,
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("payload too large")]
-    PayloadTooLarge { limit: usize },
-    #[error("unsupported media type")]
-    UnsupportedMediaType { expected: &'static str },
-    #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
-    /// Not a failure: the early answer to an `OPTIONS` (CORS preflight) request, `204` with `Allow`.
-    #[error("preflight")]
-    Preflight { allow: &'static str },
     #[error("temporarily unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -81,13 +70,9 @@ impl ServiceError {
         match self {
             Self::MissingToken | Self::InvalidToken => 401,
             Self::NotFound => 404,
-            Self::Forbidden(_) | Self::SsoManaged { .. } | Self::CrossSite => 403,
+            Self::Forbidden(_) | Self::SsoManaged { .. } => 403,
             Self::CurrentSession | Self::StillActive => 409,
             Self::BadRequest(_) => 400,
-            Self::PayloadTooLarge { .. } => 413,
-            Self::UnsupportedMediaType { .. } => 415,
-            Self::MethodNotAllowed { .. } => 405,
-            Self::Preflight { .. } => 204,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
@@ -100,14 +85,9 @@ impl ServiceError {
             Self::NotFound => ("not-found", "Not found"),
             Self::Forbidden(_) => ("forbidden", "Forbidden"),
             Self::SsoManaged { .. } => ("sso-managed", "Sessions are managed by your organisation"),
-            Self::CrossSite => ("cross-site-request", "Cross-site request refused"),
             Self::CurrentSession => ("current-session", "This is your current session"),
             Self::StillActive => ("still-active", "The session is still active"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
-            Self::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
-            Self::UnsupportedMediaType { .. } => ("unsupported-media-type", "Unsupported media type"),
-            Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
-            Self::Preflight { .. } => ("preflight", "Preflight"),
             Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
@@ -125,15 +105,11 @@ impl ServiceError {
                  administrators of workspace {}. Ask them to sign you out.",
                 workspace.as_deref().unwrap_or("(unknown)")
             ),
-            Self::CrossSite => "A change made with the session cookie must come from this site's own pages.".into(),
             Self::CurrentSession => {
                 "You can't revoke the session you are using. Sign out normally, or log out of all sessions.".into()
             }
             Self::StillActive => "This session has not been revoked, so it has no revocation receipt.".into(),
             Self::BadRequest(detail) => detail.clone(),
-            Self::PayloadTooLarge { limit } => format!("The request body is larger than {limit} bytes."),
-            Self::UnsupportedMediaType { expected } => format!("Send the body as {expected}."),
-            Self::MethodNotAllowed { allow } | Self::Preflight { allow } => format!("This resource allows {allow}."),
             Self::Unavailable(_) => "The service is busy. Retry after a short wait.".into(),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
         }
@@ -171,9 +147,6 @@ mod tests {
         assert!(sso.problem().detail.contains("acme"));
         assert_eq!(ServiceError::CurrentSession.status(), 409);
         assert_eq!(ServiceError::BadRequest("x".into()).status(), 400);
-        assert_eq!(ServiceError::PayloadTooLarge { limit: 1 }.status(), 413);
-        assert_eq!(ServiceError::UnsupportedMediaType { expected: "application/json" }.status(), 415);
-        assert_eq!(ServiceError::MethodNotAllowed { allow: "GET" }.status(), 405);
         let throttled = StoreError::Throttled("slow down".into());
         assert_eq!(ServiceError::from(throttled).status(), 503);
         assert_eq!(ServiceError::from(StoreError::AlreadyExists).status(), 500);

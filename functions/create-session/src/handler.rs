@@ -1,6 +1,6 @@
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service::{self, NewSession};
-use active_sessions::{Policy, ServiceError, SessionStore};
+use active_sessions::{Policy, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `POST /v1/internal/sessions`: called by the sign-in service (IAM-authorised at the gateway).
@@ -8,7 +8,7 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
     http::finish(http::API_DEADLINE, create(store, policy, &req)).await
 }
 
-async fn create<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn create<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::POST, "POST")?;
     let input: NewSession = http::json_body(req)?;
     let created = service::create_session(store, policy, input, service::now_ms()).await?;

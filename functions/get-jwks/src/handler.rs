@@ -11,7 +11,7 @@ pub use active_sessions::jwks::MAX_AGE_SECS;
 /// keep refusing every logout for an hour once the keys are published.
 pub fn handle(jwks: &str, cacheable: bool, req: &Request) -> Response<Body> {
     if let Err(e) = http::require_method(req, HttpMethod::GET, "GET") {
-        return http::problem(&e);
+        return http::problem(e);
     }
     let mut res = Response::new(Body::Text(jwks.to_owned()));
     res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));

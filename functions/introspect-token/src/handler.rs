@@ -1,7 +1,7 @@
 use active_sessions::cache::TokenCache;
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service::{ActivityTracker, IntrospectionRequest};
-use active_sessions::{service, Policy, ServiceError, SessionStore};
+use active_sessions::{service, Policy, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `POST /v1/internal/introspect` with a form body: `token`, optionally `app` (RFC 7662).
@@ -22,7 +22,7 @@ async fn introspect<S: SessionStore>(
     cache: &TokenCache,
     activity: &ActivityTracker,
     req: &Request,
-) -> Result<Response<Body>, ServiceError> {
+) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::POST, "POST")?;
     let form: IntrospectionRequest = http::form_body(req)?;
     let answer = service::introspect(store, policy, cache, activity, form, service::now_ms()).await?;

@@ -1,13 +1,13 @@
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service::{self, MembersQuery};
-use active_sessions::{ServiceError, SessionStore};
+use active_sessions::SessionStore;
 use lambda_http::{Body, Request, Response};
 
 pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> {
     http::finish(http::API_DEADLINE, list(store, &req)).await
 }
 
-async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::GET, "GET")?;
     let now = service::now_ms();
     let (caller, query) = http::caller_and(store, req, now, || {

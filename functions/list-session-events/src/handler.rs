@@ -1,5 +1,5 @@
 use active_sessions::http::{self, HttpMethod};
-use active_sessions::{service, Policy, ServiceError, SessionStore};
+use active_sessions::{service, Policy, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `GET /v1/sessions/events` (your own) and `GET /v1/admin/users/{user_id}/events` (a member's,
@@ -8,7 +8,7 @@ pub async fn handle<S: SessionStore>(store: &S, policy: &Policy, req: Request) -
     http::finish(http::API_DEADLINE, list(store, policy, &req)).await
 }
 
-async fn list<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn list<S: SessionStore>(store: &S, policy: &Policy, req: &Request) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::GET, "GET")?;
     let now = service::now_ms();
     let (caller, (subject, limit, cursor)) =

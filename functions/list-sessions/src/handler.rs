@@ -1,6 +1,6 @@
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service::{self, ListQuery};
-use active_sessions::{ServiceError, SessionStore};
+use active_sessions::SessionStore;
 use lambda_http::{Body, Request, Response};
 
 /// `GET /v1/sessions?limit=&cursor=&include_cli=` and, for workspace admins,
@@ -9,7 +9,7 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
     http::finish(http::API_DEADLINE, list(store, &req)).await
 }
 
-async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn list<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, http::Refusal> {
     // Both its paths also take DELETE (revoke-all-sessions); any other method is routed here.
     http::require_method(req, HttpMethod::GET, "GET, DELETE")?;
     let now = service::now_ms();

@@ -10,7 +10,7 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
     http::finish(http::API_DEADLINE, put(store, &req)).await
 }
 
-async fn put<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn put<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::PUT, "PUT")?;
     let raw = http::path_param(req, "user_id").ok_or(ServiceError::NotFound)?;
     let user = UserId::parse(&raw).map_err(|e| ServiceError::BadRequest(e.0))?;

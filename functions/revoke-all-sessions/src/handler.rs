@@ -1,7 +1,7 @@
 use active_sessions::cache::WriteThrough;
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service;
-use active_sessions::{Policy, ServiceError, SessionStore};
+use active_sessions::{Policy, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `DELETE /v1/sessions[?scope=all|others]` and, for workspace admins (offboarding),
@@ -27,7 +27,7 @@ async fn revoke_all<S: SessionStore>(
     policy: &Policy,
     caches: &WriteThrough,
     req: &Request,
-) -> Result<Response<Body>, ServiceError> {
+) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::DELETE, "GET, DELETE")?;
     let now = service::now_ms();
     let (caller, (subject, scope, note)) =

@@ -1,6 +1,6 @@
 use active_sessions::cache::WriteThrough;
 use active_sessions::http::{self, HttpMethod};
-use active_sessions::{service, Policy, ServiceError, SessionStore};
+use active_sessions::{service, Policy, SessionStore};
 use lambda_http::{Body, Request, Response};
 
 /// `DELETE /v1/sessions/{id}` and, for workspace admins, `DELETE /v1/admin/users/{user_id}/sessions/{id}`.
@@ -25,7 +25,7 @@ async fn revoke<S: SessionStore>(
     policy: &Policy,
     caches: &WriteThrough,
     req: &Request,
-) -> Result<Response<Body>, ServiceError> {
+) -> Result<Response<Body>, http::Refusal> {
     // Your own session's path also takes PATCH (update-session); an admin's, DELETE only (any
     // other method on it is routed here).
     let allow = if req.uri().path().starts_with("/v1/admin/") { "DELETE" } else { "DELETE, PATCH" };

@@ -1,6 +1,6 @@
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::service::{self, SessionPatch};
-use active_sessions::{ServiceError, SessionStore};
+use active_sessions::SessionStore;
 use lambda_http::{Body, Request, Response};
 
 /// `PATCH /v1/sessions/{id}` with `{"trusted": bool}`: "untrust this device" without logging it out.
@@ -8,7 +8,7 @@ pub async fn handle<S: SessionStore>(store: &S, req: Request) -> Response<Body> 
     http::finish(http::API_DEADLINE, update(store, &req)).await
 }
 
-async fn update<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, ServiceError> {
+async fn update<S: SessionStore>(store: &S, req: &Request) -> Result<Response<Body>, http::Refusal> {
     // The path also takes DELETE (revoke-session); any other method is routed here.
     http::require_method(req, HttpMethod::PATCH, "DELETE, PATCH")?;
     let now = service::now_ms();

@@ -45,7 +45,7 @@ pub fn handle(req: &Request) -> Response<Body> {
     let path = req.uri().path();
     let allow = "GET";
     if let Err(e) = http::require_method(req, HttpMethod::GET, allow) {
-        let mut res = http::problem(&e);
+        let mut res = http::problem(e);
         security_headers(&mut res);
         return res;
     }
@@ -60,7 +60,7 @@ pub fn handle(req: &Request) -> Response<Body> {
         res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(cache));
         res
     } else {
-        http::problem(&ServiceError::NotFound)
+        http::problem(ServiceError::NotFound)
     };
     security_headers(&mut res);
     res

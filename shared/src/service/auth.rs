@@ -107,12 +107,12 @@ pub async fn authenticate<S: SessionStore>(
 /// The inputs a request brought, as parsed at the edge. A bad one is refused only once the token
 /// is known to be good, so every route answers `401` before `400` (and before `404` for a
 /// malformed user id): a caller without a valid token learns nothing about its inputs.
-pub async fn after_token<S: SessionStore, T>(
+pub async fn after_token<S: SessionStore, T, E: From<ServiceError>>(
     store: &S,
     token: &SessionToken,
-    parsed: Result<T, ServiceError>,
+    parsed: Result<T, E>,
     now_ms: i64,
-) -> Result<T, ServiceError> {
+) -> Result<T, E> {
     match parsed {
         Ok(inputs) => Ok(inputs),
         Err(refusal) => {

@@ -13,6 +13,10 @@ use serde::Serialize;
 use crate::error::ServiceError;
 use crate::token::SessionToken;
 
+mod refusal;
+
+pub use refusal::{EdgeRefusal, Refusal};
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 const REALM: &str = "active-sessions";
@@ -30,7 +34,7 @@ fn response(status: u16, content_type: &'static str, body: Body) -> Response<Bod
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response<Body> {
     match serde_json::to_vec(body) {
         Ok(bytes) => response(status, "application/json", Body::Binary(bytes)),
-        Err(e) => problem(&ServiceError::Internal(Box::new(e))),
+        Err(e) => problem(ServiceError::Internal(Box::new(e))),
     }
 }
 
@@ -41,17 +45,32 @@ pub fn no_content() -> Response<Body> {
     res
 }
 
-/// The problem+json response for an error; server-side failures are logged with their cause.
-pub fn problem(err: &ServiceError) -> Response<Body> {
-    if let ServiceError::Preflight { allow } = err {
-        let mut res = no_content();
-        res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-        return res;
-    }
+/// The problem+json response for a refusal (the preflight: `204` with `Allow`); server-side
+/// failures are logged with their cause.
+pub fn problem(refusal: impl Into<Refusal>) -> Response<Body> {
+    let refusal = refusal.into();
+    let err = match refusal {
+        Refusal::Edge(EdgeRefusal::Preflight { allow }) => {
+            let mut res = no_content();
+            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            return res;
+        }
+        Refusal::Edge(edge) => {
+            let p = edge.problem();
+            tracing::info!(status = p.status, problem = %p.kind, "request refused");
+            let body = serde_json::to_vec(&p).unwrap_or_default();
+            let mut res = response(p.status, "application/problem+json", Body::Binary(body));
+            if let Some(allow) = edge.allow() {
+                res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            return res;
+        }
+        Refusal::Service(err) => err,
+    };
     let p = err.problem();
     if p.status >= 500 {
         // The cause's own text only: an SDK error's Debug form can carry the raw response.
-        let cause = std::error::Error::source(err).map(|s| s.to_string()).unwrap_or_default();
+        let cause = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
         tracing::error!(status = p.status, error = %err, cause = %cause, "request failed");
     } else {
         tracing::info!(status = p.status, problem = %p.kind, "request refused");
@@ -68,9 +87,6 @@ pub fn problem(err: &ServiceError) -> Response<Body> {
             if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.insert(header::WWW_AUTHENTICATE, v);
             }
-        }
-        ServiceError::MethodNotAllowed { allow } => {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         ServiceError::Unavailable(_) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
@@ -90,13 +106,13 @@ pub const INTROSPECT_DEADLINE: std::time::Duration = std::time::Duration::from_s
 /// (DynamoDB slow rather than stalled, call after call), a `503` problem with `Retry-After`.
 pub async fn finish(
     deadline: std::time::Duration,
-    work: impl std::future::Future<Output = Result<Response<Body>, ServiceError>>,
+    work: impl std::future::Future<Output = Result<Response<Body>, Refusal>>,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(deadline, work)
         .await
-        .unwrap_or_else(|_| Err(ServiceError::Unavailable(crate::StoreError::OutOfTime("the request's deadline"))));
-    let res = result.unwrap_or_else(|err| problem(&err));
+        .unwrap_or_else(|_| Err(crate::StoreError::OutOfTime("the request's deadline").into()));
+    let res = result.unwrap_or_else(problem);
     // The status and the time only: never a header, a body or the event.
     tracing::debug!(status = res.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "answered");
     res
@@ -106,19 +122,19 @@ pub async fn finish(
 /// since API Gateway's `ANY` route sends every other method of the path to one function).
 /// `OPTIONS` is the exception: a CORS preflight that reaches a function (an `ANY` route also
 /// catches it) gets `204` with `Allow`, and API Gateway adds the configured CORS headers.
-pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Result<(), ServiceError> {
+pub fn require_method(req: &Request, allowed: Method, allow: &'static str) -> Result<(), EdgeRefusal> {
     if req.method() == Method::OPTIONS {
-        return Err(ServiceError::Preflight { allow });
+        return Err(EdgeRefusal::Preflight { allow });
     }
     // `/v1/sessions/events` also matches `/v1/sessions/{id}`: whichever route API Gateway picks
     // for a method the events resource lacks, the answer is that resource's own 405.
     if req.uri().path().trim_end_matches('/') == "/v1/sessions/events" && req.method() != Method::GET {
-        return Err(ServiceError::MethodNotAllowed { allow: "GET" });
+        return Err(EdgeRefusal::MethodNotAllowed { allow: "GET" });
     }
     if req.method() == allowed {
         Ok(())
     } else {
-        Err(ServiceError::MethodNotAllowed { allow })
+        Err(EdgeRefusal::MethodNotAllowed { allow })
     }
 }
 
@@ -130,24 +146,24 @@ pub const SESSION_COOKIE: &str = "__Host-as_session";
 /// the session cookie, parsed (not yet validated). The header wins when both are present. A
 /// state-changing request that presents the cookie must show it comes from this site's own pages
 /// (`same_origin`), else it is refused here.
-fn presented_token(req: &Request) -> Result<SessionToken, ServiceError> {
+fn presented_token(req: &Request) -> Result<SessionToken, Refusal> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         let token = session_cookie(req)?.ok_or(ServiceError::MissingToken)?;
         if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
             same_origin(req)?;
         }
-        return SessionToken::parse(&token).map_err(|_| ServiceError::InvalidToken);
+        return SessionToken::parse(&token).map_err(|_| ServiceError::InvalidToken.into());
     };
     if values.next().is_some() {
-        return Err(ServiceError::InvalidToken);
+        return Err(ServiceError::InvalidToken.into());
     }
     let value = value.to_str().map_err(|_| ServiceError::InvalidToken)?;
     let (scheme, token) = value.split_once(' ').ok_or(ServiceError::InvalidToken)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ServiceError::InvalidToken);
+        return Err(ServiceError::InvalidToken.into());
     }
-    SessionToken::parse(token.trim()).map_err(|_| ServiceError::InvalidToken)
+    SessionToken::parse(token.trim()).map_err(|_| ServiceError::InvalidToken.into())
 }
 
 /// The session cookie's value, if the request carries it (in one `Cookie` header or several: API
@@ -174,52 +190,52 @@ fn session_cookie(req: &Request) -> Result<Option<String>, ServiceError> {
 /// Browsers say so with Fetch Metadata (`Sec-Fetch-Site: same-origin`); without it, `Origin` must
 /// be the configured origin (`WEB_ORIGIN`). A token in the `Authorization` header needs neither:
 /// a browser never adds it on its own.
-fn same_origin(req: &Request) -> Result<(), ServiceError> {
+fn same_origin(req: &Request) -> Result<(), EdgeRefusal> {
     let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     match header("sec-fetch-site") {
         Some("same-origin") => Ok(()),
-        Some(_) => Err(ServiceError::CrossSite),
+        Some(_) => Err(EdgeRefusal::CrossSite),
         None => {
             let origin = crate::config::web_origin();
             match (header("origin"), origin) {
                 (Some(sent), Some(ours)) if sent != "null" && sent.eq_ignore_ascii_case(ours) => Ok(()),
-                _ => Err(ServiceError::CrossSite),
+                _ => Err(EdgeRefusal::CrossSite),
             }
         }
     }
 }
 
 /// The body's bytes, if it fits in `MAX_BODY_BYTES` and is of the `expected` media type.
-fn body_of<'r>(req: &'r Request, expected: &'static str) -> Result<&'r [u8], ServiceError> {
+fn body_of<'r>(req: &'r Request, expected: &'static str) -> Result<&'r [u8], EdgeRefusal> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ServiceError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(EdgeRefusal::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case(expected) {
-        return Err(ServiceError::UnsupportedMediaType { expected });
+        return Err(EdgeRefusal::UnsupportedMediaType { expected });
     }
     Ok(bytes)
 }
 
 /// A JSON body: `application/json`, at most `MAX_BODY_BYTES`, deserialized strictly.
-pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
     let bytes = body_of(req, "application/json")?;
     if bytes.is_empty() {
-        return Err(ServiceError::BadRequest("the request body is empty; send a JSON object".into()));
+        return Err(ServiceError::BadRequest("the request body is empty; send a JSON object".into()).into());
     }
-    serde_json::from_slice(bytes).map_err(|e| ServiceError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ServiceError::BadRequest(format!("invalid JSON body: {e}")).into())
 }
 
 /// A form body (`application/x-www-form-urlencoded`, at most `MAX_BODY_BYTES`), as RFC 7662 sends.
-pub fn form_body<T: DeserializeOwned>(req: &Request) -> Result<T, ServiceError> {
+pub fn form_body<T: DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
     use lambda_http::RequestPayloadExt;
     body_of(req, "application/x-www-form-urlencoded")?;
     match req.payload::<T>() {
         Ok(Some(v)) => Ok(v),
-        Ok(None) => Err(ServiceError::BadRequest("the request body is empty".into())),
-        Err(e) => Err(ServiceError::BadRequest(format!("invalid form body: {e}"))),
+        Ok(None) => Err(ServiceError::BadRequest("the request body is empty".into()).into()),
+        Err(e) => Err(ServiceError::BadRequest(format!("invalid form body: {e}")).into()),
     }
 }
 
@@ -299,7 +315,7 @@ pub fn subject(req: &Request) -> Result<crate::service::Subject, ServiceError> {
 }
 
 /// The caller: the token the request presents (`presented_token`) and the source IP.
-pub fn caller(req: &Request) -> Result<crate::service::Caller, ServiceError> {
+pub fn caller(req: &Request) -> Result<crate::service::Caller, Refusal> {
     Ok(crate::service::Caller { token: presented_token(req)?, source_ip: source_ip(req) })
 }
 
@@ -312,8 +328,8 @@ pub async fn caller_and<S: crate::SessionStore, T>(
     store: &S,
     req: &Request,
     now_ms: i64,
-    parse: impl FnOnce() -> Result<T, ServiceError>,
-) -> Result<(crate::service::Caller, T), ServiceError> {
+    parse: impl FnOnce() -> Result<T, Refusal>,
+) -> Result<(crate::service::Caller, T), Refusal> {
     let caller = caller(req)?;
     let inputs = crate::service::after_token(store, &caller.token, parse(), now_ms).await?;
     Ok((caller, inputs))
