@@ -5,7 +5,7 @@ use crate::config::Policy;
 use crate::domain::{SessionId, UserId};
 use crate::error::ServiceError;
 use crate::model::{Actor, AuditEvent, AuditScope, Profile, Revocation, RevokeReason, Session, Watermark};
-use crate::store::{ReadResult, ReadSet, SessionStore};
+use crate::store::{ReadResult, ReadSet, SessionsStore};
 use crate::token::{SessionToken, TokenHash};
 
 use super::internal;
@@ -91,7 +91,7 @@ fn verify(token: &SessionToken, read: &ReadResult, now_ms: i64) -> Result<Princi
 /// Validates a token against the source of truth: one strongly consistent read of the session and
 /// the user's profile (with the revoke-all watermark).
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id(), session_id = %token.session_id()))]
-pub async fn authenticate<S: SessionStore>(
+pub async fn authenticate<S: SessionsStore>(
     store: &S,
     token: &SessionToken,
     now_ms: i64,
@@ -107,7 +107,7 @@ pub async fn authenticate<S: SessionStore>(
 /// The inputs a request brought, as parsed at the edge. A bad one is refused only once the token
 /// is known to be good, so every route answers `401` before `400` (and before `404` for a
 /// malformed user id): a caller without a valid token learns nothing about its inputs.
-pub async fn after_token<S: SessionStore, T, E: From<ServiceError>>(
+pub async fn after_token<S: SessionsStore, T, E: From<ServiceError>>(
     store: &S,
     token: &SessionToken,
     parsed: Result<T, E>,
@@ -125,7 +125,7 @@ pub async fn after_token<S: SessionStore, T, E: From<ServiceError>>(
 /// Authenticates and authorises in as few reads as it takes: one for self-service (the caller's
 /// session and profile, plus `extra` sessions of the caller), two for an admin (then the
 /// membership, the target's profile and `extra` sessions of the target).
-pub(super) async fn authorize<S: SessionStore>(
+pub(super) async fn authorize<S: SessionsStore>(
     store: &S,
     token: &SessionToken,
     subject: &Subject,

@@ -29,7 +29,7 @@ use crate::domain::{SessionId, UserId};
 use crate::logout::{Backchannel, RetryPolicy};
 use crate::model::{DeliveryStatus, ProductReceipt, ReceiptStep};
 use crate::queue::{QueueError, RetryMessage, RetryQueue};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{ReceiptsStore, SessionsStore, StoreError};
 use crate::telemetry::emit_metric;
 
 use super::now_ms;
@@ -90,7 +90,7 @@ pub struct Courier<'a, S, Q> {
     pub policy: &'a RetryPolicy,
 }
 
-impl<S: SessionStore, Q: RetryQueue> Courier<'_, S, Q> {
+impl<S: SessionsStore + ReceiptsStore, Q: RetryQueue> Courier<'_, S, Q> {
     /// The fan-out's first attempt at every product the session's receipts owe one (`pending`,
     /// never tried, no retry queued), each bounded by the inline budget from the moment its
     /// request can be sent. Products tried before are the queue's: a redelivered stream record

@@ -10,7 +10,7 @@ use crate::cursor::{self, Cursor, Listing, Position};
 use crate::domain::PageSize;
 use crate::error::ServiceError;
 use crate::model::{AuditEvent, AuditScope};
-use crate::store::SessionStore;
+use crate::store::{AuditStore, ReceiptsStore, SessionsStore};
 use crate::token::SessionToken;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,7 +21,7 @@ pub struct EventListing {
 
 /// The subject's recent revocation events, newest first, one Query per page.
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id(), subject = ?subject))]
-pub async fn list_events<S: SessionStore>(
+pub async fn list_events<S: SessionsStore + ReceiptsStore + AuditStore>(
     store: &S,
     policy: &Policy,
     token: &SessionToken,

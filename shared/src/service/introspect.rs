@@ -11,7 +11,7 @@ use crate::cache::TokenCache;
 use crate::config::Policy;
 use crate::domain::{AppId, SessionId, UserId};
 use crate::error::ServiceError;
-use crate::store::SessionStore;
+use crate::store::SessionsStore;
 use crate::token::SessionToken;
 
 /// How long introspection's bookkeeping (each write) may hold the answer back.
@@ -95,7 +95,7 @@ impl Introspection {
 /// Introspects a token through the caches; records the asking app and (at most once per
 /// interval) the session's last activity.
 #[tracing::instrument(skip_all)]
-pub async fn introspect<S: SessionStore>(
+pub async fn introspect<S: SessionsStore>(
     store: &S,
     policy: &Policy,
     cache: &TokenCache,

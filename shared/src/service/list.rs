@@ -9,7 +9,7 @@ use crate::cursor::{self, Cursor, Listing, Position};
 use crate::domain::{PageSize, SessionId};
 use crate::error::ServiceError;
 use crate::model::Session;
-use crate::store::SessionStore;
+use crate::store::SessionsStore;
 use crate::token::SessionToken;
 
 /// A listing's query parameters, as they came.
@@ -29,7 +29,7 @@ pub struct SessionListing {
 /// Active first-party sessions of the subject: for self-service the current session first, then
 /// newest first. One Query per page, once the token is verified.
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id(), subject = ?subject))]
-pub async fn list_sessions<S: SessionStore>(
+pub async fn list_sessions<S: SessionsStore>(
     store: &S,
     token: &SessionToken,
     subject: &Subject,

@@ -5,7 +5,8 @@ use serde::Serialize;
 use crate::cursor::{self, Cursor};
 use crate::domain::{PageSize, Role, UserId};
 use crate::error::ServiceError;
-use crate::store::{ReadSet, SessionStore};
+use crate::store::ReadSet;
+use crate::store::{DirectoryStore, SessionsStore};
 use crate::token::SessionToken;
 
 use super::authenticate;
@@ -31,7 +32,7 @@ pub struct MemberListing {
 
 /// A page of the caller's workspace's members (user id order), each with its role and whether it
 /// signs in through SSO. Admins only: a member gets `403`, a user in no workspace too.
-pub async fn list_members<S: SessionStore>(
+pub async fn list_members<S: SessionsStore + DirectoryStore>(
     store: &S,
     token: &SessionToken,
     query: &MembersQuery,

@@ -8,7 +8,7 @@ use super::rfc3339_ms;
 use crate::domain::SessionId;
 use crate::error::ServiceError;
 use crate::model::{Actor, DeliveryStatus, RevokeReason, SessionStatus};
-use crate::store::SessionStore;
+use crate::store::SessionsStore;
 use crate::token::SessionToken;
 
 /// One product's receipt, as the API shows it.
@@ -65,7 +65,7 @@ fn revoked_by(raw: Option<&str>, member_view: bool, admin_ids: bool) -> Option<R
 /// The subject's revoked session `id` with its receipts. An active session is `409`; one that is
 /// unknown, another user's, or ended without a revocation (expired) is `404`.
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id(), subject = ?subject))]
-pub async fn revocation<S: SessionStore>(
+pub async fn revocation<S: SessionsStore>(
     store: &S,
     policy: &crate::config::Policy,
     token: &SessionToken,

@@ -12,14 +12,15 @@ use crate::error::ServiceError;
 use crate::model::{
     Actor, AuditEvent, AuditScope, CacheNotice, Revocation, RevokeReason, Session, SessionStatus, Watermark,
 };
-use crate::store::{Audited, ReadSet, RevokeOutcome, SessionStore, StoreError};
+use crate::store::{AuditStore, ReceiptsStore, SessionsStore};
+use crate::store::{Audited, ReadSet, RevokeOutcome, StoreError};
 
 /// Revokes one session of the subject (never the caller's current one), with its audit event in
 /// the same transaction. Returns what the token caches must hear once it is committed; a repeat
 /// (revoked already, or covered by a revoke-all) writes nothing and still returns it, so that a
 /// client retrying a revoke whose first answer was lost has the caches told again.
 #[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
-pub async fn revoke_session<S: SessionStore>(
+pub async fn revoke_session<S: SessionsStore>(
     store: &S,
     policy: &Policy,
     caller: &Caller,
@@ -109,7 +110,7 @@ pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ServiceError> {
 /// the watermark newly covered when counted: a session revoked on its own meanwhile may be in both
 /// events.
 #[tracing::instrument(skip_all, fields(user_id = %caller.token.user_id(), subject = ?subject))]
-pub async fn revoke_all<S: SessionStore>(
+pub async fn revoke_all<S: SessionsStore>(
     store: &S,
     policy: &Policy,
     caller: &Caller,
@@ -169,7 +170,7 @@ pub async fn revoke_all<S: SessionStore>(
 
 /// The sign-in time of a watermark's kept session: the caller's own from what was read, any
 /// other (only after a race or a skewed clock) read from the store; `None` if it is gone.
-async fn kept_signed_in_at<S: SessionStore>(
+async fn kept_signed_in_at<S: SessionsStore>(
     store: &S,
     auth: &Authorized,
     keep: Option<SessionId>,
@@ -189,7 +190,7 @@ async fn kept_signed_in_at<S: SessionStore>(
 /// is left as it is. The revoke-all's own audit event covers these; no more are written. Run by
 /// the stream consumer on the watermark's record.
 #[tracing::instrument(skip_all, fields(user_id = %user, watermark = watermark.before_ms))]
-pub async fn sweep_watermark<S: SessionStore>(
+pub async fn sweep_watermark<S: SessionsStore + AuditStore>(
     store: &S,
     policy: &Policy,
     user: &UserId,
@@ -219,7 +220,7 @@ pub async fn sweep_watermark<S: SessionStore>(
 /// the receipts of the back-channel logout that follows; it lives `tombstone_secs`, and at least
 /// until `keep_until_secs` (epoch seconds). The event's id is derived from the session, and the
 /// tombstone is written only where nothing is, so a redelivered record writes nothing new.
-pub async fn record_expiry<S: SessionStore>(
+pub async fn record_expiry<S: SessionsStore + AuditStore + ReceiptsStore>(
     store: &S,
     policy: &Policy,
     session: &Session,

@@ -10,7 +10,8 @@ use crate::device::Device;
 use crate::domain::{AppId, ClientKind, Location, SessionId, UserId};
 use crate::error::ServiceError;
 use crate::model::{Actor, AuditScope, Revocation, RevokeReason, Session, SessionStatus};
-use crate::store::{Audited, ReadSet, SessionStore, StoreError};
+use crate::store::SessionsStore;
+use crate::store::{Audited, ReadSet, StoreError};
 use crate::token::SessionToken;
 
 /// The sign-in service's request. Unknown fields are refused.
@@ -31,7 +32,7 @@ pub struct NewSession {
 }
 
 #[tracing::instrument(skip_all, fields(user_id = %input.user_id, client = ?input.client))]
-pub async fn create_session<S: SessionStore>(
+pub async fn create_session<S: SessionsStore>(
     store: &S,
     policy: &Policy,
     input: NewSession,
@@ -108,7 +109,7 @@ pub async fn create_session<S: SessionStore>(
     })
 }
 
-async fn written_already<S: SessionStore>(store: &S, session: &Session) -> Result<bool, ServiceError> {
+async fn written_already<S: SessionsStore>(store: &S, session: &Session) -> Result<bool, ServiceError> {
     let key = (session.user_id.clone(), session.session_id);
     let read = store.read(&ReadSet { sessions: vec![key.clone()], ..Default::default() }).await?;
     Ok(read.sessions.get(&key).is_some_and(|stored| stored.token_hash == session.token_hash))
@@ -125,7 +126,7 @@ async fn written_already<S: SessionStore>(store: &S, session: &Session) -> Resul
 /// read, so after a burst of N sign-ins at once up to N - 1 sessions above the cap may remain; the
 /// next sign-in, on its own, restores the cap exactly. Evicting twice is harmless: the second
 /// revoke finds the session revoked and writes nothing.
-async fn enforce_session_limit<S: SessionStore>(
+async fn enforce_session_limit<S: SessionsStore>(
     store: &S,
     policy: &Policy,
     user: &UserId,

@@ -6,7 +6,7 @@ use super::auth::{authorize, Subject};
 use super::views::SessionView;
 use crate::domain::SessionId;
 use crate::error::ServiceError;
-use crate::store::SessionStore;
+use crate::store::SessionsStore;
 use crate::token::SessionToken;
 
 /// Body of `PATCH /v1/sessions/{id}`.
@@ -18,7 +18,7 @@ pub struct SessionPatch {
 
 /// Sets the trusted flag of one of the caller's own sessions ("untrust this device" is not "log out").
 #[tracing::instrument(skip_all, fields(user_id = %token.user_id()))]
-pub async fn set_trusted<S: SessionStore>(
+pub async fn set_trusted<S: SessionsStore>(
     store: &S,
     token: &SessionToken,
     target: SessionId,

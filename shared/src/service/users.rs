@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use super::bad;
 use crate::domain::{Role, UserId, WorkspaceId};
 use crate::error::ServiceError;
-use crate::store::{ProfileUpdate, SessionStore};
+use crate::store::ProfileUpdate;
+use crate::store::{DirectoryStore, SessionsStore};
 
 /// Body of `PUT /v1/internal/users/{user_id}`.
 #[derive(Debug, Deserialize)]
@@ -29,7 +30,7 @@ pub struct UserProfileView {
 
 /// Sets a user's workspace, role and SSO link (the identity system's word, through an internal route).
 #[tracing::instrument(skip_all, fields(user_id = %user))]
-pub async fn put_user<S: SessionStore>(
+pub async fn put_user<S: SessionsStore + DirectoryStore>(
     store: &S,
     user: &UserId,
     input: UserProfileInput,

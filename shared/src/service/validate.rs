@@ -6,12 +6,12 @@ use std::sync::Arc;
 use super::authenticate;
 use crate::cache::{CachedSession, Lookup, TokenCache};
 use crate::error::ServiceError;
-use crate::store::SessionStore;
+use crate::store::SessionsStore;
 use crate::token::SessionToken;
 
 /// Validates a token: L1, then L2 (`TokenCache::lookup` says how each may answer), then DynamoDB,
 /// one strongly consistent read honouring the watermark, which fills both levels.
-pub async fn validate<S: SessionStore>(
+pub async fn validate<S: SessionsStore>(
     store: &S,
     cache: &TokenCache,
     token: &SessionToken,
