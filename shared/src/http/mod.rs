@@ -49,49 +49,45 @@ pub fn no_content() -> Response<Body> {
 /// failures are logged with their cause.
 pub fn problem(refusal: impl Into<Refusal>) -> Response<Body> {
     let refusal = refusal.into();
-    let err = match refusal {
-        Refusal::Edge(EdgeRefusal::Preflight { allow }) => {
-            let mut res = no_content();
-            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-            return res;
-        }
-        Refusal::Edge(edge) => {
-            let p = edge.problem();
-            tracing::info!(status = p.status, problem = %p.kind, "request refused");
-            let body = serde_json::to_vec(&p).unwrap_or_default();
-            let mut res = response(p.status, "application/problem+json", Body::Binary(body));
-            if let Some(allow) = edge.allow() {
-                res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-            return res;
-        }
-        Refusal::Service(err) => err,
+    if let Refusal::Edge(EdgeRefusal::Preflight { allow }) = refusal {
+        let mut res = no_content();
+        res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        return res;
+    }
+    let p = match &refusal {
+        Refusal::Edge(edge) => edge.problem(),
+        Refusal::Service(err) => err.problem(),
     };
-    let p = err.problem();
-    if p.status >= 500 {
-        // The cause's own text only: an SDK error's Debug form can carry the raw response.
-        let cause = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
-        tracing::error!(status = p.status, error = %err, cause = %cause, "request failed");
-    } else {
-        tracing::info!(status = p.status, problem = %p.kind, "request refused");
+    match &refusal {
+        Refusal::Service(err) if p.status >= 500 => {
+            // The cause's own text only: an SDK error's Debug form can carry the raw response.
+            let cause = std::error::Error::source(err).map(|s| s.to_string()).unwrap_or_default();
+            tracing::error!(status = p.status, error = %err, cause = %cause, "request failed");
+        }
+        _ => tracing::info!(status = p.status, problem = %p.kind, "request refused"),
     }
     let body = serde_json::to_vec(&p).unwrap_or_default();
     let mut res = response(p.status, "application/problem+json", Body::Binary(body));
     let headers = res.headers_mut();
-    match err {
-        ServiceError::MissingToken => {
+    match refusal {
+        Refusal::Edge(edge) => {
+            if let Some(allow) = edge.allow() {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+        }
+        Refusal::Service(ServiceError::MissingToken) => {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"active-sessions\""));
         }
-        ServiceError::InvalidToken => {
+        Refusal::Service(ServiceError::InvalidToken) => {
             let v = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"");
             if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        ServiceError::Unavailable(_) => {
+        Refusal::Service(ServiceError::Unavailable(_)) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
         }
-        _ => {}
+        Refusal::Service(_) => {}
     }
     res
 }

@@ -1,7 +1,6 @@
 //! `ReceiptsStore` on DynamoDB: tombstones and their receipts.
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use crate::domain::{SessionId, UserId};
@@ -177,20 +176,6 @@ impl ReceiptsStore for DynamoStore {
     }
 
     async fn create_tombstone(&self, tombstone: &Session) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(session_item(tombstone)?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
-                Ok(false)
-            }
-            Err(e) => Err(send_error(e)),
-        }
+        self.put_new(session_item(tombstone)?).await
     }
 }
