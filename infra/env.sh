@@ -53,6 +53,9 @@ export LOGOUT_RETRY_BACKOFF_MS="${LOGOUT_RETRY_BACKOFF_MS:-1000}"
 export LOGOUT_BREAKER_COOLDOWN_MS="${LOGOUT_BREAKER_COOLDOWN_MS:-2000}"
 export DYNAMODB_ATTEMPT_TIMEOUT_MS="${DYNAMODB_ATTEMPT_TIMEOUT_MS:-10000}"
 export DYNAMODB_TIMEOUT_MS="${DYNAMODB_TIMEOUT_MS:-30000}"
+# The identity-provider receivers fetch a provider's JWKS from public addresses only; locally the
+# stand-in provider serves it over http on 127.0.0.1, which this flag (local only) allows.
+export IDP_ALLOW_LOOPBACK=true
 export PATH="$VENV/bin:$PATH"
 mkdir -p "$LOCAL/logs" "$LOCAL/run"
 if ! grep -q '^CACHE_MAC_KEY=.' "$LOCAL/cache-secret.env" 2>/dev/null; then
@@ -203,6 +206,20 @@ logout_key() {
   # get-jwks serves the published public keys only, as deployed (its own secret there).
   BACKCHANNEL_JWKS="$(cd "$ROOT" && cargo run --quiet -p local-stack --bin rotate -- jwks --from-env)"
   export BACKCHANNEL_JWKS
+}
+
+# start_idp PORT: the stand-in identity provider (its JWKS on /jwks.json, and GTR requests and SETs
+# signed on /sign/...), with a key made once into $LOCAL; issuer http://127.0.0.1:PORT. Prints its pid.
+start_idp() {
+  local port=$1 key="$LOCAL/idp-signing-key.pem"
+  if [ ! -s "$key" ]; then
+    (umask 077 && openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$key")
+  fi
+  (cd "$ROOT" && exec setsid cargo run --quiet -p local-stack --bin stand-in-idp -- serve --key "$key" \
+      --issuer "http://127.0.0.1:$port" --port "$port" >"$LOCAL/logs/idp-$port.log" 2>&1) &
+  local pid=$!
+  wait_until 120 "stand-in-idp on port $port" curl -sf "http://127.0.0.1:$port/jwks.json" || { kill -- -"$pid" 2>/dev/null; return 1; }
+  echo "$pid"
 }
 
 # start_collector PORT: the stand-in trace collector (OTLP/HTTP on /v1/traces, spans on /spans);

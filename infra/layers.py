@@ -14,8 +14,8 @@ import sys
 
 LAYERS = [
     ["domain"],
-    ["model", "keys", "token", "cursor", "device", "clock", "env"],
-    ["store", "cache", "logout", "telemetry", "config", "table", "error", "reload", "jwks", "breaker", "queue"],
+    ["model", "keys", "token", "cursor", "device", "clock", "env", "identity"],
+    ["store", "cache", "logout", "telemetry", "config", "table", "error", "reload", "jwks", "breaker", "queue", "idp"],
     ["service"],
     ["http", "testing", "runtime"],
 ]

@@ -6,8 +6,11 @@
 //! the local SQS (moto's server, `AWS_ENDPOINT_URL_SQS`), as the template deploys them, and prints
 //! `LOGOUT_RETRY_QUEUE_URL=<url>` for the scripts.
 //!
+//! With `--idp-issuer`, `--idp-jwks-url` and `--idp-audience` (and `--demo`), it sets workspace
+//! `acme`'s identity provider (the stand-in, `stand-in-idp`), which names members by email.
+//!
 //! Usage: local-setup --table NAME [--queue NAME] [--demo] [--base-url http://127.0.0.1:9000]
-//! [--tokens-file PATH]
+//! [--tokens-file PATH] [--idp-issuer URL --idp-jwks-url URL --idp-audience URL]
 
 use std::error::Error;
 
@@ -78,8 +81,26 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     for (user, role, sso) in
         [("demo-admin", Role::Admin, false), ("demo-user", Role::Member, false), ("sso-member", Role::Member, true)]
     {
-        let input = UserProfileInput { workspace_id: Some(acme.clone()), role: Some(role), sso_linked: Some(sso) };
+        let input = UserProfileInput {
+            workspace_id: Some(acme.clone()),
+            role: Some(role),
+            sso_linked: Some(sso),
+            email: Some(format!("{user}@acme.example")),
+            idp_subject: None,
+        };
         service::put_user(&store, &UserId::parse(user)?, input).await?;
+    }
+
+    // acme's identity provider (the local stack's stand-in): it names members by email.
+    if let (Some(issuer), Some(jwks_url)) = (arg(&args, "--idp-issuer"), arg(&args, "--idp-jwks-url")) {
+        let input = service::ProviderInput {
+            issuer,
+            jwks_url,
+            audience: arg(&args, "--idp-audience").ok_or("--idp-audience goes with --idp-issuer")?,
+            subject_format: active_sessions::identity::SubjectFormat::Email,
+        };
+        let egress = active_sessions::identity::Egress { allow_loopback: true };
+        service::put_identity_provider(&store, &acme, input, egress, service::now_ms()).await?;
     }
 
     let now = service::now_ms();

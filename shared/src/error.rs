@@ -35,8 +35,15 @@ pub enum ServiceError {
     StillActive,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A signal from a workspace's identity provider that did not authenticate (the text names
+    /// the rule it broke, never a value), or was acted on already (its `jti`).
+    #[error("identity provider signal refused: {0}")]
+    SignalRefused(&'static str),
     #[error("temporarily unavailable")]
     Unavailable(#[source] StoreError),
+    /// Something outside the table could not be reached (an identity provider's keys): retry.
+    #[error("{0} could not be reached")]
+    DependencyUnavailable(&'static str),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -47,6 +54,8 @@ impl From<StoreError> for ServiceError {
             StoreError::Throttled(_) | StoreError::Conflict | StoreError::Unavailable(_) | StoreError::OutOfTime(_) => {
                 Self::Unavailable(err)
             }
+            StoreError::Taken(what) => Self::BadRequest(what.into()),
+            StoreError::Replayed => Self::SignalRefused("replayed (its jti was acted on already)"),
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -68,12 +77,12 @@ pub struct Problem {
 impl ServiceError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingToken | Self::InvalidToken => 401,
+            Self::MissingToken | Self::InvalidToken | Self::SignalRefused(_) => 401,
             Self::NotFound => 404,
             Self::Forbidden(_) | Self::SsoManaged { .. } => 403,
             Self::CurrentSession | Self::StillActive => 409,
             Self::BadRequest(_) => 400,
-            Self::Unavailable(_) => 503,
+            Self::Unavailable(_) | Self::DependencyUnavailable(_) => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -88,7 +97,8 @@ impl ServiceError {
             Self::CurrentSession => ("current-session", "This is your current session"),
             Self::StillActive => ("still-active", "The session is still active"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
-            Self::Unavailable(_) => ("unavailable", "Service temporarily unavailable"),
+            Self::SignalRefused(_) => ("signal-refused", "The identity provider's token was refused"),
+            Self::Unavailable(_) | Self::DependencyUnavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -110,7 +120,9 @@ impl ServiceError {
             }
             Self::StillActive => "This session has not been revoked, so it has no revocation receipt.".into(),
             Self::BadRequest(detail) => detail.clone(),
+            Self::SignalRefused(why) => format!("The identity provider's token was refused: {why}."),
             Self::Unavailable(_) => "The service is busy. Retry after a short wait.".into(),
+            Self::DependencyUnavailable(what) => format!("{what} could not be reached. Retry after a short wait."),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),
         }
     }

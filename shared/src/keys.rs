@@ -1,6 +1,9 @@
 //! The one module that builds and reads table keys. Nothing else formats `PK`/`SK` strings.
 
+use sha2::{Digest, Sha256};
+
 use crate::domain::{SessionId, UserId, WorkspaceId};
+use crate::identity::UserIdentifier;
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";
@@ -13,6 +16,42 @@ pub const AUDIT_PREFIX: &str = "AUDIT#";
 const USER_PREFIX: &str = "USER#";
 const WORKSPACE_PREFIX: &str = "WORKSPACE#";
 const MEMBER_PREFIX: &str = "MEMBER#";
+/// A workspace's identity provider, in the workspace's partition.
+pub const IDP_SK: &str = "IDP";
+/// The single sort key of the items that hold a name for one owner: an (issuer, audience) pair,
+/// a user identifier, a signal's `jti`.
+pub const CLAIM_SK: &str = "CLAIM";
+
+/// The hex SHA-256 of `parts`, each ended by a NUL (which none may hold), so no two lists of parts
+/// hash alike: keys of unbounded text stay short and carry nothing a reader of the table could
+/// use.
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// `IDPPAIR#<digest>`: who holds an (issuer, audience) pair, which identifies one workspace's
+/// provider.
+pub fn idp_pair_pk(issuer: &str, audience: &str) -> String {
+    format!("IDPPAIR#{}", digest(&[issuer, audience]))
+}
+
+/// `IDENT#email#<address>` or `IDENT#iss_sub#<digest>`: the user an identifier names.
+pub fn identifier_pk(id: &UserIdentifier) -> String {
+    match id {
+        UserIdentifier::Email(email) => format!("IDENT#email#{email}"),
+        UserIdentifier::IssSub { iss, sub } => format!("IDENT#iss_sub#{}", digest(&[iss, sub])),
+    }
+}
+
+/// `JTI#<digest>`: a provider's signal (by issuer and `jti`) acted on already.
+pub fn jti_pk(issuer: &str, jti: &str) -> String {
+    format!("JTI#{}", digest(&[issuer, jti]))
+}
 
 /// `USER#<userId>`: the partition holding a user's profile and sessions.
 pub fn user_pk(user: &UserId) -> String {
@@ -93,6 +132,15 @@ mod tests {
         let ws = WorkspaceId::parse("acme").unwrap();
         assert_eq!(workspace_pk(&ws), "WORKSPACE#acme");
         assert_eq!(member_sk(&UserId::parse("bob").unwrap()), "MEMBER#bob");
+    }
+
+    #[test]
+    fn claim_keys_keep_their_parts_apart() {
+        assert_ne!(idp_pair_pk("https://a", "bc"), idp_pair_pk("https://ab", "c"));
+        assert_eq!(identifier_pk(&UserIdentifier::Email("ann@acme.example".into())), "IDENT#email#ann@acme.example");
+        let iss_sub = UserIdentifier::IssSub { iss: "https://idp".into(), sub: "00u1".into() };
+        assert!(identifier_pk(&iss_sub).starts_with("IDENT#iss_sub#") && identifier_pk(&iss_sub).len() == 78);
+        assert_ne!(jti_pk("https://a", "1"), jti_pk("https://b", "1"));
     }
 
     #[test]

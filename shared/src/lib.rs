@@ -20,6 +20,9 @@ pub mod domain;
 pub mod env;
 pub mod error;
 pub mod http;
+pub mod identity;
+#[cfg(feature = "idp")]
+pub mod idp;
 pub mod jwks;
 pub mod keys;
 #[cfg(feature = "backchannel")]

@@ -24,6 +24,15 @@ pub enum RevokeReason {
     AdminOffboard,
     SessionLimit,
     Expired,
+    /// The workspace's identity provider ended the user's sessions (Global Token Revocation,
+    /// Okta's Universal Logout).
+    IdpLogout,
+    /// A Shared Signals event from the workspace's identity provider: CAEP `session-revoked`.
+    IdpSessionRevoked,
+    /// CAEP `credential-change` (the credential revoked or deleted).
+    IdpCredentialChange,
+    /// RISC `account-disabled`.
+    IdpAccountDisabled,
 }
 
 /// Who acts.
@@ -33,6 +42,8 @@ pub enum Actor {
     User,
     Admin,
     System,
+    /// A workspace's identity provider (`actor_id`: its issuer).
+    Idp,
 }
 
 /// Who revoked, when, why and from where.
@@ -40,19 +51,20 @@ pub enum Actor {
 pub struct Revocation {
     pub at_ms: i64,
     pub actor: Actor,
-    /// The acting user's id (`system` for the system).
+    /// The acting user's id (`system` for the system, the issuer for an identity provider).
     pub actor_id: String,
     pub reason: RevokeReason,
     pub source_ip: Option<String>,
 }
 
 impl Revocation {
-    /// `user:<id>`, `admin:<id>` or `system`: what `RevokedBy` records.
+    /// `user:<id>`, `admin:<id>`, `system` or `idp:<issuer>`: what `RevokedBy` records.
     pub fn by(&self) -> String {
         match self.actor {
             Actor::User => format!("user:{}", self.actor_id),
             Actor::Admin => format!("admin:{}", self.actor_id),
             Actor::System => "system".to_owned(),
+            Actor::Idp => format!("idp:{}", self.actor_id),
         }
     }
 }
@@ -309,11 +321,30 @@ pub struct Profile {
     /// Absent means not linked: such profiles predate any `PUT /v1/internal/users`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sso_linked: Option<bool>,
+    /// The identifiers the workspace's identity provider may name the user by (each also held
+    /// under its own key, `keys::identifier_pk`): the email address, lower-cased...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// ... and the issuer and subject at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_subject: Option<String>,
     #[serde(flatten)]
     pub watermark: Option<Watermark>,
 }
 
 impl Profile {
+    /// The identifiers the profile holds (email first).
+    pub fn identifiers(&self) -> Vec<crate::identity::UserIdentifier> {
+        use crate::identity::UserIdentifier;
+        let mut ids: Vec<UserIdentifier> = self.email.iter().map(|e| UserIdentifier::Email(e.clone())).collect();
+        if let (Some(iss), Some(sub)) = (&self.idp_issuer, &self.idp_subject) {
+            ids.push(UserIdentifier::IssSub { iss: iss.clone(), sub: sub.clone() });
+        }
+        ids
+    }
+
     pub fn is_sso_linked(&self) -> bool {
         self.sso_linked == Some(true)
     }
@@ -410,6 +441,9 @@ pub(crate) mod tests {
             workspace_id: Some(WorkspaceId::parse("acme").unwrap()),
             role: Some(Role::Admin),
             sso_linked: Some(true),
+            email: Some("ann@acme.example".into()),
+            idp_issuer: Some("https://idp.example".into()),
+            idp_subject: Some("00u1".into()),
             watermark: Some(Watermark { before_ms: 5, keep: Some(SessionId::new()) }),
         };
         let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&p).unwrap();

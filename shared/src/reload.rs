@@ -1,5 +1,5 @@
 //! A configuration that reloads on a TTL: the back-channel's signing keys and product list, the
-//! public JWKS `get-jwks` serves, and (next) an identity provider's keys. Each is loaded once at
+//! public JWKS `get-jwks` serves, and the keys of a workspace's identity provider. Each is loaded once at
 //! start (a failure there fails start-up, as any bad configuration does), then again on the first
 //! use after the TTL, by one caller at a time while the others go on with the last good value. A
 //! failed reload keeps the last good value, logs the error (never the value), and is tried again
@@ -78,6 +78,21 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
                 return Arc::clone(&s.value);
             }
         }
+        self.reload(value).await
+    }
+
+    /// Reloads now, whatever the TTL (an identity provider's keys, when a token names a key they
+    /// lack), and returns what is in use afterwards. While another caller reloads, the last good
+    /// value.
+    pub async fn reload_now(&self) -> Arc<T> {
+        let value = Arc::clone(&self.state.read().unwrap_or_else(|p| p.into_inner()).value);
+        let Ok(_reloading) = self.reloading.try_lock() else { return value };
+        self.reload(value).await
+    }
+
+    /// Reads the source (the caller holds `reloading`): the fresh value if it loads and passes the
+    /// check, else `value`, kept.
+    async fn reload(&self, value: Arc<T>) -> Arc<T> {
         let fresh = match (self.loader)().await {
             Ok(fresh) => (self.check)(&value, &fresh)
                 .map(|()| fresh)

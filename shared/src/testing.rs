@@ -237,9 +237,10 @@ impl<S: SessionStore> SessionsStore for ChaosStore<S> {
         new: crate::model::Watermark,
         revocation: &crate::model::Revocation,
         audit: &crate::model::AuditEvent,
+        once: Option<&crate::store::Once>,
     ) -> Result<Result<(), Option<crate::model::Watermark>>, crate::StoreError> {
         self.before("swap_watermark").await?;
-        self.inner.swap_watermark(user, expected, new, revocation, audit).await
+        self.inner.swap_watermark(user, expected, new, revocation, audit, once).await
     }
 
     async fn set_trusted(
@@ -323,6 +324,30 @@ impl<S: SessionStore> ReceiptsStore for ChaosStore<S> {
 }
 
 impl<S: SessionStore> DirectoryStore for ChaosStore<S> {
+    async fn put_identity_provider(
+        &self,
+        provider: &crate::identity::IdentityProvider,
+    ) -> Result<(), crate::StoreError> {
+        self.before("put_identity_provider").await?;
+        self.inner.put_identity_provider(provider).await
+    }
+
+    async fn identity_provider(
+        &self,
+        workspace: &crate::domain::WorkspaceId,
+    ) -> Result<Option<crate::identity::IdentityProvider>, crate::StoreError> {
+        self.before("identity_provider").await?;
+        self.inner.identity_provider(workspace).await
+    }
+
+    async fn user_by_identifier(
+        &self,
+        id: &crate::identity::UserIdentifier,
+    ) -> Result<Option<UserId>, crate::StoreError> {
+        self.before("user_by_identifier").await?;
+        self.inner.user_by_identifier(id).await
+    }
+
     async fn put_profile(&self, user: &UserId, update: &crate::store::ProfileUpdate) -> Result<(), crate::StoreError> {
         self.before("put_profile").await?;
         self.inner.put_profile(user, update).await
@@ -359,4 +384,40 @@ impl<S: SessionStore> AuditStore for ChaosStore<S> {
         self.before("query_audit").await?;
         self.inner.query_audit(user, after, limit).await
     }
+}
+
+/// A stand-in identity provider's signing key (EC P-256, PKCS#8), for tests only.
+#[cfg(feature = "idp")]
+pub const IDP_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgbFpCqkQgOYk9eIhI\nYfPpjr+kMMNRlLP82XupybEaom6hRANCAATUY2D+oPjv+5EoWsR4twXMQ+S9s1a/\nsNdVOzgBWWS+qyvaww80nwfwv3vKh8W3jRrgA6R6G76eXDg8k7v7D6Gd\n-----END PRIVATE KEY-----";
+/// Another key, which the provider never published.
+#[cfg(feature = "idp")]
+pub const IDP_OTHER_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgUF3lQ2W66ZVyfiWR\nVindTDIutrijPjomD5AIQb6eNBahRANCAASaPnSV4bI6giixmXlZ2oYT7gWm7Czx\neGxkmoDy/ifkWKKLVkWvfsM6ucR8XKFgBrGSZYvUiK9RrWimWY4cGOJa\n-----END PRIVATE KEY-----";
+
+/// The JWKS publishing the public halves of `keys` (PEM, kid).
+#[cfg(feature = "idp")]
+pub fn idp_jwks(keys: &[(&str, &str)]) -> jsonwebtoken::jwk::JwkSet {
+    let keys = keys
+        .iter()
+        .map(|(pem, kid)| {
+            let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("an EC key");
+            let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::ES256).unwrap();
+            jwk.common.key_id = Some((*kid).to_owned());
+            jwk
+        })
+        .collect();
+    jsonwebtoken::jwk::JwkSet { keys }
+}
+
+/// A JWT signed ES256 with `pem`, with this header (`alg` and `kid` set unless it has them) and
+/// claims.
+#[cfg(feature = "idp")]
+pub fn idp_token(pem: &str, header: serde_json::Value, claims: &serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut header = header;
+    header.as_object_mut().unwrap().entry("alg").or_insert("ES256".into());
+    let signing = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("an EC key");
+    let signature = jsonwebtoken::crypto::sign(signing.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
+    format!("{signing}.{signature}")
 }

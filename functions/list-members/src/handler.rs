@@ -27,7 +27,12 @@ mod tests {
     use active_sessions::testing::{parts, request, sign_in, with_query};
 
     async fn member(store: &MemoryStore, user: &str, ws: &str, role: Role, sso: bool) {
-        let update = ProfileUpdate { workspace_id: Some(WorkspaceId::parse(ws).unwrap()), role, sso_linked: sso };
+        let update = ProfileUpdate {
+            workspace_id: Some(WorkspaceId::parse(ws).unwrap()),
+            role,
+            sso_linked: sso,
+            identifiers: vec![],
+        };
         store.put_profile(&UserId::parse(user).unwrap(), &update).await.unwrap();
     }
 

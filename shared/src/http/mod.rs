@@ -84,7 +84,7 @@ pub fn problem(refusal: impl Into<Refusal>) -> Response<Body> {
                 headers.insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        Refusal::Service(ServiceError::Unavailable(_)) => {
+        Refusal::Service(ServiceError::Unavailable(_) | ServiceError::DependencyUnavailable(_)) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
         }
         Refusal::Service(_) => {}
@@ -143,23 +143,30 @@ pub const SESSION_COOKIE: &str = "__Host-as_session";
 /// state-changing request that presents the cookie must show it comes from this site's own pages
 /// (`same_origin`), else it is refused here.
 fn presented_token(req: &Request) -> Result<SessionToken, Refusal> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(token) = authorization_bearer(req)? else {
         let token = session_cookie(req)?.ok_or(ServiceError::MissingToken)?;
         if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
             same_origin(req)?;
         }
         return SessionToken::parse(&token).map_err(|_| ServiceError::InvalidToken.into());
     };
+    SessionToken::parse(token).map_err(|_| ServiceError::InvalidToken.into())
+}
+
+/// The credential of `Authorization: Bearer <credential>`, not yet checked; `None` without the
+/// header. Any other scheme, a malformed value, or the header given twice: `InvalidToken`.
+pub fn authorization_bearer(req: &Request) -> Result<Option<&str>, ServiceError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err(ServiceError::InvalidToken.into());
+        return Err(ServiceError::InvalidToken);
     }
     let value = value.to_str().map_err(|_| ServiceError::InvalidToken)?;
     let (scheme, token) = value.split_once(' ').ok_or(ServiceError::InvalidToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ServiceError::InvalidToken.into());
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ServiceError::InvalidToken);
     }
-    SessionToken::parse(token.trim()).map_err(|_| ServiceError::InvalidToken.into())
+    Ok(Some(token.trim()))
 }
 
 /// The session cookie's value, if the request carries it (in one `Cookie` header or several: API
@@ -202,7 +209,7 @@ fn same_origin(req: &Request) -> Result<(), EdgeRefusal> {
 }
 
 /// The body's bytes, if it fits in `MAX_BODY_BYTES` and is of the `expected` media type.
-fn body_of<'r>(req: &'r Request, expected: &'static str) -> Result<&'r [u8], EdgeRefusal> {
+pub fn body_of<'r>(req: &'r Request, expected: &'static str) -> Result<&'r [u8], EdgeRefusal> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
         return Err(EdgeRefusal::PayloadTooLarge { limit: MAX_BODY_BYTES });

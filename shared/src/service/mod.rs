@@ -18,6 +18,7 @@ mod auth;
 #[cfg(feature = "backchannel")]
 mod delivery;
 mod events;
+mod idp;
 #[cfg(feature = "cache")]
 mod introspect;
 mod list;
@@ -37,6 +38,9 @@ pub use auth::{after_token, authenticate, Caller, Principal, Subject};
 pub use delivery::{Attempt, Courier, DeliveryError};
 pub use events::{list_events, EventListing};
 #[cfg(feature = "cache")]
+#[cfg(feature = "idp")]
+pub use idp::{authenticate_signal, SignalAuthError};
+pub use idp::{put_identity_provider, revoke_for_provider, ProviderInput, ProviderView, SignalOutcome};
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
 pub use list::{list_sessions, ListQuery, SessionListing};
 pub use members::{list_members, MemberListing, MemberView, MembersQuery};
@@ -45,7 +49,7 @@ pub use revoke::{parse_note, record_expiry, revoke_all, revoke_session, sweep_wa
 #[cfg(feature = "sign-in")]
 pub use sign_in::{create_session, NewSession};
 pub use trust::{set_trusted, SessionPatch};
-pub use users::{put_user, UserProfileInput, UserProfileView};
+pub use users::{put_user, IdpSubject, UserProfileInput, UserProfileView};
 #[cfg(feature = "cache")]
 pub use validate::validate;
 pub use views::{ActorView, CreatedSession, EventSessionView, EventView, ReceiptSummary, SessionView};

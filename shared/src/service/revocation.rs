@@ -30,6 +30,9 @@ pub struct RevokedByView {
     pub kind: Actor,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// An identity provider: its issuer (`{"type": "idp", "issuer": ...}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// `GET /v1/sessions/{id}/revocation`.
@@ -56,10 +59,13 @@ fn revoked_by(raw: Option<&str>, member_view: bool, admin_ids: bool) -> Option<R
     let (kind, id) = match raw.split_once(':') {
         Some(("user", id)) => (Actor::User, Some(id.to_owned())),
         Some(("admin", id)) => (Actor::Admin, Some(id.to_owned()).filter(|_| !member_view || admin_ids)),
+        Some(("idp", issuer)) => {
+            return Some(RevokedByView { kind: Actor::Idp, id: None, issuer: Some(issuer.to_owned()) })
+        }
         _ if raw == "system" => (Actor::System, None),
         _ => return None,
     };
-    Some(RevokedByView { kind, id })
+    Some(RevokedByView { kind, id, issuer: None })
 }
 
 /// The subject's revoked session `id` with its receipts. An active session is `409`; one that is

@@ -4,7 +4,7 @@
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::auth::{audit_event, authorize, Authorized, Caller, Subject};
+use super::auth::{audit_event, authorize, Caller, Subject};
 use super::{bad, MAX_NOTE_LEN, SWEEP_CONCURRENCY, WATERMARK_RETRIES};
 use crate::config::Policy;
 use crate::domain::{SessionId, UserId};
@@ -13,7 +13,7 @@ use crate::model::{
     Actor, AuditEvent, AuditScope, CacheNotice, Revocation, RevokeReason, Session, SessionStatus, Watermark,
 };
 use crate::store::{AuditStore, ReceiptsStore, SessionsStore};
-use crate::store::{Audited, ReadSet, RevokeOutcome, StoreError};
+use crate::store::{Audited, Once, ReadSet, RevokeOutcome, StoreError};
 
 /// Revokes one session of the subject (never the caller's current one), with its audit event in
 /// the same transaction. Returns what the token caches must hear once it is committed; a repeat
@@ -133,33 +133,53 @@ pub async fn revoke_all<S: SessionsStore>(
     let mut event = audit_event(policy, &auth.target, &revocation, audit_scope)?;
     event.actor_workspace = auth.admin_workspace();
     event.note = note;
-    let mut current = auth.watermark();
+    let own = Some(&auth.principal.session);
+    write_watermark(store, &auth.target, own, auth.watermark(), wanted, auth.admin, &revocation, event, None).await
+}
+
+/// Writes `wanted` united with the watermark in force (`current`, as read), with `event` (its count
+/// set to what the new watermark newly covers) and `once`, in one transaction; on a race, unites
+/// with the winner's and tries again. When nothing active is newly covered, nothing is written,
+/// unless `offboarding`: an offboarding's watermark also covers sign-ins still in flight. `own`:
+/// the caller's session, whose sign-in time a kept session may need. With `once` on record
+/// already, the store's `Replayed` (as `ServiceError::Replayed`) and nothing written.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write_watermark<S: SessionsStore>(
+    store: &S,
+    target: &UserId,
+    own: Option<&Session>,
+    mut current: Option<Watermark>,
+    wanted: Watermark,
+    offboarding: bool,
+    revocation: &Revocation,
+    mut event: AuditEvent,
+    once: Option<&Once>,
+) -> Result<RevokedCount, ServiceError> {
+    let now_ms = revocation.at_ms;
     for _ in 0..WATERMARK_RETRIES {
         let new = match current {
             None => wanted,
             Some(cur) => {
-                let signed_in = kept_signed_in_at(store, &auth, cur.later(wanted).keep).await?;
+                let signed_in = kept_signed_in_at(store, target, own, cur.later(wanted).keep).await?;
                 cur.union(wanted, signed_in)
             }
         };
         let revoked = if Some(new) == current {
             0
         } else {
-            store.count_newly_covered(&auth.target, new, current, now_ms).await?
+            store.count_newly_covered(target, new, current, now_ms).await?
         };
-        // An offboarding is written even when nothing active is left: its watermark also covers
-        // a sign-in still in flight. A user's repeat writes nothing.
-        if revoked == 0 && (!auth.admin || Some(new) == current) {
-            tracing::info!(scope = ?scope, "revoke-all covers nothing new; nothing written");
+        if revoked == 0 && (!offboarding || Some(new) == current) {
+            tracing::info!("revoke-all covers nothing new; nothing written");
             // The watermark in force is told again: a retry whose first answer was lost.
-            let notice = current.map(|watermark| CacheNotice::User { user: auth.target.clone(), watermark });
+            let notice = current.map(|watermark| CacheNotice::User { user: target.clone(), watermark });
             return Ok(RevokedCount { revoked: 0, notice });
         }
         event.count = revoked;
-        match store.swap_watermark(&auth.target, current, new, &revocation, &event).await? {
+        match store.swap_watermark(target, current, new, revocation, &event, once).await? {
             Ok(()) => {
-                tracing::info!(revoked, scope = ?scope, watermark = new.before_ms, "revoke-all watermark written");
-                let notice = CacheNotice::User { user: auth.target.clone(), watermark: new };
+                tracing::info!(revoked, watermark = new.before_ms, "revoke-all watermark written");
+                let notice = CacheNotice::User { user: target.clone(), watermark: new };
                 return Ok(RevokedCount { revoked, notice: Some(notice) });
             }
             Err(in_force) => current = in_force,
@@ -168,20 +188,20 @@ pub async fn revoke_all<S: SessionsStore>(
     Err(StoreError::Conflict.into())
 }
 
-/// The sign-in time of a watermark's kept session: the caller's own from what was read, any
-/// other (only after a race or a skewed clock) read from the store; `None` if it is gone.
+/// The sign-in time of a watermark's kept session: the caller's own (`own`) from what was read,
+/// any other (only after a race or a skewed clock) read from the store; `None` if it is gone.
 async fn kept_signed_in_at<S: SessionsStore>(
     store: &S,
-    auth: &Authorized,
+    target: &UserId,
+    own: Option<&Session>,
     keep: Option<SessionId>,
 ) -> Result<Option<i64>, ServiceError> {
     let Some(keep) = keep else { return Ok(None) };
-    let own = &auth.principal.session;
-    if own.session_id == keep && own.user_id == auth.target {
+    if let Some(own) = own.filter(|own| own.session_id == keep && own.user_id == *target) {
         return Ok(Some(own.signed_in_at));
     }
-    let read = store.read(&ReadSet { sessions: vec![(auth.target.clone(), keep)], ..Default::default() }).await?;
-    Ok(read.sessions.get(&(auth.target.clone(), keep)).map(|s| s.signed_in_at))
+    let read = store.read(&ReadSet { sessions: vec![(target.clone(), keep)], ..Default::default() }).await?;
+    Ok(read.sessions.get(&(target.clone(), keep)).map(|s| s.signed_in_at))
 }
 
 /// Soft-revokes every still-active session a watermark covers, so each gets its tombstone and its

@@ -57,6 +57,9 @@ pub struct ActorView {
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<WorkspaceId>,
+    /// An identity provider: its issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// Who reads the audit trail, which decides how much of an admin's action they see.
@@ -159,6 +162,7 @@ impl EventView {
             Actor::User => "another user",
             Actor::Admin => of_workspace.as_deref().unwrap_or("an admin"),
             Actor::System => "the system",
+            Actor::Idp => "your organisation's identity provider",
         };
         let summary = match (e.scope, e.reason) {
             (_, RevokeReason::Expired) => format!("{} expired", e.device_labels.join(", ")),
@@ -172,10 +176,20 @@ impl EventView {
         Self {
             id: e.event_id.to_string(),
             at: rfc3339_ms(e.at),
-            actor: ActorView {
-                kind: e.actor,
-                id: (!by_hidden_admin || show_admin_id).then(|| e.actor_id.clone()),
-                workspace: if by_hidden_admin { workspace } else { None },
+            actor: if e.actor == Actor::Idp {
+                ActorView {
+                    kind: e.actor,
+                    id: None,
+                    workspace: e.actor_workspace.clone(),
+                    issuer: Some(e.actor_id.clone()),
+                }
+            } else {
+                ActorView {
+                    kind: e.actor,
+                    id: (!by_hidden_admin || show_admin_id).then(|| e.actor_id.clone()),
+                    workspace: if by_hidden_admin { workspace } else { None },
+                    issuer: None,
+                }
             },
             reason: e.reason,
             scope: e.scope,

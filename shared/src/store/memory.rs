@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AuditPage, AuditStore, Audited, DirectoryStore, ProfileUpdate, ReadResult, ReadSet, ReceiptsStore, RevokeOutcome,
+    AuditPage, AuditStore, Audited, DirectoryStore, Once, ProfileUpdate, ReadResult, ReadSet, ReceiptsStore, RevokeOutcome,
     SessionPage, SessionState, SessionsStore, StoreError,
 };
 use crate::domain::{Role, SessionId, UserId, WorkspaceId};
+use crate::identity::{IdentityProvider, UserIdentifier};
 use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
 
 #[derive(Default, Debug)]
@@ -17,6 +18,12 @@ struct Inner {
     profiles: HashMap<UserId, Profile>,
     memberships: HashMap<(WorkspaceId, UserId), Role>,
     audit: HashMap<UserId, BTreeMap<ulid::Ulid, AuditEvent>>,
+    providers: HashMap<WorkspaceId, IdentityProvider>,
+    /// (issuer, audience) → the workspace holding it.
+    pairs: HashMap<(String, String), WorkspaceId>,
+    identifiers: HashMap<UserIdentifier, UserId>,
+    /// (issuer, jti) of the signals acted on.
+    signals: std::collections::HashSet<(String, String)>,
     writes: usize,
 }
 
@@ -181,13 +188,19 @@ impl SessionsStore for MemoryStore {
         new: Watermark,
         _revocation: &Revocation,
         audit: &AuditEvent,
+        once: Option<&Once>,
     ) -> Result<Result<(), Option<Watermark>>, StoreError> {
         let mut inner = self.lock();
+        let signal = once.map(|o| (o.issuer.clone(), o.jti.clone()));
+        if signal.as_ref().is_some_and(|s| inner.signals.contains(s)) {
+            return Err(StoreError::Replayed);
+        }
         let profile = inner.profiles.entry(user.clone()).or_default();
         if profile.watermark != expected {
             return Ok(Err(profile.watermark));
         }
         profile.watermark = Some(new);
+        inner.signals.extend(signal);
         inner.audit.entry(audit.target_user.clone()).or_default().insert(audit.event_id, audit.clone());
         inner.writes += 1;
         Ok(Ok(()))
@@ -366,7 +379,27 @@ impl DirectoryStore for MemoryStore {
 
     async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
         let mut inner = self.lock();
+        if update.identifiers.iter().any(|id| inner.identifiers.get(id).is_some_and(|owner| owner != user)) {
+            return Err(StoreError::Taken("This email address or subject is another user's."));
+        }
+        let old_ids = inner.profiles.get(user).map(|p| p.identifiers()).unwrap_or_default();
+        for gone in old_ids {
+            inner.identifiers.remove(&gone);
+        }
+        for id in &update.identifiers {
+            inner.identifiers.insert(id.clone(), user.clone());
+        }
         let profile = inner.profiles.entry(user.clone()).or_default();
+        profile.email = None;
+        (profile.idp_issuer, profile.idp_subject) = (None, None);
+        for id in &update.identifiers {
+            match id {
+                UserIdentifier::Email(e) => profile.email = Some(e.clone()),
+                UserIdentifier::IssSub { iss, sub } => {
+                    (profile.idp_issuer, profile.idp_subject) = (Some(iss.clone()), Some(sub.clone()))
+                }
+            }
+        }
         let old_workspace = profile.workspace_id.clone();
         profile.workspace_id = update.workspace_id.clone();
         profile.role = update.workspace_id.as_ref().map(|_| update.role);
@@ -379,6 +412,28 @@ impl DirectoryStore for MemoryStore {
         }
         inner.writes += 1;
         Ok(())
+    }
+
+    async fn put_identity_provider(&self, provider: &IdentityProvider) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let pair = (provider.issuer.clone(), provider.audience.clone());
+        if inner.pairs.get(&pair).is_some_and(|ws| *ws != provider.workspace_id) {
+            return Err(StoreError::Taken("This issuer and audience are another workspace's identity provider's."));
+        }
+        if let Some(old) = inner.providers.insert(provider.workspace_id.clone(), provider.clone()) {
+            inner.pairs.remove(&(old.issuer, old.audience));
+        }
+        inner.pairs.insert(pair, provider.workspace_id.clone());
+        inner.writes += 1;
+        Ok(())
+    }
+
+    async fn identity_provider(&self, workspace: &WorkspaceId) -> Result<Option<IdentityProvider>, StoreError> {
+        Ok(self.lock().providers.get(workspace).cloned())
+    }
+
+    async fn user_by_identifier(&self, id: &UserIdentifier) -> Result<Option<UserId>, StoreError> {
+        Ok(self.lock().identifiers.get(id).cloned())
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use crate::domain::{Role, SessionId, UserId, WorkspaceId};
+use crate::identity::{IdentityProvider, UserIdentifier};
 use crate::model::{AuditEvent, Profile, Revocation, Session, Watermark};
 
 mod dynamo;
@@ -27,6 +28,13 @@ pub enum StoreError {
     Corrupt(#[source] serde_dynamo::Error),
     #[error("a session with this id already exists")]
     AlreadyExists,
+    /// A name only one owner may hold (an identity provider's issuer and audience, a user's email
+    /// or subject) is another's: nothing is written.
+    #[error("{0}")]
+    Taken(&'static str),
+    /// A signal's `jti` is on record already: it was acted on, and nothing is written again.
+    #[error("this signal was acted on already")]
+    Replayed,
     /// A concurrent write changed what this one was conditioned on; the caller may retry.
     #[error("a concurrent update won")]
     Conflict,
@@ -125,6 +133,18 @@ pub struct ProfileUpdate {
     pub workspace_id: Option<WorkspaceId>,
     pub role: Role,
     pub sso_linked: bool,
+    /// What the workspace's identity provider may name the user by: at most one of each format.
+    pub identifiers: Vec<UserIdentifier>,
+}
+
+/// A signal from an identity provider, to act on at most once: written with what it does, in the
+/// same transaction, and kept until `keep_until_secs` (epoch seconds; TTL), past which the signal
+/// itself is refused as too old.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Once {
+    pub issuer: String,
+    pub jti: String,
+    pub keep_until_secs: i64,
 }
 
 /// Sessions and what decides them: sign-in, the reads authorisation makes (sessions, profiles,
@@ -176,7 +196,8 @@ pub trait SessionsStore: Send + Sync {
     /// Replaces the user's revoke-all watermark, if it is still `expected` (`None`: there is
     /// none), with `new`, writing `audit` in the same transaction. `Ok(Err(current))` when another
     /// write got there first: nothing is written, and `current` is the watermark now in force.
-    /// (Callers combine the two with `Watermark::union` and try again.)
+    /// (Callers combine the two with `Watermark::union` and try again.) With `once`, its record is
+    /// written in the same transaction, and `Err(Replayed)` (nothing written) if it is there.
     fn swap_watermark(
         &self,
         user: &UserId,
@@ -184,6 +205,7 @@ pub trait SessionsStore: Send + Sync {
         new: Watermark,
         revocation: &Revocation,
         audit: &AuditEvent,
+        once: Option<&Once>,
     ) -> impl Future<Output = Result<Result<(), Option<Watermark>>, StoreError>> + Send;
 
     /// Sets an active, unexpired session's trusted flag; `None` if there is no such session.
@@ -268,9 +290,11 @@ pub trait ReceiptsStore: Send + Sync {
     fn create_tombstone(&self, tombstone: &Session) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// Users and workspaces: the profile the identity system sets, and a workspace's members.
+/// Users and workspaces: the profile the identity system sets, a workspace's members, and its
+/// identity provider.
 pub trait DirectoryStore: Send + Sync {
-    /// Sets the user's workspace, role and SSO link, keeping the membership items in step.
+    /// Sets the user's workspace, role, SSO link and identifiers, keeping the membership and
+    /// identifier items in step. `Taken` when an identifier names another user (nothing written).
     fn put_profile(&self, user: &UserId, update: &ProfileUpdate)
         -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -281,6 +305,21 @@ pub trait DirectoryStore: Send + Sync {
         after: Option<UserId>,
         limit: u32,
     ) -> impl Future<Output = Result<MemberPage, StoreError>> + Send;
+
+    /// Sets a workspace's identity provider, and claims its (issuer, audience) pair for the
+    /// workspace (freeing the one it held before). `Taken` when another workspace holds the pair:
+    /// nothing is written.
+    fn put_identity_provider(&self, provider: &IdentityProvider)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A workspace's identity provider, if one is set (strongly consistent).
+    fn identity_provider(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> impl Future<Output = Result<Option<IdentityProvider>, StoreError>> + Send;
+
+    /// The user an identifier names, if any: one read.
+    fn user_by_identifier(&self, id: &UserIdentifier) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 }
 
 /// The audit trail: events written on their own, a revoke-all's sweep, and the history pages.

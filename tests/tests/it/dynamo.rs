@@ -341,17 +341,17 @@ async fn the_watermark_is_swapped_only_from_the_one_in_force() {
     let alice = user("alice");
     let rev = |at_ms| revocation("alice", RevokeReason::UserLogoutAll, at_ms);
     let wm = |before_ms| Watermark { before_ms, keep: None };
-    let first = t.store.swap_watermark(&alice, None, wm(2_000), &rev(2_000), &audit(&alice, &rev(2_000))).await;
+    let first = t.store.swap_watermark(&alice, None, wm(2_000), &rev(2_000), &audit(&alice, &rev(2_000)), None).await;
     assert_eq!(first.unwrap(), Ok(()));
     // A revoke-all that read no watermark lost the race: nothing written, and it learns the one in force.
-    let stale = t.store.swap_watermark(&alice, None, wm(1_000), &rev(1_000), &audit(&alice, &rev(1_000))).await;
+    let stale = t.store.swap_watermark(&alice, None, wm(1_000), &rev(1_000), &audit(&alice, &rev(1_000)), None).await;
     assert_eq!(stale.unwrap(), Err(Some(wm(2_000))));
     // Likewise with a kept session on either side.
     let keep = Watermark { before_ms: 3_000, keep: Some(SessionId::new()) };
-    let swapped = t.store.swap_watermark(&alice, Some(wm(2_000)), keep, &rev(3_000), &audit(&alice, &rev(3_000))).await;
+    let swapped = t.store.swap_watermark(&alice, Some(wm(2_000)), keep, &rev(3_000), &audit(&alice, &rev(3_000)), None).await;
     assert_eq!(swapped.unwrap(), Ok(()));
     let stale =
-        t.store.swap_watermark(&alice, Some(wm(2_000)), wm(4_000), &rev(4_000), &audit(&alice, &rev(4_000))).await;
+        t.store.swap_watermark(&alice, Some(wm(2_000)), wm(4_000), &rev(4_000), &audit(&alice, &rev(4_000)), None).await;
     assert_eq!(stale.unwrap(), Err(Some(keep)));
     assert_eq!(watermark(&t, &alice).await, Some(keep));
     assert_eq!(t.items().await.iter().filter(|i| s(i, "Type") == "AUDIT").count(), 2, "one audit event per swap");

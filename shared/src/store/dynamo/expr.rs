@@ -8,9 +8,37 @@ use crate::domain::{SessionId, UserId};
 use crate::model::{AuditEvent, Revocation, Session, SessionStatus, Watermark};
 use crate::store::{RevokeOutcome, StoreError};
 
-use super::codec::{attr, audit_item, from_item, n, profile_key, s, session_key};
+use super::codec::{attr, audit_item, from_item, key, n, profile_key, s, session_key};
 use super::error::build_error;
-use super::{Item, TYPE_PROFILE};
+use super::{Item, TYPE_CLAIM, TYPE_PROFILE};
+
+/// A claim on a name (an (issuer, audience) pair, a user identifier, a signal's `jti`) as a
+/// transactional Put: only where none is, or, if `rewrite`, where the same owner (`owner`: its
+/// attribute and value) holds it already. `expires_at`: when TTL removes it (epoch seconds).
+pub(super) fn claim_put(
+    table: &str,
+    pk: String,
+    owner: (&str, &str),
+    rewrite: bool,
+    expires_at: Option<i64>,
+) -> Result<Put, StoreError> {
+    let (owner_attr, owner_value) = owner;
+    let mut item = key(pk, crate::keys::CLAIM_SK.to_owned());
+    item.insert("Type".into(), s(TYPE_CLAIM));
+    item.insert(owner_attr.into(), s(owner_value));
+    if let Some(at) = expires_at {
+        item.insert(crate::keys::EXPIRES_AT.into(), n(at));
+    }
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    let put = if rewrite {
+        put.condition_expression("attribute_not_exists(PK) OR #owner = :owner")
+            .expression_attribute_names("#owner", owner_attr)
+            .expression_attribute_values(":owner", s(owner_value))
+    } else {
+        put.condition_expression("attribute_not_exists(PK)")
+    };
+    put.build().map_err(build_error)
+}
 
 /// An audit event as a transactional Put that never overwrites one.
 pub(super) fn audit_put(table: &str, event: &AuditEvent) -> Result<Put, StoreError> {

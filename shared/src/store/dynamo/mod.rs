@@ -44,6 +44,9 @@ pub(super) const RECEIPTS: &str = "Receipts";
 pub(super) const TYPE_PROFILE: &str = "PROFILE";
 pub(super) const TYPE_AUDIT: &str = "AUDIT";
 pub(super) const TYPE_MEMBERSHIP: &str = "MEMBERSHIP";
+/// A name held by one owner: an (issuer, audience) pair, a user identifier, a signal's `jti`.
+pub(super) const TYPE_CLAIM: &str = "CLAIM";
+pub(super) const TYPE_IDP: &str = "IDP";
 /// BatchGetItem may leave keys unprocessed under load; retry this many times before giving up.
 pub(super) const UNPROCESSED_RETRIES: u32 = 3;
 

@@ -9,11 +9,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use crate::domain::{SessionId, UserId};
 use crate::keys;
 use crate::model::{AuditEvent, Profile, Revocation, Session, SessionStatus, Watermark};
-use crate::store::{Audited, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionsStore, StoreError};
+use crate::store::{
+    Audited, Once, ReadResult, ReadSet, RevokeOutcome, SessionPage, SessionState, SessionsStore, StoreError,
+};
 
 use super::codec::{attr, from_item, n, s, session_item, StateItem};
 use super::error::{build_error, failed_condition, sdk_error, send_error};
-use super::expr::{audit_put, not_covered_by_watermark, watermark_swap, RevokeUpdate, ACTIVE_UNEXPIRED, REVOKE_SET};
+use super::expr::{audit_put, claim_put, not_covered_by_watermark, watermark_swap, RevokeUpdate, ACTIVE_UNEXPIRED, REVOKE_SET};
 use super::DynamoStore;
 
 /// The soft revoke's update, on either of the SDK's builders (the same methods, no common trait):
@@ -185,14 +187,21 @@ impl SessionsStore for DynamoStore {
         new: Watermark,
         revocation: &Revocation,
         audit: &AuditEvent,
+        once: Option<&Once>,
     ) -> Result<Result<(), Option<Watermark>>, StoreError> {
         let update = watermark_swap(&self.table, user, expected, new, revocation, audit.event_id)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
             TransactWriteItem::builder().put(audit_put(&self.table, audit)?).build(),
         ];
+        if let Some(once) = once {
+            let pk = keys::jti_pk(&once.issuer, &once.jti);
+            let put = claim_put(&self.table, pk, ("UserId", user.as_str()), false, Some(once.keep_until_secs))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         match self.transact(items).await? {
             Ok(()) => Ok(Ok(())),
+            Err(reasons) if once.is_some() && failed_condition(&reasons, 2).is_some() => Err(StoreError::Replayed),
             Err(reasons) => match failed_condition(&reasons, 0) {
                 Some(old) => Ok(Err(old.map(from_item::<Profile>).transpose()?.and_then(|p| p.watermark))),
                 None => Err(StoreError::Conflict),

@@ -55,8 +55,14 @@ fn every_permission_is_named_and_scoped() {
     let doc = template();
     let all = statements(&doc);
     assert!(all.len() >= 10, "statements found: {}", all.len());
-    let table_actions =
-        ["dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+    let table_actions = [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ];
     let fanout_only =
         ["dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:DescribeStream", "dynamodb:ListStreams"];
     let retry_consumer_only =
@@ -85,7 +91,11 @@ fn every_permission_is_named_and_scoped() {
                     o if o.contains("RevocationFanout") => ["BackchannelSecretArn", "CacheSecretArn"].as_slice(),
                     o if o.contains("IntrospectToken") => ["CacheSecretArn"].as_slice(),
                     // The write-through: the cache's secret, never the back-channel key.
-                    o if o.contains("RevokeSession") || o.contains("RevokeAllSessions") => {
+                    o if o.contains("RevokeSession")
+                        || o.contains("RevokeAllSessions")
+                        || o.contains("GlobalTokenRevocation")
+                        || o.contains("SsfReceiver") =>
+                    {
                         ["CacheSecretArn"].as_slice()
                     }
                     // The public function reads the published public keys, never the signing key.
@@ -141,9 +151,12 @@ fn the_revoke_functions_reach_the_cache_and_nothing_more() {
     let text = |v: &Value| yaml_serde::to_string(v).unwrap();
     let functions = resources_of(&doc, "AWS::Serverless::Function");
     let roles = resources_of(&doc, "AWS::IAM::Role");
-    for (f, role) in
-        [("RevokeSessionFunction", "RevokeSessionRole"), ("RevokeAllSessionsFunction", "RevokeAllSessionsRole")]
-    {
+    for (f, role) in [
+        ("RevokeSessionFunction", "RevokeSessionRole"),
+        ("RevokeAllSessionsFunction", "RevokeAllSessionsRole"),
+        ("GlobalTokenRevocationFunction", "GlobalTokenRevocationRole"),
+        ("SsfReceiverFunction", "SsfReceiverRole"),
+    ] {
         let props = &functions[f]["Properties"];
         let vpc = text(&props["VpcConfig"]);
         assert!(
@@ -176,7 +189,14 @@ fn the_revoke_functions_reach_the_cache_and_nothing_more() {
 /// crate): the read-only ones start without it.
 #[test]
 fn only_the_functions_that_talk_to_the_cache_link_redis() {
-    let talk = ["introspect-token", "revocation-fanout", "revoke-session", "revoke-all-sessions"];
+    let talk = [
+        "introspect-token",
+        "revocation-fanout",
+        "revoke-session",
+        "revoke-all-sessions",
+        "global-token-revocation",
+        "ssf-receiver",
+    ];
     let root = integration_tests::repo_root();
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(format!("{root}/functions")).unwrap() {
