@@ -83,8 +83,12 @@ impl StandInIdp {
     pub fn named_set(&self, audience: &str, event: &str, email: &str) -> Option<String> {
         let user = json!({"format": "email", "email": email});
         let (event_type, body, sub_id) = match event {
-            "session-revoked" => (SESSION_REVOKED, json!({"event_timestamp": now_secs()}), json!({"format": "complex", "user": user})),
-            "credential-change" => (CREDENTIAL_CHANGE, json!({"credential_type": "password", "change_type": "revoke"}), user),
+            "session-revoked" => {
+                (SESSION_REVOKED, json!({"event_timestamp": now_secs()}), json!({"format": "complex", "user": user}))
+            }
+            "credential-change" => {
+                (CREDENTIAL_CHANGE, json!({"credential_type": "password", "change_type": "revoke"}), user)
+            }
             "account-disabled" => (ACCOUNT_DISABLED, json!({"reason": "bulk-account"}), user),
             "verification" => (VERIFICATION, json!({"state": jti()}), json!({"format": "opaque", "id": "stream"})),
             _ => return None,
@@ -94,9 +98,9 @@ impl StandInIdp {
 
     fn answer(&self, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
         let param = |name: &str| {
-            query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| {
-                percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned()
-            })
+            query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(
+                |(_, v)| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned(),
+            )
         };
         let text = |status: StatusCode, content_type: &str, body: String| {
             Response::builder().status(status).header("content-type", content_type).body(Full::new(Bytes::from(body)))

@@ -50,7 +50,10 @@ pub struct IdentityProvider {
 pub enum UserIdentifier {
     /// Lower-cased.
     Email(String),
-    IssSub { iss: String, sub: String },
+    IssSub {
+        iss: String,
+        sub: String,
+    },
 }
 
 fn plain(s: &str) -> bool {
@@ -212,8 +215,7 @@ impl Egress {
             return Err("credentials do not belong in jwks_url".into());
         }
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let loopback_host =
-            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback_host = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
         let port = match uri.scheme_str() {
             Some("https") => authority.port_u16().unwrap_or(443),
             Some("http") if self.allow_loopback && loopback_host => authority.port_u16().unwrap_or(80),
@@ -281,9 +283,21 @@ mod tests {
     fn only_public_addresses_are_reachable_when_deployed() {
         let deployed = Egress::default();
         for private in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-            "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe",
-            "224.0.0.1", "255.255.255.255",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "224.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(!deployed.allows(private.parse().unwrap()), "{private} must be refused");
         }

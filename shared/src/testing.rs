@@ -416,7 +416,8 @@ pub fn idp_token(pem: &str, header: serde_json::Value, claims: &serde_json::Valu
     use base64::Engine;
     let mut header = header;
     header.as_object_mut().unwrap().entry("alg").or_insert("ES256".into());
-    let signing = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signing =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("an EC key");
     let signature = jsonwebtoken::crypto::sign(signing.as_bytes(), &key, jsonwebtoken::Algorithm::ES256).unwrap();
     format!("{signing}.{signature}")

@@ -75,7 +75,8 @@ async fn revoke<S: SessionStore>(
         .ok_or_else(|| ServiceError::BadRequest("the body needs sub_id, a subject identifier".into()))?;
     let subjects = subject_users(&subject).map_err(ServiceError::BadRequest)?;
     let once = Once { issuer: provider.issuer.clone(), jti: verified.jti, keep_until_secs: verified.keep_until_secs };
-    match service::revoke_for_provider(store, policy, &provider, &subjects, RevokeReason::IdpLogout, &once, now).await? {
+    match service::revoke_for_provider(store, policy, &provider, &subjects, RevokeReason::IdpLogout, &once, now).await?
+    {
         SignalOutcome::Revoked { count, .. } => {
             if let Some(notice) = &count.notice {
                 caches.tell(notice, service::now_ms()).await;
@@ -188,7 +189,8 @@ mod tests {
         let token = signed("j-replay");
         assert_eq!(handle(&store, &Policy::default(), &keys, gtr("acme", Some(&token), ANN)).await.status(), 204);
         let writes = store.writes();
-        let (status, ct, problem) = parts(&handle(&store, &Policy::default(), &keys, gtr("acme", Some(&token), ANN)).await);
+        let (status, ct, problem) =
+            parts(&handle(&store, &Policy::default(), &keys, gtr("acme", Some(&token), ANN)).await);
         assert_eq!((status, ct.as_str()), (401, "application/problem+json"), "{problem}");
         assert!(problem["detail"].as_str().unwrap().contains("replayed"), "{problem}");
         assert_eq!(store.writes(), writes);
@@ -245,7 +247,8 @@ mod tests {
             let res = handle(&store, &Policy::default(), &keys, gtr("acme", Some(&signed("j-bad")), body)).await;
             assert_eq!(res.status(), 400, "{body}: {:?}", parts(&res).2);
         }
-        let huge = format!(r#"{{"sub_id":{{"format":"email","email":"ann@acme.example"}},"pad":"{}"}}"#, "x".repeat(20_000));
+        let huge =
+            format!(r#"{{"sub_id":{{"format":"email","email":"ann@acme.example"}},"pad":"{}"}}"#, "x".repeat(20_000));
         let res = handle(&store, &Policy::default(), &keys, gtr("acme", Some(&signed("j-huge")), &huge)).await;
         assert_eq!(res.status(), 413);
         assert_eq!(store.writes(), writes);

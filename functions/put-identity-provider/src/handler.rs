@@ -43,14 +43,16 @@ mod tests {
     async fn sets_the_provider_and_refuses_a_pair_another_workspace_holds() {
         let store = MemoryStore::new();
         let jwks = "http://127.0.0.1:9400/jwks.json";
-        let res = handle(&store, LOCAL, put_req("acme", &body("http://127.0.0.1:9400", jwks, "acme-aud", "email"))).await;
+        let res =
+            handle(&store, LOCAL, put_req("acme", &body("http://127.0.0.1:9400", jwks, "acme-aud", "email"))).await;
         let (status, _, view) = parts(&res);
         assert_eq!(status, 200, "{view}");
         assert_eq!((view["workspace_id"].as_str(), view["subject_format"].as_str()), (Some("acme"), Some("email")));
         let ws = WorkspaceId::parse("acme").unwrap();
         assert_eq!(store.identity_provider(&ws).await.unwrap().unwrap().audience, "acme-aud");
         // Another workspace may share the issuer (as Google's do), with its own audience.
-        let res = handle(&store, LOCAL, put_req("globex", &body("http://127.0.0.1:9400", jwks, "globex-aud", "iss_sub")));
+        let res =
+            handle(&store, LOCAL, put_req("globex", &body("http://127.0.0.1:9400", jwks, "globex-aud", "iss_sub")));
         assert_eq!(res.await.status(), 200);
         // But not the pair.
         let res = handle(&store, LOCAL, put_req("initech", &body("http://127.0.0.1:9400", jwks, "acme-aud", "email")));

@@ -149,7 +149,8 @@ async fn receive<S: SessionStore>(
         .or_else(|| event.get("subject"))
         .ok_or_else(|| invalid_request("the SET names no subject (sub_id)"))?;
     let subjects = subject_users(subject).map_err(invalid_request)?;
-    let once = Once { issuer: provider.issuer.clone(), jti: verified.jti.clone(), keep_until_secs: verified.keep_until_secs };
+    let once =
+        Once { issuer: provider.issuer.clone(), jti: verified.jti.clone(), keep_until_secs: verified.keep_until_secs };
     match service::revoke_for_provider(store, policy, &provider, &subjects, reason, &once, now).await {
         Ok(SignalOutcome::Revoked { count, .. }) => {
             if let Some(notice) = &count.notice {
@@ -166,7 +167,6 @@ async fn receive<S: SessionStore>(
         Err(e) => Err(e.into()),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -228,8 +228,16 @@ mod tests {
     async fn each_event_that_ends_access_revokes_the_member_and_a_second_delivery_changes_nothing() {
         for (i, (event_type, event, reason)) in [
             (SESSION_REVOKED, json!({}), RevokeReason::IdpSessionRevoked),
-            (CREDENTIAL_CHANGE, json!({"change_type": "revoke", "credential_type": "password"}), RevokeReason::IdpCredentialChange),
-            (CREDENTIAL_CHANGE, json!({"change_type": "delete", "credential_type": "fido2-roaming"}), RevokeReason::IdpCredentialChange),
+            (
+                CREDENTIAL_CHANGE,
+                json!({"change_type": "revoke", "credential_type": "password"}),
+                RevokeReason::IdpCredentialChange,
+            ),
+            (
+                CREDENTIAL_CHANGE,
+                json!({"change_type": "delete", "credential_type": "fido2-roaming"}),
+                RevokeReason::IdpCredentialChange,
+            ),
             (ACCOUNT_DISABLED, json!({"reason": "hijacking"}), RevokeReason::IdpAccountDisabled),
         ]
         .into_iter()
@@ -282,12 +290,32 @@ mod tests {
             &json!({"iss": "https://evil.example", "aud": AUD, "iat": now, "jti": "x", "sub_id": ann_id, "events": revoked}),
         );
         for (body, content_type, status, err) in [
-            (set_with(IDP_OTHER_KEY, AUD, "a", revoked.clone(), ann_id.clone()), "application/secevent+jwt", 400, "invalid_key"),
-            (set_with(IDP_KEY, "https://api.example/other", "b", revoked.clone(), ann_id.clone()), "application/secevent+jwt", 400, "invalid_audience"),
+            (
+                set_with(IDP_OTHER_KEY, AUD, "a", revoked.clone(), ann_id.clone()),
+                "application/secevent+jwt",
+                400,
+                "invalid_key",
+            ),
+            (
+                set_with(IDP_KEY, "https://api.example/other", "b", revoked.clone(), ann_id.clone()),
+                "application/secevent+jwt",
+                400,
+                "invalid_audience",
+            ),
             (wrong_iss, "application/secevent+jwt", 400, "invalid_issuer"),
             ("not a jwt".into(), "application/secevent+jwt", 400, "invalid_request"),
-            (set_with(IDP_KEY, AUD, "c", json!({}), ann_id.clone()), "application/secevent+jwt", 400, "invalid_request"),
-            (set_with(IDP_KEY, AUD, "d", revoked.clone(), json!({"format": "email"})), "application/secevent+jwt", 400, "invalid_request"),
+            (
+                set_with(IDP_KEY, AUD, "c", json!({}), ann_id.clone()),
+                "application/secevent+jwt",
+                400,
+                "invalid_request",
+            ),
+            (
+                set_with(IDP_KEY, AUD, "d", revoked.clone(), json!({"format": "email"})),
+                "application/secevent+jwt",
+                400,
+                "invalid_request",
+            ),
             (set("e", SESSION_REVOKED, json!({})), "application/json", 415, "invalid_request"),
             ("x".repeat(20_000), "application/secevent+jwt", 413, "invalid_request"),
         ] {

@@ -106,15 +106,13 @@ impl ProviderKeys {
             return Ok(entry.keys.current().await);
         }
         let (client, egress, owned) = (self.client.clone(), self.egress, url.to_owned());
-        let keys = Reloadable::load("identity provider JWKS", self.ttl, move || {
-            fetch(client.clone(), egress, owned.clone())
-        })
-        .await
-        .map_err(|e| KeysUnavailable(e.to_string()))?;
+        let keys =
+            Reloadable::load("identity provider JWKS", self.ttl, move || fetch(client.clone(), egress, owned.clone()))
+                .await
+                .map_err(|e| KeysUnavailable(e.to_string()))?;
         let entry = Arc::new(Entry { keys, last_refetch: Mutex::new(Some(Instant::now())) });
-        let entry = Arc::clone(
-            self.sets.lock().unwrap_or_else(|p| p.into_inner()).entry(url.to_owned()).or_insert(entry),
-        );
+        let entry =
+            Arc::clone(self.sets.lock().unwrap_or_else(|p| p.into_inner()).entry(url.to_owned()).or_insert(entry));
         Ok(entry.keys.current().await)
     }
 
@@ -146,7 +144,9 @@ async fn fetch(client: reqwest::Client, egress: Egress, url: String) -> Result<J
         return Err(invalid(format!("answered {}", res.status().as_u16())));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = res.chunk().await.map_err(|e| invalid(format!("read failed ({})", fetch_error_class(&e))))? {
+    while let Some(chunk) =
+        res.chunk().await.map_err(|e| invalid(format!("read failed ({})", fetch_error_class(&e))))?
+    {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
             return Err(invalid(format!("larger than {MAX_JWKS_BYTES} bytes")));
         }

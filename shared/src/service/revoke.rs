@@ -164,11 +164,8 @@ pub(super) async fn write_watermark<S: SessionsStore>(
                 cur.union(wanted, signed_in)
             }
         };
-        let revoked = if Some(new) == current {
-            0
-        } else {
-            store.count_newly_covered(target, new, current, now_ms).await?
-        };
+        let revoked =
+            if Some(new) == current { 0 } else { store.count_newly_covered(target, new, current, now_ms).await? };
         if revoked == 0 && (!offboarding || Some(new) == current) {
             tracing::info!("revoke-all covers nothing new; nothing written");
             // The watermark in force is told again: a retry whose first answer was lost.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    AuditPage, AuditStore, Audited, DirectoryStore, Once, ProfileUpdate, ReadResult, ReadSet, ReceiptsStore, RevokeOutcome,
-    SessionPage, SessionState, SessionsStore, StoreError,
+    AuditPage, AuditStore, Audited, DirectoryStore, Once, ProfileUpdate, ReadResult, ReadSet, ReceiptsStore,
+    RevokeOutcome, SessionPage, SessionState, SessionsStore, StoreError,
 };
 use crate::domain::{Role, SessionId, UserId, WorkspaceId};
 use crate::identity::{IdentityProvider, UserIdentifier};

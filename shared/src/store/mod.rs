@@ -319,7 +319,10 @@ pub trait DirectoryStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<IdentityProvider>, StoreError>> + Send;
 
     /// The user an identifier names, if any: one read.
-    fn user_by_identifier(&self, id: &UserIdentifier) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
+    fn user_by_identifier(
+        &self,
+        id: &UserIdentifier,
+    ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 }
 
 /// The audit trail: events written on their own, a revoke-all's sweep, and the history pages.

@@ -348,10 +348,13 @@ async fn the_watermark_is_swapped_only_from_the_one_in_force() {
     assert_eq!(stale.unwrap(), Err(Some(wm(2_000))));
     // Likewise with a kept session on either side.
     let keep = Watermark { before_ms: 3_000, keep: Some(SessionId::new()) };
-    let swapped = t.store.swap_watermark(&alice, Some(wm(2_000)), keep, &rev(3_000), &audit(&alice, &rev(3_000)), None).await;
+    let swapped =
+        t.store.swap_watermark(&alice, Some(wm(2_000)), keep, &rev(3_000), &audit(&alice, &rev(3_000)), None).await;
     assert_eq!(swapped.unwrap(), Ok(()));
-    let stale =
-        t.store.swap_watermark(&alice, Some(wm(2_000)), wm(4_000), &rev(4_000), &audit(&alice, &rev(4_000)), None).await;
+    let stale = t
+        .store
+        .swap_watermark(&alice, Some(wm(2_000)), wm(4_000), &rev(4_000), &audit(&alice, &rev(4_000)), None)
+        .await;
     assert_eq!(stale.unwrap(), Err(Some(keep)));
     assert_eq!(watermark(&t, &alice).await, Some(keep));
     assert_eq!(t.items().await.iter().filter(|i| s(i, "Type") == "AUDIT").count(), 2, "one audit event per swap");

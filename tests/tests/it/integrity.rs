@@ -23,7 +23,13 @@ fn caller(token: &str) -> Caller {
 async fn workspace<S: SessionStore>(store: &S, member: &str, admin: &str) {
     for (user, role) in [(member, Role::Member), (admin, Role::Admin)] {
         let ws = WorkspaceId::parse("acme").unwrap();
-        let input = UserProfileInput { workspace_id: Some(ws), role: Some(role), sso_linked: None, email: None, idp_subject: None };
+        let input = UserProfileInput {
+            workspace_id: Some(ws),
+            role: Some(role),
+            sso_linked: None,
+            email: None,
+            idp_subject: None,
+        };
         service::put_user(store, &UserId::parse(user).unwrap(), input).await.unwrap();
     }
 }

@@ -9,6 +9,7 @@ mod e2e;
 mod fanout;
 mod faults;
 mod governance;
+mod idp;
 mod integrity;
 mod model;
 mod reload;

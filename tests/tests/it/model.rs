@@ -156,7 +156,13 @@ fn fail(msg: String) -> TestCaseError {
 async fn setup<S: SessionStore>(store: &S) -> Fixture {
     let ws = WorkspaceId::parse(WORKSPACE).unwrap();
     for (user, role) in [(MEMBER, Role::Member), (ADMIN, Role::Admin)] {
-        let input = UserProfileInput { workspace_id: Some(ws.clone()), role: Some(role), sso_linked: Some(false), email: None, idp_subject: None };
+        let input = UserProfileInput {
+            workspace_id: Some(ws.clone()),
+            role: Some(role),
+            sso_linked: Some(false),
+            email: None,
+            idp_subject: None,
+        };
         service::put_user(store, &UserId::parse(user).unwrap(), input).await.expect("put_user");
     }
     let policy = Policy { max_sessions: CAP, ..Policy::default() };

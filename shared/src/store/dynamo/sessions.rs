@@ -15,7 +15,9 @@ use crate::store::{
 
 use super::codec::{attr, from_item, n, s, session_item, StateItem};
 use super::error::{build_error, failed_condition, sdk_error, send_error};
-use super::expr::{audit_put, claim_put, not_covered_by_watermark, watermark_swap, RevokeUpdate, ACTIVE_UNEXPIRED, REVOKE_SET};
+use super::expr::{
+    audit_put, claim_put, not_covered_by_watermark, watermark_swap, RevokeUpdate, ACTIVE_UNEXPIRED, REVOKE_SET,
+};
 use super::DynamoStore;
 
 /// The soft revoke's update, on either of the SDK's builders (the same methods, no common trait):

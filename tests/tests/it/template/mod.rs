@@ -285,7 +285,10 @@ async fn the_stream_filter_passes_every_real_revocation_record() {
     let policy = Policy::default();
     let user = UserId::parse("filter-user").unwrap();
     t.store
-        .put_profile(&user, &ProfileUpdate { workspace_id: None, role: Role::Member, sso_linked: false, identifiers: vec![] })
+        .put_profile(
+            &user,
+            &ProfileUpdate { workspace_id: None, role: Role::Member, sso_linked: false, identifiers: vec![] },
+        )
         .await
         .unwrap();
     let me = sign_in(&t.store, "filter-user", ClientKind::Browser).await;
