@@ -76,6 +76,11 @@ echo "== trace-collector on 127.0.0.1:$COLLECTOR_PORT"
 # Retries on the test stack: the first after 1 s (SQS's shortest delay), given up after 8 s (the
 # end-to-end tests wait for both outcomes).
 export LOGOUT_RETRY_BACKOFF_MS=1000 LOGOUT_RETRY_MAX_BACKOFF_MS=2000 LOGOUT_RETRY_HORIZON_SECONDS=8
+# The stand-in identity provider: the end-to-end tests and the contract set it as a workspace's.
+IDP_PORT="$(free_port)"
+pids+=("$(start_idp "$IDP_PORT")")
+export E2E_IDP_URL="http://127.0.0.1:$IDP_PORT"
+echo "== stand-in-idp on 127.0.0.1:$IDP_PORT"
 E2E_TABLE="e2e-$(date +%s)"
 cargo run --quiet -p local-stack --bin local-setup -- --table "$E2E_TABLE"
 retry_queue "$E2E_TABLE"
@@ -100,6 +105,6 @@ E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT" BROWSER_NODE_MODULES="$BROWSER_PKG_D
 # The contract: every route of infra/openapi.yaml against the same local stack (after the tests,
 # which it would otherwise race for the functions, one request at a time each).
 echo "== schemathesis (infra/contract.sh)"
-ST_BASE_URL="http://127.0.0.1:$WATCH_PORT" bash "$ROOT/infra/contract.sh"
+ST_BASE_URL="http://127.0.0.1:$WATCH_PORT" ST_IDP_URL="$E2E_IDP_URL" bash "$ROOT/infra/contract.sh"
 
 mkdir -p "$ROOT/docs/screenshots" && cp "$LOCAL/screenshots/"*.png "$ROOT/docs/screenshots/"

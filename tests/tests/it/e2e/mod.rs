@@ -10,6 +10,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
+mod idp;
 mod products;
 use products::{jwks, verify_logout, wait_for_logouts};
 mod routes;

@@ -211,6 +211,60 @@ async fn every_documented_route_and_status_is_served() {
     assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(api.list(&me.token, "").await.0, 401);
 
+    // The identity provider's routes. PUT .../identity-provider: 200, 400, 413, 415.
+    let idp_r = "/v1/internal/workspaces/{workspace_id}/identity-provider";
+    let idp_ws = format!("idpr-{tag}");
+    let gtr_url = super::idp::workspace_with_provider(&mut api, &idp_ws).await;
+    let idp_path = format!("/v1/internal/workspaces/{idp_ws}/identity-provider");
+    let bad = json!({"issuer": "https://idp.example", "jwks_url": "http://idp.example/keys", "audience": "a",
+        "subject_format": "email"});
+    api.call(Method::PUT, idp_r, &idp_path, None, Some(bad.to_string())).await;
+    api.call(Method::PUT, idp_r, &idp_path, None, Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(17_000)))).await;
+    raw(&mut api, Method::PUT, idp_r, &idp_path, None, "text/plain", "{}").await;
+    // POST .../global-token-revocation: 204, 400, 401, 405, 413, 415 (each after a good token).
+    let gtr_r = "/v1/workspaces/{workspace_id}/global-token-revocation";
+    let nobody = json!({"sub_id": {"format": "email", "email": format!("nobody-{tag}@example.org")}}).to_string();
+    for (ct, body, status) in [
+        ("application/json", nobody.clone(), 204),
+        ("application/json", r#"{"sub_id":{"format":"email"}}"#.to_owned(), 400),
+        ("application/json", format!(r#"{{"pad":"{}"}}"#, "x".repeat(17_000)), 413),
+        ("text/plain", nobody.clone(), 415),
+    ] {
+        let token = super::idp::idp_sign("/sign/gtr", &gtr_url, &[]).await;
+        let res =
+            api.http.post(&gtr_url).bearer_auth(token).header("content-type", ct).body(body).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status);
+        api.seen.insert(("POST".to_owned(), gtr_r.to_owned(), status));
+    }
+    let res = api.http.post(&gtr_url).bearer_auth("not-a-jwt").header("content-type", "application/json").body(nobody);
+    assert_eq!(res.send().await.unwrap().status().as_u16(), 401);
+    api.seen.insert(("POST".to_owned(), gtr_r.to_owned(), 401));
+    let res = api.http.get(&gtr_url).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()["allow"].to_str().unwrap()), (405, "POST"));
+    api.seen.insert(("POST".to_owned(), gtr_r.to_owned(), 405));
+    // POST .../ssf/events: 202, 400, 405, 413, 415 (RFC 8935's JSON errors).
+    let ssf_r = "/v1/workspaces/{workspace_id}/ssf/events";
+    let ssf_url = format!("{}/v1/workspaces/{idp_ws}/ssf/events", api.base);
+    let verification = super::idp::idp_sign("/sign/set", &gtr_url, &[("event", "verification")]).await;
+    for (ct, body, status) in [
+        ("application/secevent+jwt", verification.clone(), 202),
+        ("application/secevent+jwt", "not-a-jwt".to_owned(), 400),
+        ("application/secevent+jwt", "x".repeat(17_000), 413),
+        ("application/json", verification, 415),
+    ] {
+        let res = api.http.post(&ssf_url).header("content-type", ct).body(body).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status);
+        if status != 202 {
+            assert_eq!(res.headers()["content-type"], "application/json");
+            let err: Value = res.json().await.unwrap();
+            assert!(err["err"].is_string() && err["description"].is_string(), "{err}");
+        }
+        api.seen.insert(("POST".to_owned(), ssf_r.to_owned(), status));
+    }
+    let res = api.http.get(&ssf_url).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 405);
+    api.seen.insert(("POST".to_owned(), ssf_r.to_owned(), 405));
+
     let documented: BTreeSet<(String, String, u16)> = openapi_routes()
         .into_iter()
         .flat_map(|((m, p), statuses): ((String, String), BTreeSet<u16>)| {
