@@ -5,6 +5,7 @@
 #   infra/bench.sh handlers        # one of: handlers | validation | propagation | fanout | coldstart
 #   infra/bench.sh delivery        # not in all (about 25 minutes): delivery at scale, beside a dead and a hanging product
 #   infra/bench.sh ttl             # not in all: how soon DynamoDB Local's TTL deletes an expired item
+#   infra/bench.sh idp             # not in all: offboarding by the identity provider against an admin's
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/ports.sh"
@@ -75,6 +76,24 @@ if [ "$which" = all ] || [ "$which" = propagation ]; then
   stop_group "$poller"
   BENCH_VARIANT=fanout-down BENCH_WINDOW_SECONDS="${BENCH_DOWN_WINDOW_SECONDS:-5}" BENCH_SESSIONS="${BENCH_DOWN_SESSIONS:-200}" \
     cargo bench -p integration-tests --bench propagation --quiet
+fi
+if [ "$which" = idp ]; then
+  # The full local stack (release builds), with the stand-in identity provider and product:
+  # tests/benches/idp.rs says what it prints.
+  pids+=("$(start_redis "$REDIS_PORT")")
+  logout_key
+  pids+=("$(start_receiver "$RECEIVER_PORT")")
+  export BACKCHANNEL_ENDPOINTS="[{\"aud\":\"local-product\",\"url\":\"http://127.0.0.1:$RECEIVER_PORT/logout\"}]"
+  IDP_PORT="$(free_port)"
+  pids+=("$(start_idp "$IDP_PORT")")
+  export E2E_IDP_URL="http://127.0.0.1:$IDP_PORT"
+  export E2E_TABLE="bench-idp-$(date +%s)" E2E_BASE_URL="http://127.0.0.1:$WATCH_PORT"
+  export WATCH_FLAGS=--release
+  retry_queue "$E2E_TABLE"
+  pids+=("$(start_functions "$FUNCTIONS_PORT" "$E2E_TABLE")")
+  pids+=("$(start_gateway "$WATCH_PORT" "$FUNCTIONS_PORT")")
+  pids+=("$(start_poller "$E2E_TABLE" "$FUNCTIONS_PORT")")
+  cargo bench -p integration-tests --bench idp --quiet
 fi
 if [ "$which" = delivery ]; then
   # Delivery at scale: BENCH_SESSIONS (2000) revocations at BENCH_RATE (10/s: what the whole

@@ -294,6 +294,37 @@ test('the admin: the member list, a member\'s sessions, revoke one, offboard wit
   await context.close();
 });
 
+test('the admin reads, in words, that the identity provider signed a member out', async () => {
+  const IDP = process.env.E2E_IDP_URL;
+  assert.ok(IDP, 'E2E_IDP_URL: run infra/test.sh');
+  const ws = unique('idp');
+  const adminUser = unique('admin');
+  const member = unique('member');
+  const gtr = `${BASE}/v1/workspaces/${ws}/global-token-revocation`;
+  const provider = { issuer: IDP, jwks_url: `${IDP}/jwks.json`, audience: gtr, subject_format: 'email' };
+  assert.equal((await call('PUT', `/v1/internal/workspaces/${ws}/identity-provider`, { body: provider })).status, 200);
+  await putUser(adminUser, { workspace_id: ws, role: 'admin' });
+  await putUser(member, { workspace_id: ws, sso_linked: true, email: `${member}@example.org` });
+  const m1 = await signIn(member, { ua: UA.windows });
+  await signIn(member, { client: 'mobile_app', ua: UA.iphone });
+  const admin = await signIn(adminUser);
+  const jwt = await (await fetch(`${IDP}/sign/gtr?audience=${encodeURIComponent(gtr)}`)).text();
+  const res = await fetch(gtr, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${jwt}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ sub_id: { format: 'email', email: `${member}@example.org` } }),
+  });
+  assert.equal(res.status, 204);
+  assert.equal((await call('GET', '/v1/sessions', { token: m1.token })).status, 401);
+  const { context, page } = await open(admin.token, { path: '/admin/members' });
+  await page.locator(`tr[data-user-id="${member}"]`).getByRole('button').click();
+  await page.getByText('No active sessions.').waitFor();
+  const activity = await page.locator('#activity').innerText();
+  assert.match(activity, /All sessions \(2\) signed out by your organisation's identity provider/);
+  await shot(page, 'admin-idp-desktop-light');
+  await context.close();
+});
+
 test('a cross-site page on another loopback port cannot revoke with the user\'s cookie', async () => {
   const user = unique('csrf');
   const victim = await signIn(user, { client: 'mobile_app', ua: UA.iphone });

@@ -13,12 +13,14 @@ mod caches;
 mod products;
 mod repo;
 mod servers;
+mod stats;
 mod table;
 
 pub use caches::*;
 pub use products::*;
 pub use repo::*;
 pub use servers::*;
+pub use stats::*;
 pub use table::*;
 
 pub type Item = HashMap<String, AttributeValue>;

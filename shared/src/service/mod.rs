@@ -37,10 +37,10 @@ pub use auth::{after_token, authenticate, Caller, Principal, Subject};
 #[cfg(feature = "backchannel")]
 pub use delivery::{Attempt, Courier, DeliveryError};
 pub use events::{list_events, EventListing};
-#[cfg(feature = "cache")]
 #[cfg(feature = "idp")]
 pub use idp::{authenticate_signal, SignalAuthError};
 pub use idp::{put_identity_provider, revoke_for_provider, ProviderInput, ProviderView, SignalOutcome};
+#[cfg(feature = "cache")]
 pub use introspect::{introspect, ActivityTracker, Introspection, IntrospectionRequest};
 pub use list::{list_sessions, ListQuery, SessionListing};
 pub use members::{list_members, MemberListing, MemberView, MembersQuery};
