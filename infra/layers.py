@@ -14,7 +14,7 @@ import sys
 
 LAYERS = [
     ["domain"],
-    ["model", "keys", "token", "cursor", "device", "clock", "env", "identity"],
+    ["model", "keys", "token", "cursor", "device", "clock", "env", "identity", "egress"],
     ["store", "cache", "logout", "telemetry", "config", "table", "error", "reload", "jwks", "breaker", "queue", "idp"],
     ["service"],
     ["http", "testing", "runtime"],

@@ -99,7 +99,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
             audience: arg(&args, "--idp-audience").ok_or("--idp-audience goes with --idp-issuer")?,
             subject_format: active_sessions::identity::SubjectFormat::Email,
         };
-        let egress = active_sessions::identity::Egress { allow_loopback: true };
+        let egress = active_sessions::egress::Egress { allow_loopback: true };
         service::put_identity_provider(&store, &acme, input, egress, service::now_ms()).await?;
     }
 

@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// the rule it broke, never a value), or was acted on already (its `jti`).
     #[error("identity provider signal refused: {0}")]
     SignalRefused(&'static str),
+    /// A signal from a workspace's identity provider that was acted on already (its `jti`).
+    #[error("identity provider signal replayed")]
+    Replayed,
     #[error("temporarily unavailable")]
     Unavailable(#[source] StoreError),
     /// Something outside the table could not be reached (an identity provider's keys): retry.
@@ -55,7 +58,7 @@ impl From<StoreError> for ServiceError {
                 Self::Unavailable(err)
             }
             StoreError::Taken(what) => Self::BadRequest(what.into()),
-            StoreError::Replayed => Self::SignalRefused("replayed (its jti was acted on already)"),
+            StoreError::Replayed => Self::Replayed,
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -77,7 +80,7 @@ pub struct Problem {
 impl ServiceError {
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingToken | Self::InvalidToken | Self::SignalRefused(_) => 401,
+            Self::MissingToken | Self::InvalidToken | Self::SignalRefused(_) | Self::Replayed => 401,
             Self::NotFound => 404,
             Self::Forbidden(_) | Self::SsoManaged { .. } => 403,
             Self::CurrentSession | Self::StillActive => 409,
@@ -98,6 +101,7 @@ impl ServiceError {
             Self::StillActive => ("still-active", "The session is still active"),
             Self::BadRequest(_) => ("bad-request", "Bad request"),
             Self::SignalRefused(_) => ("signal-refused", "The identity provider's token was refused"),
+            Self::Replayed => ("signal-replayed", "The identity provider's token was used already"),
             Self::Unavailable(_) | Self::DependencyUnavailable(_) => ("unavailable", "Service temporarily unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
@@ -121,6 +125,7 @@ impl ServiceError {
             Self::StillActive => "This session has not been revoked, so it has no revocation receipt.".into(),
             Self::BadRequest(detail) => detail.clone(),
             Self::SignalRefused(why) => format!("The identity provider's token was refused: {why}."),
+            Self::Replayed => "This token (its jti) was acted on already; sign a new one.".into(),
             Self::Unavailable(_) => "The service is busy. Retry after a short wait.".into(),
             Self::DependencyUnavailable(what) => format!("{what} could not be reached. Retry after a short wait."),
             Self::Internal(_) => "Something went wrong on our side. It has been logged.".into(),

@@ -23,8 +23,8 @@ pub const IDP_SK: &str = "IDP";
 pub const CLAIM_SK: &str = "CLAIM";
 
 /// The hex SHA-256 of `parts`, each ended by a NUL (which none may hold), so no two lists of parts
-/// hash alike: keys of unbounded text stay short and carry nothing a reader of the table could
-/// use.
+/// hash alike: keys of unbounded text stay short, and no address or subject is spelled out in a
+/// key (the profile item holds them).
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -40,17 +40,19 @@ pub fn idp_pair_pk(issuer: &str, audience: &str) -> String {
     format!("IDPPAIR#{}", digest(&[issuer, audience]))
 }
 
-/// `IDENT#email#<address>` or `IDENT#iss_sub#<digest>`: the user an identifier names.
-pub fn identifier_pk(id: &UserIdentifier) -> String {
+/// `IDENT#<ws>#email#<digest>` or `IDENT#<ws>#iss_sub#<digest>`: the member of a workspace an
+/// identifier names (one per workspace: another workspace's user cannot hold it).
+pub fn identifier_pk(workspace: &WorkspaceId, id: &UserIdentifier) -> String {
+    let ws = workspace.as_str();
     match id {
-        UserIdentifier::Email(email) => format!("IDENT#email#{email}"),
-        UserIdentifier::IssSub { iss, sub } => format!("IDENT#iss_sub#{}", digest(&[iss, sub])),
+        UserIdentifier::Email(email) => format!("IDENT#{ws}#email#{}", digest(&[email])),
+        UserIdentifier::IssSub { iss, sub } => format!("IDENT#{ws}#iss_sub#{}", digest(&[iss, sub])),
     }
 }
 
-/// `JTI#<digest>`: a provider's signal (by issuer and `jti`) acted on already.
-pub fn jti_pk(issuer: &str, jti: &str) -> String {
-    format!("JTI#{}", digest(&[issuer, jti]))
+/// `JTI#<digest>`: a provider's signal (by workspace, issuer and `jti`) acted on already.
+pub fn jti_pk(workspace: &WorkspaceId, issuer: &str, jti: &str) -> String {
+    format!("JTI#{}", digest(&[workspace.as_str(), issuer, jti]))
 }
 
 /// `USER#<userId>`: the partition holding a user's profile and sessions.
@@ -137,10 +139,15 @@ mod tests {
     #[test]
     fn claim_keys_keep_their_parts_apart() {
         assert_ne!(idp_pair_pk("https://a", "bc"), idp_pair_pk("https://ab", "c"));
-        assert_eq!(identifier_pk(&UserIdentifier::Email("ann@acme.example".into())), "IDENT#email#ann@acme.example");
+        let (acme, globex) = (WorkspaceId::parse("acme").unwrap(), WorkspaceId::parse("globex").unwrap());
+        let email = UserIdentifier::Email("ann@acme.example".into());
+        let key = identifier_pk(&acme, &email);
+        assert!(key.starts_with("IDENT#acme#email#") && !key.contains("ann"), "{key}");
+        assert_ne!(key, identifier_pk(&globex, &email), "each workspace its own");
         let iss_sub = UserIdentifier::IssSub { iss: "https://idp".into(), sub: "00u1".into() };
-        assert!(identifier_pk(&iss_sub).starts_with("IDENT#iss_sub#") && identifier_pk(&iss_sub).len() == 78);
-        assert_ne!(jti_pk("https://a", "1"), jti_pk("https://b", "1"));
+        assert!(identifier_pk(&acme, &iss_sub).starts_with("IDENT#acme#iss_sub#"));
+        assert_ne!(jti_pk(&acme, "https://a", "1"), jti_pk(&acme, "https://b", "1"));
+        assert_ne!(jti_pk(&acme, "https://a", "1"), jti_pk(&globex, "https://a", "1"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod cursor;
 pub mod device;
 pub mod domain;
+pub mod egress;
 pub mod env;
 pub mod error;
 pub mod http;

@@ -1,7 +1,7 @@
 //! A configuration that reloads on a TTL: the back-channel's signing keys and product list, the
-//! public JWKS `get-jwks` serves, and the keys of a workspace's identity provider. Each is loaded once at
-//! start (a failure there fails start-up, as any bad configuration does), then again on the first
-//! use after the TTL, by one caller at a time while the others go on with the last good value. A
+//! public JWKS `get-jwks` serves, and the keys of a workspace's identity provider. Each is loaded
+//! once (the service's own at start, where a failure fails start-up, as any bad configuration
+//! does; a provider's keys on first use), then again on the first use after the TTL, by one caller at a time while the others go on with the last good value. A
 //! failed reload keeps the last good value, logs the error (never the value), and is tried again
 //! after `RETRY_AFTER` (or the TTL, if shorter).
 
@@ -36,6 +36,8 @@ pub struct Reloadable<T> {
     loader: Loader<T>,
     /// Whether a freshly read value may replace the one in use (else: a failed reload).
     check: Check<T>,
+    /// The metric a failed reload counts in.
+    failure_metric: &'static str,
     state: RwLock<State<T>>,
     reloading: tokio::sync::Mutex<()>,
 }
@@ -51,7 +53,22 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
         let value = Arc::new(loader().await?);
         let state = RwLock::new(State { value, due: Instant::now() + ttl, generation: 1 });
         let check: Check<T> = Box::new(|_, _| Ok(()));
-        Ok(Self { name, ttl, loader, check, state, reloading: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            name,
+            ttl,
+            loader,
+            check,
+            failure_metric: "ConfigReloadFailed",
+            state,
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Failed reloads count in `metric` instead of `ConfigReloadFailed` (which is the service's
+    /// own configuration's alarm): a tenant's identity provider is not.
+    pub fn with_failure_metric(mut self, metric: &'static str) -> Self {
+        self.failure_metric = metric;
+        self
     }
 
     /// A reload is kept only if `check(in use, fresh)` allows it; else it counts as failed.
@@ -115,7 +132,7 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
                 tracing::warn!(config = self.name, generation = s.generation, error = %e, "configuration reload failed; keeping the last good one");
                 // The rotation's timing assumes every instance reloads within the TTL: an instance
                 // stuck on an old configuration is an alarm (ConfigReloadFailedAlarm).
-                crate::telemetry::emit_metric("ConfigReloadFailed", "Count", 1, None);
+                crate::telemetry::emit_metric(self.failure_metric, "Count", 1, None);
                 value
             }
         }

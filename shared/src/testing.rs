@@ -342,10 +342,11 @@ impl<S: SessionStore> DirectoryStore for ChaosStore<S> {
 
     async fn user_by_identifier(
         &self,
+        workspace: &crate::domain::WorkspaceId,
         id: &crate::identity::UserIdentifier,
     ) -> Result<Option<UserId>, crate::StoreError> {
         self.before("user_by_identifier").await?;
-        self.inner.user_by_identifier(id).await
+        self.inner.user_by_identifier(workspace, id).await
     }
 
     async fn put_profile(&self, user: &UserId, update: &crate::store::ProfileUpdate) -> Result<(), crate::StoreError> {

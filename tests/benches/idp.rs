@@ -75,7 +75,7 @@ async fn main() {
     let base = e2e_base_url();
     let idp = std::env::var("E2E_IDP_URL").expect("E2E_IDP_URL");
     let http = reqwest::Client::new();
-    let tag = ulid::Ulid::new().to_string().to_lowercase();
+    let tag = active_sessions::domain::SessionId::new().to_string().to_lowercase();
     let ws = format!("bench-{tag}");
     let gtr = format!("{base}/v1/workspaces/{ws}/global-token-revocation");
     let provider =

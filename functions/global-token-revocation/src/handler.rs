@@ -2,10 +2,9 @@ use active_sessions::cache::WriteThrough;
 use active_sessions::domain::WorkspaceId;
 use active_sessions::http::{self, HttpMethod};
 use active_sessions::identity::subject_users;
-use active_sessions::idp::{Kind, ProviderKeys};
+use active_sessions::idp::{Kind, ProviderKeys, Rejection};
 use active_sessions::model::RevokeReason;
 use active_sessions::service::{self, SignalAuthError, SignalOutcome};
-use active_sessions::store::Once;
 use active_sessions::{Policy, ServiceError, SessionStore};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
@@ -48,22 +47,19 @@ async fn revoke<S: SessionStore>(
     req: &Request,
 ) -> Result<Response<Body>, http::Refusal> {
     http::require_method(req, HttpMethod::POST, "POST")?;
-    let no_provider = ServiceError::SignalRefused("this workspace has no identity provider");
+    // An unknown workspace, or one without a provider, answers as a token of the wrong issuer.
+    let no_provider = || ServiceError::SignalRefused(Rejection::Issuer.describe());
     let raw = http::path_param(req, "workspace_id").ok_or(ServiceError::NotFound)?;
-    let workspace = WorkspaceId::parse(&raw).map_err(|_| no_provider)?;
-    let token = http::authorization_bearer(req)
-        .map_err(|_| ServiceError::SignalRefused("send the provider's JWT as `Authorization: Bearer <jwt>`"))?
-        .ok_or(ServiceError::SignalRefused("send the provider's JWT as `Authorization: Bearer <jwt>`"))?;
+    let workspace = WorkspaceId::parse(&raw).map_err(|_| no_provider())?;
+    let missing = || ServiceError::SignalRefused("send the provider's JWT as `Authorization: Bearer <jwt>`");
+    let token = http::authorization_bearer(req).map_err(|_| missing())?.ok_or_else(missing)?;
     let now = service::now_ms();
     let (provider, verified) =
         match service::authenticate_signal(store, keys, &workspace, token, Kind::Bearer, now / 1000).await {
             Ok(found) => found,
-            Err(SignalAuthError::NoProvider) => {
-                return Err(ServiceError::SignalRefused("this workspace has no identity provider").into())
-            }
+            Err(SignalAuthError::NoProvider) => return Err(no_provider().into()),
             Err(SignalAuthError::Rejected(r)) => return Err(ServiceError::SignalRefused(r.describe()).into()),
-            Err(SignalAuthError::KeysUnavailable(e)) => {
-                tracing::warn!(error = %e, "identity provider keys unavailable");
+            Err(SignalAuthError::KeysUnavailable(_)) => {
                 return Err(ServiceError::DependencyUnavailable("The identity provider's keys").into());
             }
             Err(SignalAuthError::Store(e)) => return Err(ServiceError::from(e).into()),
@@ -74,7 +70,7 @@ async fn revoke<S: SessionStore>(
         .or(body.subject)
         .ok_or_else(|| ServiceError::BadRequest("the body needs sub_id, a subject identifier".into()))?;
     let subjects = subject_users(&subject).map_err(ServiceError::BadRequest)?;
-    let once = Once { issuer: provider.issuer.clone(), jti: verified.jti, keep_until_secs: verified.keep_until_secs };
+    let once = verified.once(&provider);
     match service::revoke_for_provider(store, policy, &provider, &subjects, RevokeReason::IdpLogout, &once, now).await?
     {
         SignalOutcome::Revoked { count, .. } => {
@@ -91,7 +87,8 @@ async fn revoke<S: SessionStore>(
 mod tests {
     use super::*;
     use active_sessions::domain::{ClientKind, Role, UserId};
-    use active_sessions::identity::{Egress, IdentityProvider, SubjectFormat};
+    use active_sessions::egress::Egress;
+    use active_sessions::identity::{IdentityProvider, SubjectFormat};
     use active_sessions::model::Actor;
     use active_sessions::service::{put_user, UserProfileInput};
     use active_sessions::store::{DirectoryStore, MemoryStore};
@@ -192,7 +189,7 @@ mod tests {
         let (status, ct, problem) =
             parts(&handle(&store, &Policy::default(), &keys, gtr("acme", Some(&token), ANN)).await);
         assert_eq!((status, ct.as_str()), (401, "application/problem+json"), "{problem}");
-        assert!(problem["detail"].as_str().unwrap().contains("replayed"), "{problem}");
+        assert!(problem["type"].as_str().unwrap().ends_with("signal-replayed"), "{problem}");
         assert_eq!(store.writes(), writes);
     }
 
@@ -222,7 +219,8 @@ mod tests {
         sign_in(&store, "ann", ClientKind::Browser).await;
         let keys = keys().await;
         let writes = store.writes();
-        let forged = idp_token(IDP_OTHER_KEY, json!({"kid": "k1"}), &claims("j-forged"));
+        let forged =
+            idp_token(IDP_OTHER_KEY, json!({"kid": "k1", "typ": "global-token-revocation+jwt"}), &claims("j-forged"));
         for (ws, token) in [
             ("acme", None),
             ("acme", Some(forged.as_str())),

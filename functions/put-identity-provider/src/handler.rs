@@ -1,6 +1,6 @@
 use active_sessions::domain::WorkspaceId;
+use active_sessions::egress::Egress;
 use active_sessions::http::{self, HttpMethod};
-use active_sessions::identity::Egress;
 use active_sessions::service::{self, ProviderInput};
 use active_sessions::store::DirectoryStore;
 use active_sessions::ServiceError;

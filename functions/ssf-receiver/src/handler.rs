@@ -5,7 +5,6 @@ use active_sessions::identity::subject_users;
 use active_sessions::idp::{Kind, ProviderKeys};
 use active_sessions::model::RevokeReason;
 use active_sessions::service::{self, SignalAuthError, SignalOutcome};
-use active_sessions::store::Once;
 use active_sessions::{Policy, ServiceError, SessionStore};
 use lambda_http::http::{header, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -123,8 +122,7 @@ async fn receive<S: SessionStore>(
             Err(SignalAuthError::Rejected(r)) => {
                 return Err(Refused::Set { status: 400, err: r.set_error(), description: r.describe().into() })
             }
-            Err(SignalAuthError::KeysUnavailable(e)) => {
-                tracing::warn!(error = %e, "identity provider keys unavailable");
+            Err(SignalAuthError::KeysUnavailable(_)) => {
                 return Err(ServiceError::DependencyUnavailable("The identity provider's keys").into());
             }
             Err(SignalAuthError::Store(e)) => return Err(ServiceError::from(e).into()),
@@ -149,8 +147,7 @@ async fn receive<S: SessionStore>(
         .or_else(|| event.get("subject"))
         .ok_or_else(|| invalid_request("the SET names no subject (sub_id)"))?;
     let subjects = subject_users(subject).map_err(invalid_request)?;
-    let once =
-        Once { issuer: provider.issuer.clone(), jti: verified.jti.clone(), keep_until_secs: verified.keep_until_secs };
+    let once = verified.once(&provider);
     match service::revoke_for_provider(store, policy, &provider, &subjects, reason, &once, now).await {
         Ok(SignalOutcome::Revoked { count, .. }) => {
             if let Some(notice) = &count.notice {
@@ -160,7 +157,7 @@ async fn receive<S: SessionStore>(
         }
         Ok(SignalOutcome::NoSuchMember) => Ok(()),
         // Delivered twice: the first one acted, this one changes nothing.
-        Err(ServiceError::SignalRefused(_)) => {
+        Err(ServiceError::Replayed) => {
             tracing::info!("security event seen already; nothing changes");
             Ok(())
         }
@@ -172,7 +169,8 @@ async fn receive<S: SessionStore>(
 mod tests {
     use super::*;
     use active_sessions::domain::{ClientKind, Role, UserId};
-    use active_sessions::identity::{Egress, IdentityProvider, SubjectFormat};
+    use active_sessions::egress::Egress;
+    use active_sessions::identity::{IdentityProvider, SubjectFormat};
     use active_sessions::service::{put_user, UserProfileInput};
     use active_sessions::store::{DirectoryStore, MemoryStore};
     use active_sessions::testing::{idp_jwks, idp_token, parts, request, sign_in, with_path, IDP_KEY, IDP_OTHER_KEY};

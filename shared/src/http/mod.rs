@@ -78,7 +78,7 @@ pub fn problem(refusal: impl Into<Refusal>) -> Response<Body> {
         Refusal::Service(ServiceError::MissingToken) => {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"active-sessions\""));
         }
-        Refusal::Service(ServiceError::InvalidToken) => {
+        Refusal::Service(ServiceError::InvalidToken | ServiceError::SignalRefused(_) | ServiceError::Replayed) => {
             let v = format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"");
             if let Ok(v) = HeaderValue::from_str(&v) {
                 headers.insert(header::WWW_AUTHENTICATE, v);

@@ -1,8 +1,9 @@
 //! The verification rules of an identity provider's JWT, in the order they are applied:
 //! the algorithm (ES256 or RS256 only, read before anything else, so `none` and HMAC never reach a
-//! key), the type (`secevent+jwt` for a SET, anything but for a bearer token), the key (by `kid`,
-//! of the algorithm's family), the signature, then issuer, audience and times (with `SKEW_SECS`),
-//! and the `jti`, which the caller records once.
+//! key), the type (`global-token-revocation+jwt` for a GTR bearer token, `secevent+jwt` for a SET:
+//! an ID token or access token of the same issuer and audience is neither), the key (by `kid`, of
+//! the algorithm's family), the signature, then issuer, audience and times against `now_secs`
+//! (with `SKEW_SECS`), and the `jti`, which the caller records once (`Verified::once`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -18,15 +19,17 @@ pub const SKEW_SECS: i64 = 60;
 /// until it expires.
 pub const MAX_LIFETIME_SECS: i64 = 3600;
 /// A SET carries no `exp`: one issued (`iat`) longer ago than this is refused, and its `jti` is
-/// kept this long.
-pub const SET_MAX_AGE_SECS: i64 = 3600;
+/// kept this long. A day: an RFC 8935 transmitter retries for hours after an outage, and a
+/// revocation refused as too old would be lost.
+pub const SET_MAX_AGE_SECS: i64 = 86_400;
 /// Longest `jti` accepted.
 const MAX_JTI_LEN: usize = 256;
 
 /// What the token is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Global Token Revocation's `Authorization: Bearer` JWT: `exp` required.
+    /// Global Token Revocation's `Authorization: Bearer` JWT (`typ` `global-token-revocation+jwt`,
+    /// as Okta signs it): `exp` required.
     Bearer,
     /// A Security Event Token (RFC 8417), `typ` `secevent+jwt`: no `exp`; `iat` within
     /// `SET_MAX_AGE_SECS`.
@@ -40,7 +43,7 @@ pub enum Rejection {
     Malformed,
     /// An algorithm outside ES256 and RS256 (`none`, HMAC, ...).
     Algorithm,
-    /// A SET without `typ: secevent+jwt`, or a SET offered as a bearer token.
+    /// Not the route's `typ` (`global-token-revocation+jwt`, `secevent+jwt`).
     Type,
     /// No `kid`, or none of the provider's keys has it.
     UnknownKey,
@@ -108,7 +111,17 @@ pub struct Verified {
     pub claims: Map<String, Value>,
 }
 
-const ALLOWED: [Algorithm; 2] = [Algorithm::ES256, Algorithm::RS256];
+impl Verified {
+    /// The record that this signal of `provider` was acted on, written with what it does.
+    pub fn once(&self, provider: &IdentityProvider) -> crate::store::Once {
+        crate::store::Once {
+            workspace: provider.workspace_id.clone(),
+            issuer: provider.issuer.clone(),
+            jti: self.jti.clone(),
+            keep_until_secs: self.keep_until_secs,
+        }
+    }
+}
 
 /// The header, read by hand before any library sees the token, so that only an allowed `alg` is
 /// ever handed to one.
@@ -121,11 +134,36 @@ fn header(token: &str) -> Result<Map<String, Value>, Rejection> {
     }
 }
 
-fn is_set_type(typ: Option<&str>) -> bool {
+/// Whether `typ` names `media` (case-insensitive, with or without `application/`, RFC 7515).
+fn is_type(typ: Option<&str>, media: &str) -> bool {
     typ.is_some_and(|t| {
         let t = t.to_ascii_lowercase();
-        t == "secevent+jwt" || t == "application/secevent+jwt"
+        t == media || t.strip_prefix("application/") == Some(media)
     })
+}
+
+/// The rules read from the header alone (shape, algorithm, type, a `kid`), before anything else
+/// is read or fetched: the algorithm and the `kid` to look for.
+pub fn precheck(token: &str, kind: Kind) -> Result<(Algorithm, String), Rejection> {
+    if token.split('.').count() != 3 {
+        return Err(Rejection::Malformed);
+    }
+    let h = header(token)?;
+    let alg = match h.get("alg").and_then(Value::as_str) {
+        Some("ES256") => Algorithm::ES256,
+        Some("RS256") => Algorithm::RS256,
+        _ => return Err(Rejection::Algorithm),
+    };
+    let typ = h.get("typ").and_then(Value::as_str);
+    let wanted = match kind {
+        Kind::Bearer => "global-token-revocation+jwt",
+        Kind::SecurityEvent => "secevent+jwt",
+    };
+    if !is_type(typ, wanted) {
+        return Err(Rejection::Type);
+    }
+    let kid = h.get("kid").and_then(Value::as_str).ok_or(Rejection::UnknownKey)?;
+    Ok((alg, kid.to_owned()))
 }
 
 /// Verifies `token` as the provider's `kind` of token at `now_secs`, with `keys` (its JWKS).
@@ -136,29 +174,19 @@ pub fn verify(
     kind: Kind,
     now_secs: i64,
 ) -> Result<Verified, Rejection> {
-    if token.split('.').count() != 3 {
-        return Err(Rejection::Malformed);
-    }
-    let h = header(token)?;
-    let alg = match h.get("alg").and_then(Value::as_str) {
-        Some("ES256") => Algorithm::ES256,
-        Some("RS256") => Algorithm::RS256,
-        _ => return Err(Rejection::Algorithm),
-    };
-    debug_assert!(ALLOWED.contains(&alg));
-    let typ = h.get("typ").and_then(Value::as_str);
-    match kind {
-        Kind::SecurityEvent if !is_set_type(typ) => return Err(Rejection::Type),
-        Kind::Bearer if is_set_type(typ) => return Err(Rejection::Type),
-        _ => {}
-    }
-    let kid = h.get("kid").and_then(Value::as_str).ok_or(Rejection::UnknownKey)?;
-    let jwk = keys.find(kid).ok_or(Rejection::UnknownKey)?;
-    let family_ok = match (&jwk.algorithm, alg) {
+    let (alg, kid) = precheck(token, kind)?;
+    let kid = kid.as_str();
+    let family_ok = |jwk: &&jsonwebtoken::jwk::Jwk| match (&jwk.algorithm, alg) {
         (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
         (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
         _ => false,
     };
+    // Of the keys with that kid (a set may hold one per family), the one of the algorithm's.
+    let mut named = keys.keys.iter().filter(|k| k.common.key_id.as_deref() == Some(kid)).peekable();
+    if named.peek().is_none() {
+        return Err(Rejection::UnknownKey);
+    }
+    let jwk = named.find(family_ok).ok_or(Rejection::KeyMismatch)?;
     let alg_named = match jwk.common.key_algorithm {
         None => true,
         Some(KeyAlgorithm::ES256) => alg == Algorithm::ES256,
@@ -167,7 +195,7 @@ pub fn verify(
     };
     let for_signing =
         jwk.common.public_key_use.as_ref().is_none_or(|u| *u == jsonwebtoken::jwk::PublicKeyUse::Signature);
-    if !family_ok || !alg_named || !for_signing {
+    if !alg_named || !for_signing {
         return Err(Rejection::KeyMismatch);
     }
     let key = DecodingKey::from_jwk(jwk).map_err(|_| Rejection::KeyMismatch)?;
@@ -175,13 +203,10 @@ pub fn verify(
     validation.leeway = SKEW_SECS.unsigned_abs();
     validation.set_issuer(&[&provider.issuer]);
     validation.set_audience(&[&provider.audience]);
-    validation.validate_nbf = true;
-    validation.validate_exp = kind == Kind::Bearer;
-    let required: &[&str] = match kind {
-        Kind::Bearer => &["exp", "iss", "aud"],
-        Kind::SecurityEvent => &["iss", "aud"],
-    };
-    validation.set_required_spec_claims(required);
+    // The times are checked below against `now_secs`, not the library's own clock.
+    validation.validate_nbf = false;
+    validation.validate_exp = false;
+    validation.set_required_spec_claims(&["iss", "aud"]);
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| match e.kind() {
         ErrorKind::InvalidSignature => Rejection::Signature,
         ErrorKind::InvalidIssuer => Rejection::Issuer,
@@ -189,7 +214,6 @@ pub fn verify(
         ErrorKind::ExpiredSignature => Rejection::Expired,
         ErrorKind::ImmatureSignature => Rejection::NotYetValid,
         ErrorKind::MissingRequiredClaim(c) | ErrorKind::InvalidClaimFormat(c) => match c.as_str() {
-            "exp" => Rejection::Claim("exp"),
             "iss" => Rejection::Claim("iss"),
             "aud" => Rejection::Claim("aud"),
             _ => Rejection::Malformed,
@@ -200,13 +224,21 @@ pub fn verify(
         _ => Rejection::Malformed,
     })?;
     let claims = data.claims;
-    let iat = claims.get("iat").and_then(Value::as_i64).ok_or(Rejection::Claim("iat"))?;
-    if iat > now_secs + SKEW_SECS {
+    let time = |name: &'static str| match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or(Rejection::Claim(name)),
+    };
+    let iat = time("iat")?.ok_or(Rejection::Claim("iat"))?;
+    let nbf = time("nbf")?;
+    if iat > now_secs + SKEW_SECS || nbf.is_some_and(|nbf| nbf > now_secs + SKEW_SECS) {
         return Err(Rejection::NotYetValid);
     }
     let keep_until_secs = match kind {
         Kind::Bearer => {
-            let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Rejection::Claim("exp"))?;
+            let exp = time("exp")?.ok_or(Rejection::Claim("exp"))?;
+            if exp + SKEW_SECS <= now_secs {
+                return Err(Rejection::Expired);
+            }
             if exp - iat > MAX_LIFETIME_SECS {
                 return Err(Rejection::Lifetime);
             }
@@ -283,12 +315,52 @@ mod tests {
     }
 
     #[test]
+    fn a_bearer_token_must_say_it_is_one() {
+        // An ID token or access token of the same issuer and audience offboards nobody.
+        for typ in [json!("JWT"), json!("at+jwt"), Value::Null] {
+            let mut header = json!({"kid": "k1"});
+            if !typ.is_null() {
+                header["typ"] = typ.clone();
+            }
+            assert_eq!(check(&idp_token(IDP_KEY, header, &claims()), Kind::Bearer), Err(Rejection::Type), "{typ}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_the_one_of_the_algorithms_family_among_those_with_its_kid() {
+        let mut both = idp_jwks(&[(IDP_OTHER_KEY, "k1"), (IDP_KEY, "k1")]);
+        let other_family: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(json!({"kty": "oct", "k": "c2VjcmV0", "kid": "k1"})).unwrap();
+        both.keys.insert(0, other_family);
+        // The first EC key named k1 is not the signer's: the signature fails, not the lookup.
+        assert_eq!(verify(&bearer(&claims()), &provider(), &both, Kind::Bearer, now()), Err(Rejection::Signature));
+        let only_oct: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "k1"}]})).unwrap();
+        assert_eq!(
+            verify(&bearer(&claims()), &provider(), &only_oct, Kind::Bearer, now()),
+            Err(Rejection::KeyMismatch)
+        );
+    }
+
+    #[test]
+    fn the_times_are_checked_against_the_given_clock() {
+        let token = bearer(&claims());
+        let at = |offset: i64| verify(&token, &provider(), &idp_jwks(&[(IDP_KEY, "k1")]), Kind::Bearer, now() + offset);
+        assert!(at(0).is_ok());
+        assert_eq!(at(300 + SKEW_SECS + 1), Err(Rejection::Expired));
+        assert_eq!(at(-SKEW_SECS - 1), Err(Rejection::NotYetValid));
+        let not_before = with(claims(), "nbf", json!(now() + SKEW_SECS + 30));
+        assert_eq!(check(&bearer(&not_before), Kind::Bearer), Err(Rejection::NotYetValid));
+    }
+
+    #[test]
     fn a_token_signed_by_another_key_is_refused() {
-        let forged = idp_token(IDP_OTHER_KEY, json!({"kid": "k1"}), &claims());
+        let typ = "global-token-revocation+jwt";
+        let forged = idp_token(IDP_OTHER_KEY, json!({"kid": "k1", "typ": typ}), &claims());
         assert_eq!(check(&forged, Kind::Bearer), Err(Rejection::Signature));
-        let unknown = idp_token(IDP_OTHER_KEY, json!({"kid": "k2"}), &claims());
+        let unknown = idp_token(IDP_OTHER_KEY, json!({"kid": "k2", "typ": typ}), &claims());
         assert_eq!(check(&unknown, Kind::Bearer), Err(Rejection::UnknownKey));
-        let no_kid = idp_token(IDP_KEY, json!({}), &claims());
+        let no_kid = idp_token(IDP_KEY, json!({"typ": typ}), &claims());
         assert_eq!(check(&no_kid, Kind::Bearer), Err(Rejection::UnknownKey));
     }
 
@@ -328,7 +400,8 @@ mod tests {
 
     #[test]
     fn an_unsigned_token_is_refused() {
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "kid": "k1"}).to_string());
+        let header = URL_SAFE_NO_PAD
+            .encode(json!({"alg": "none", "kid": "k1", "typ": "global-token-revocation+jwt"}).to_string());
         let body = URL_SAFE_NO_PAD.encode(claims().to_string());
         assert_eq!(check(&format!("{header}.{body}."), Kind::Bearer), Err(Rejection::Algorithm));
     }
@@ -337,7 +410,8 @@ mod tests {
     fn an_hmac_token_keyed_with_the_public_key_is_refused() {
         // The classic confusion: HS256 with the provider's public key as the secret.
         let public = serde_json::to_string(&idp_jwks(&[(IDP_KEY, "k1")]).keys[0]).unwrap();
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "kid": "k1"}).to_string());
+        let header = URL_SAFE_NO_PAD
+            .encode(json!({"alg": "HS256", "kid": "k1", "typ": "global-token-revocation+jwt"}).to_string());
         let signing = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims().to_string()));
         let key = jsonwebtoken::EncodingKey::from_secret(public.as_bytes());
         let sig = jsonwebtoken::crypto::sign(signing.as_bytes(), &key, Algorithm::HS256).unwrap();
@@ -360,6 +434,8 @@ mod tests {
         // A SET is never a bearer token, and a plain JWT is never a SET.
         assert_eq!(check(&set, Kind::Bearer), Err(Rejection::Type));
         assert_eq!(check(&bearer(&set_claims), Kind::SecurityEvent), Err(Rejection::Type));
+        let typed = idp_token(IDP_KEY, json!({"kid": "k1", "typ": "application/SECEVENT+JWT"}), &set_claims);
+        assert!(check(&typed, Kind::SecurityEvent).is_ok(), "typ is a media type: case and prefix");
         let old = with(set_claims, "iat", json!(now - SET_MAX_AGE_SECS - SKEW_SECS - 5));
         let old = idp_token(IDP_KEY, json!({"kid": "k1", "typ": "secevent+jwt"}), &old);
         assert_eq!(check(&old, Kind::SecurityEvent), Err(Rejection::TooOld));

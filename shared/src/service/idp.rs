@@ -9,8 +9,9 @@ use super::bad;
 use super::revoke::{write_watermark, RevokedCount};
 use crate::config::Policy;
 use crate::domain::{UserId, WorkspaceId};
+use crate::egress::{Egress, MAX_URL_LEN};
 use crate::error::ServiceError;
-use crate::identity::{Egress, IdentityProvider, SubjectFormat, UserIdentifier, MAX_URL_LEN};
+use crate::identity::{IdentityProvider, SubjectFormat, UserIdentifier};
 use crate::model::{Actor, AuditScope, Revocation, RevokeReason, Watermark};
 use crate::store::{DirectoryStore, Once, ReadSet, SessionsStore};
 
@@ -35,7 +36,7 @@ pub struct ProviderView {
 }
 
 fn plain_text(name: &str, value: &str) -> Result<(), ServiceError> {
-    if value.trim().is_empty() || value.len() > MAX_URL_LEN || !crate::domain::is_plain_text(value) {
+    if value.trim().is_empty() || value.chars().count() > MAX_URL_LEN || !crate::domain::is_plain_text(value) {
         return Err(bad(format!("{name} must be plain text of 1 to {MAX_URL_LEN} characters")));
     }
     Ok(())
@@ -57,18 +58,12 @@ pub async fn put_identity_provider<S: DirectoryStore>(
 ) -> Result<ProviderView, ServiceError> {
     plain_text("issuer", &input.issuer)?;
     plain_text("audience", &input.audience)?;
-    egress.check_url(&input.issuer).map_err(|e| bad(e.replace("jwks_url", "issuer")))?;
-    let (host, port) = egress.check_url(&input.jwks_url).map_err(bad)?;
-    if host.parse::<std::net::IpAddr>().is_err() {
-        let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-            .await
-            .map_err(|_| bad("jwks_url's host did not resolve in time"))?
-            .map_err(|_| bad("jwks_url's host does not resolve"))?
-            .collect::<Vec<_>>();
-        if resolved.is_empty() || resolved.iter().any(|a| !egress.allows(a.ip())) {
-            return Err(bad("jwks_url's host resolves to a private, loopback or link-local address"));
-        }
-    }
+    egress.check_url(&input.issuer).map_err(|e| bad(format!("issuer: {e}")))?;
+    let (host, port) = egress.check_url(&input.jwks_url).map_err(|e| bad(format!("jwks_url: {e}")))?;
+    tokio::time::timeout(RESOLVE_TIMEOUT, egress.resolve(&host, port))
+        .await
+        .map_err(|_| bad("jwks_url: the host did not resolve in time"))?
+        .map_err(|e| bad(format!("jwks_url: {e}")))?;
     let provider = IdentityProvider {
         workspace_id: workspace.clone(),
         issuer: input.issuer,
@@ -99,10 +94,11 @@ pub enum SignalOutcome {
 }
 
 /// Ends every session of the workspace member `subjects` names (the first identifier of the
-/// provider's subject format that resolves), as an offboarding does, with the provider as the
-/// actor and `reason`; `once` (the signal's `jti`) is recorded in the same transaction, so a
-/// failed revocation leaves the provider free to retry, and a replay is refused
-/// (`SignalRefused`). `BadRequest` when the subject holds no identifier of the provider's format.
+/// provider's subject format that names a member), as an offboarding does, with the provider as
+/// the actor and `reason`; `once` (the signal's `jti`) is recorded in the same transaction, so a
+/// failed revocation leaves the provider free to retry, and a replay is refused (`Replayed`).
+/// A subject naming no user at all (opaque, a session only) or no member is `NoSuchMember`;
+/// `BadRequest` when it names users only in a format other than the provider's.
 #[tracing::instrument(skip_all, fields(workspace = %provider.workspace_id, reason = ?reason))]
 pub async fn revoke_for_provider<S: SessionsStore + DirectoryStore>(
     store: &S,
@@ -113,6 +109,15 @@ pub async fn revoke_for_provider<S: SessionsStore + DirectoryStore>(
     once: &Once,
     now_ms: i64,
 ) -> Result<SignalOutcome, ServiceError> {
+    let ws = &provider.workspace_id;
+    let nobody = || {
+        tracing::info!("signal names no member of this workspace; nothing written");
+        crate::telemetry::emit_metric("IdpSignalNoMember", "Count", 1, None);
+        Ok(SignalOutcome::NoSuchMember)
+    };
+    if subjects.is_empty() {
+        return nobody();
+    }
     let wanted: Vec<&UserIdentifier> = subjects.iter().filter(|s| s.format() == provider.subject_format).collect();
     if wanted.is_empty() {
         let format = match provider.subject_format {
@@ -121,33 +126,39 @@ pub async fn revoke_for_provider<S: SessionsStore + DirectoryStore>(
         };
         return Err(bad(format!("this workspace's identity provider names users by {format}")));
     }
-    let mut user = None;
     for id in wanted {
         // A subject at another issuer is not this provider's to name.
         if matches!(id, UserIdentifier::IssSub { iss, .. } if *iss != provider.issuer) {
             continue;
         }
-        if let Some(found) = store.user_by_identifier(id).await? {
-            user = Some(found);
-            break;
+        let Some(user) = store.user_by_identifier(ws, id).await? else { continue };
+        let read = store
+            .read(&ReadSet {
+                profiles: vec![user.clone()],
+                memberships: vec![(ws.clone(), user.clone())],
+                ..Default::default()
+            })
+            .await?;
+        // The claim follows the profile's workspace in one transaction; read again to be sure.
+        if read.memberships.contains_key(&(ws.clone(), user.clone())) {
+            return revoke_member(store, policy, provider, user, &read, reason, once, now_ms).await;
         }
     }
-    let Some(user) = user else {
-        tracing::info!("signal names no known user; nothing written");
-        return Ok(SignalOutcome::NoSuchMember);
-    };
+    nobody()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn revoke_member<S: SessionsStore>(
+    store: &S,
+    policy: &Policy,
+    provider: &IdentityProvider,
+    user: UserId,
+    read: &crate::store::ReadResult,
+    reason: RevokeReason,
+    once: &Once,
+    now_ms: i64,
+) -> Result<SignalOutcome, ServiceError> {
     let ws = &provider.workspace_id;
-    let read = store
-        .read(&ReadSet {
-            profiles: vec![user.clone()],
-            memberships: vec![(ws.clone(), user.clone())],
-            ..Default::default()
-        })
-        .await?;
-    if !read.memberships.contains_key(&(ws.clone(), user.clone())) {
-        tracing::info!("signal names a user outside this workspace; nothing written");
-        return Ok(SignalOutcome::NoSuchMember);
-    }
     let current = read.profiles.get(&user).and_then(|p| p.watermark);
     let revocation =
         Revocation { at_ms: now_ms, actor: Actor::Idp, actor_id: provider.issuer.clone(), reason, source_ip: None };
@@ -168,7 +179,7 @@ mod signal {
 
     use crate::domain::WorkspaceId;
     use crate::identity::IdentityProvider;
-    use crate::idp::{verify, Kind, ProviderKeys, Rejection, Verified};
+    use crate::idp::{precheck, verify, Kind, ProviderKeys, Rejection, Verified};
     use crate::store::{DirectoryStore, StoreError};
 
     /// Why a signal did not authenticate.
@@ -187,7 +198,8 @@ mod signal {
     }
 
     /// The workspace's provider, and `token` verified as its `kind` of token with its keys
-    /// (fetched again, at most once a minute, for a `kid` they lack).
+    /// (fetched again, at most once a minute, for a `kid` they lack). What the header alone
+    /// decides is checked first, before anything is read or fetched.
     pub async fn authenticate_signal<S: DirectoryStore>(
         store: &S,
         keys: &ProviderKeys,
@@ -196,8 +208,14 @@ mod signal {
         kind: Kind,
         now_secs: i64,
     ) -> Result<(IdentityProvider, Verified), SignalAuthError> {
+        if let Err(rejection) = precheck(token, kind) {
+            tracing::info!(rejection = ?rejection, "identity provider token refused");
+            return Err(SignalAuthError::Rejected(rejection));
+        }
         let provider = store.identity_provider(workspace).await?.ok_or(SignalAuthError::NoProvider)?;
-        let set: Arc<_> = keys.keys(&provider.jwks_url).await?;
+        let set: Arc<_> = keys.keys(&provider.jwks_url).await.inspect_err(|e| {
+            tracing::warn!(workspace = %workspace, error = %e, "identity provider keys unavailable");
+        })?;
         let verified = match verify(token, &provider, &set, kind, now_secs) {
             Err(Rejection::UnknownKey) => match keys.refetch(&provider.jwks_url).await {
                 Some(fresh) => verify(token, &provider, &fresh, kind, now_secs),

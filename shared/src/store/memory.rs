@@ -21,9 +21,10 @@ struct Inner {
     providers: HashMap<WorkspaceId, IdentityProvider>,
     /// (issuer, audience) → the workspace holding it.
     pairs: HashMap<(String, String), WorkspaceId>,
-    identifiers: HashMap<UserIdentifier, UserId>,
-    /// (issuer, jti) of the signals acted on.
-    signals: std::collections::HashSet<(String, String)>,
+    /// (workspace, identifier) → the member it names.
+    identifiers: HashMap<(WorkspaceId, UserIdentifier), UserId>,
+    /// (workspace, issuer, jti) of the signals acted on.
+    signals: std::collections::HashSet<(WorkspaceId, String, String)>,
     writes: usize,
 }
 
@@ -191,7 +192,7 @@ impl SessionsStore for MemoryStore {
         once: Option<&Once>,
     ) -> Result<Result<(), Option<Watermark>>, StoreError> {
         let mut inner = self.lock();
-        let signal = once.map(|o| (o.issuer.clone(), o.jti.clone()));
+        let signal = once.map(|o| (o.workspace.clone(), o.issuer.clone(), o.jti.clone()));
         if signal.as_ref().is_some_and(|s| inner.signals.contains(s)) {
             return Err(StoreError::Replayed);
         }
@@ -379,15 +380,21 @@ impl DirectoryStore for MemoryStore {
 
     async fn put_profile(&self, user: &UserId, update: &ProfileUpdate) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        if update.identifiers.iter().any(|id| inner.identifiers.get(id).is_some_and(|owner| owner != user)) {
-            return Err(StoreError::Taken("This email address or subject is another user's."));
+        let claims: Vec<(WorkspaceId, UserIdentifier)> = match &update.workspace_id {
+            Some(ws) => update.identifiers.iter().map(|id| (ws.clone(), id.clone())).collect(),
+            None => Vec::new(),
+        };
+        if claims.iter().any(|c| inner.identifiers.get(c).is_some_and(|owner| owner != user)) {
+            return Err(StoreError::Taken("This email address or subject is another member's of this workspace."));
         }
-        let old_ids = inner.profiles.get(user).map(|p| p.identifiers()).unwrap_or_default();
-        for gone in old_ids {
-            inner.identifiers.remove(&gone);
+        if let Some(old) = inner.profiles.get(user).cloned() {
+            for gone in old.workspace_id.iter().flat_map(|ws| old.identifiers().into_iter().map(|id| (ws.clone(), id)))
+            {
+                inner.identifiers.remove(&gone);
+            }
         }
-        for id in &update.identifiers {
-            inner.identifiers.insert(id.clone(), user.clone());
+        for claim in claims {
+            inner.identifiers.insert(claim, user.clone());
         }
         let profile = inner.profiles.entry(user.clone()).or_default();
         profile.email = None;
@@ -432,8 +439,12 @@ impl DirectoryStore for MemoryStore {
         Ok(self.lock().providers.get(workspace).cloned())
     }
 
-    async fn user_by_identifier(&self, id: &UserIdentifier) -> Result<Option<UserId>, StoreError> {
-        Ok(self.lock().identifiers.get(id).cloned())
+    async fn user_by_identifier(
+        &self,
+        workspace: &WorkspaceId,
+        id: &UserIdentifier,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(self.lock().identifiers.get(&(workspace.clone(), id.clone())).cloned())
     }
 }
 

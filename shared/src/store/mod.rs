@@ -142,6 +142,7 @@ pub struct ProfileUpdate {
 /// itself is refused as too old.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Once {
+    pub workspace: WorkspaceId,
     pub issuer: String,
     pub jti: String,
     pub keep_until_secs: i64,
@@ -294,7 +295,8 @@ pub trait ReceiptsStore: Send + Sync {
 /// identity provider.
 pub trait DirectoryStore: Send + Sync {
     /// Sets the user's workspace, role, SSO link and identifiers, keeping the membership and
-    /// identifier items in step. `Taken` when an identifier names another user (nothing written).
+    /// identifier items in step: the identifiers are claimed in the user's workspace (none without
+    /// one). `Taken` when one names another member of it (nothing written).
     fn put_profile(&self, user: &UserId, update: &ProfileUpdate)
         -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -318,9 +320,10 @@ pub trait DirectoryStore: Send + Sync {
         workspace: &WorkspaceId,
     ) -> impl Future<Output = Result<Option<IdentityProvider>, StoreError>> + Send;
 
-    /// The user an identifier names, if any: one read.
+    /// The member of `workspace` an identifier names, if any: one read.
     fn user_by_identifier(
         &self,
+        workspace: &WorkspaceId,
         id: &UserIdentifier,
     ) -> impl Future<Output = Result<Option<UserId>, StoreError>> + Send;
 }

@@ -3,7 +3,8 @@
 //! under concurrent calls.
 
 use active_sessions::domain::{ClientKind, Role, UserId, WorkspaceId};
-use active_sessions::identity::{Egress, IdentityProvider, SubjectFormat, UserIdentifier};
+use active_sessions::egress::Egress;
+use active_sessions::identity::{IdentityProvider, SubjectFormat, UserIdentifier};
 use active_sessions::model::{Actor, Revocation, RevokeReason, Watermark};
 use active_sessions::service::{self, SignalOutcome, UserProfileInput};
 use active_sessions::store::{DirectoryStore, Once, SessionsStore, StoreError};
@@ -32,7 +33,12 @@ async fn member(t: &TestTable, user: &str, ws: &str, email: &str) -> Result<(), 
 }
 
 fn once(jti: &str) -> Once {
-    Once { issuer: ISS.into(), jti: jti.into(), keep_until_secs: service::now_ms() / 1000 + 600 }
+    Once {
+        workspace: WorkspaceId::parse("acme").unwrap(),
+        issuer: ISS.into(),
+        jti: jti.into(),
+        keep_until_secs: service::now_ms() / 1000 + 600,
+    }
 }
 
 fn email(e: &str) -> Vec<UserIdentifier> {
@@ -61,29 +67,38 @@ async fn a_pair_has_one_workspace_even_when_two_claim_it_at_once() {
 }
 
 #[tokio::test]
-async fn an_identifier_names_one_user_and_follows_them() {
+async fn an_identifier_names_one_member_of_a_workspace_and_follows_them() {
     let t = TestTable::new().await;
+    let acme = WorkspaceId::parse("acme").unwrap();
+    let find = |addr: &'static str| {
+        let (t, acme) = (&t, acme.clone());
+        async move { t.store.user_by_identifier(&acme, &email(addr)[0]).await.unwrap().map(|u| u.to_string()) }
+    };
     let (a, b) = tokio::join!(
         member(&t, "ann", "acme", "shared@acme.example"),
         member(&t, "amy", "acme", "Shared@Acme.example"),
     );
     assert_eq!([&a, &b].iter().filter(|r| r.is_ok()).count(), 1, "{a:?} {b:?}");
-    let owner = t.store.user_by_identifier(&email("SHARED@acme.example")[0]).await.unwrap().unwrap();
-    let other = if owner.as_str() == "ann" { "amy" } else { "ann" };
+    let owner = find("SHARED@acme.example").await.unwrap();
+    let other = if owner == "ann" { "amy" } else { "ann" };
+    // A user of another workspace may hold the same address there: it takes nothing from acme's.
+    member(&t, "eve", "globex", "shared@acme.example").await.unwrap();
+    assert_eq!(find("shared@acme.example").await.as_deref(), Some(owner.as_str()));
     // The owner changes address: the old one is free, and found no more.
-    member(&t, owner.as_str(), "acme", "new@acme.example").await.unwrap();
-    assert_eq!(t.store.user_by_identifier(&email("shared@acme.example")[0]).await.unwrap(), None);
+    member(&t, &owner, "acme", "new@acme.example").await.unwrap();
+    assert_eq!(find("shared@acme.example").await, None);
     member(&t, other, "acme", "shared@acme.example").await.unwrap();
-    assert_eq!(
-        t.store.user_by_identifier(&email("shared@acme.example")[0]).await.unwrap().map(|u| u.to_string()),
-        Some(other.to_owned())
-    );
-    // Leaving it out of the profile removes it.
+    assert_eq!(find("shared@acme.example").await.as_deref(), Some(other));
+    // Moving to another workspace takes the claim along; leaving the address out removes it.
+    member(&t, other, "initech", "shared@acme.example").await.unwrap();
+    assert_eq!(find("shared@acme.example").await, None);
     let input: UserProfileInput = serde_json::from_value(json!({"workspace_id": "acme"})).unwrap();
-    service::put_user(&t.store, &UserId::parse(other).unwrap(), input).await.unwrap();
-    assert_eq!(t.store.user_by_identifier(&email("shared@acme.example")[0]).await.unwrap(), None);
-    let idents = t.items().await.into_iter().filter(|i| s(i, "PK").starts_with("IDENT#")).count();
-    assert_eq!(idents, 1, "only new@acme.example is left");
+    service::put_user(&t.store, &UserId::parse(&owner).unwrap(), input).await.unwrap();
+    assert_eq!(find("new@acme.example").await, None);
+    let idents: Vec<String> =
+        t.items().await.into_iter().map(|i| s(&i, "PK")).filter(|pk| pk.starts_with("IDENT#")).collect();
+    assert_eq!(idents.len(), 2, "eve's at globex and the mover's at initech: {idents:?}");
+    assert!(idents.iter().all(|pk| !pk.contains('@')), "no address spelled out in a key: {idents:?}");
 }
 
 #[tokio::test]
@@ -131,7 +146,7 @@ async fn a_signal_revokes_the_member_once_and_its_jti_lives_as_long_as_the_token
         now + 5,
     )
     .await;
-    assert!(matches!(again, Err(ServiceError::SignalRefused(_))), "{again:?}");
+    assert!(matches!(again, Err(ServiceError::Replayed)), "{again:?}");
     assert_eq!(t.items().await.len(), before);
 }
 
@@ -164,7 +179,7 @@ async fn the_same_signal_delivered_twice_at_once_acts_once() {
     };
     let (a, b) = tokio::join!(go(0), go(1));
     let revoked = [&a, &b].iter().filter(|r| matches!(r, Ok(SignalOutcome::Revoked { .. }))).count();
-    let refused = [&a, &b].iter().filter(|r| matches!(r, Err(ServiceError::SignalRefused(_)))).count();
+    let refused = [&a, &b].iter().filter(|r| matches!(r, Err(ServiceError::Replayed))).count();
     assert_eq!((revoked, refused), (1, 1), "{a:?} {b:?}");
     let audit = t.items().await.into_iter().filter(|i| s(i, "Type") == "AUDIT").count();
     assert_eq!(audit, 1, "one revocation, one event");

@@ -153,20 +153,30 @@ impl DirectoryStore for DynamoStore {
             let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(build_error)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
+        // The identifiers are claimed in the user's workspace: those no longer held there are freed
+        // (another workspace, or gone), and the new ones claimed (rewriting the user's own).
         let owner = ("UserId", user.as_str());
-        for gone in old.identifiers().iter().filter(|id| !update.identifiers.contains(id)) {
-            let delete = claim_delete(&self.table, keys::identifier_pk(gone), owner)?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
+        let new_claims: Vec<String> = match &update.workspace_id {
+            Some(ws) => update.identifiers.iter().map(|id| keys::identifier_pk(ws, id)).collect(),
+            None => Vec::new(),
+        };
+        if let Some(old_ws) = &old_workspace {
+            for gone in old.identifiers().iter().map(|id| keys::identifier_pk(old_ws, id)) {
+                if !new_claims.contains(&gone) {
+                    let delete = claim_delete(&self.table, gone, owner)?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
         }
         let first_claim = items.len();
-        for id in &update.identifiers {
-            let put = claim_put(&self.table, keys::identifier_pk(id), owner, true, None)?;
+        for pk in new_claims {
+            let put = claim_put(&self.table, pk, owner, true, None)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         match self.transact(items).await? {
             Ok(()) => Ok(()),
             Err(reasons) if (first_claim..reasons.len()).any(|i| failed_condition(&reasons, i).is_some()) => {
-                Err(StoreError::Taken("This email address or subject is another user's."))
+                Err(StoreError::Taken("This email address or subject is another member's of this workspace."))
             }
             Err(_) => Err(StoreError::Conflict),
         }
@@ -222,7 +232,11 @@ impl DirectoryStore for DynamoStore {
         out.item.map(from_item).transpose()
     }
 
-    async fn user_by_identifier(&self, id: &UserIdentifier) -> Result<Option<UserId>, StoreError> {
+    async fn user_by_identifier(
+        &self,
+        workspace: &WorkspaceId,
+        id: &UserIdentifier,
+    ) -> Result<Option<UserId>, StoreError> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Claim {
@@ -232,7 +246,7 @@ impl DirectoryStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(claim_key(keys::identifier_pk(id))))
+            .set_key(Some(claim_key(keys::identifier_pk(workspace, id))))
             .projection_expression("UserId")
             .consistent_read(true)
             .send()

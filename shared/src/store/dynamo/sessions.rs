@@ -197,7 +197,7 @@ impl SessionsStore for DynamoStore {
             TransactWriteItem::builder().put(audit_put(&self.table, audit)?).build(),
         ];
         if let Some(once) = once {
-            let pk = keys::jti_pk(&once.issuer, &once.jti);
+            let pk = keys::jti_pk(&once.workspace, &once.issuer, &once.jti);
             let put = claim_put(&self.table, pk, ("UserId", user.as_str()), false, Some(once.keep_until_secs))?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
