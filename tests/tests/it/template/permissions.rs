@@ -16,7 +16,14 @@ fn every_function_writes_logs_only_to_its_own_group() {
         let group = group.value.as_str().unwrap();
         let role = &roles[role]["Properties"];
         // The one managed policy: the VPC access role, for the functions that join the cache's VPC.
-        let joins_vpc = ["IntrospectToken", "RevocationFanout", "RevokeSession", "RevokeAllSessions"]
+        let joins_vpc = [
+            "IntrospectToken",
+            "RevocationFanout",
+            "RevokeSession",
+            "RevokeAllSessions",
+            "GlobalTokenRevocation",
+            "SsfReceiver",
+        ]
             .iter()
             .any(|name| id.starts_with(name) && !f["Properties"]["VpcConfig"].is_null());
         assert!(
