@@ -24,8 +24,8 @@ fn every_function_writes_logs_only_to_its_own_group() {
             "GlobalTokenRevocation",
             "SsfReceiver",
         ]
-            .iter()
-            .any(|name| id.starts_with(name) && !f["Properties"]["VpcConfig"].is_null());
+        .iter()
+        .any(|name| id.starts_with(name) && !f["Properties"]["VpcConfig"].is_null());
         assert!(
             role["ManagedPolicyArns"].as_sequence().is_none_or(|arns| arns.is_empty())
                 || (joins_vpc
