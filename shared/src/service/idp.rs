@@ -232,3 +232,41 @@ mod signal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_replay_within_the_same_millisecond_is_still_refused() {
+        let store = MemoryStore::new();
+        let ws = WorkspaceId::parse("acme").unwrap();
+        let provider = IdentityProvider {
+            workspace_id: ws.clone(),
+            issuer: "https://idp.example".into(),
+            jwks_url: "https://idp.example/keys".into(),
+            audience: "aud".into(),
+            subject_format: SubjectFormat::Email,
+            updated_at: 0,
+        };
+        let ann = UserIdentifier::email("ann@acme.example").unwrap();
+        let update = crate::store::ProfileUpdate {
+            workspace_id: Some(ws.clone()),
+            role: Role::Member,
+            sso_linked: false,
+            identifiers: vec![ann.clone()],
+        };
+        store.put_profile(&UserId::parse("ann").unwrap(), &update).await.unwrap();
+        let once =
+            Once { workspace: ws, issuer: provider.issuer.clone(), jti: "j".into(), keep_until_secs: 9_999_999_999 };
+        let (policy, subjects, now) = (Policy::default(), vec![ann], 1_700_000_000_000);
+        let first =
+            revoke_for_provider(&store, &policy, &provider, &subjects, RevokeReason::IdpLogout, &once, now).await;
+        assert!(matches!(first, Ok(SignalOutcome::Revoked { .. })), "{first:?}");
+        let again =
+            revoke_for_provider(&store, &policy, &provider, &subjects, RevokeReason::IdpLogout, &once, now).await;
+        assert!(matches!(again, Err(ServiceError::Replayed)), "{again:?}");
+    }
+}

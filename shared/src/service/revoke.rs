@@ -166,7 +166,9 @@ pub(super) async fn write_watermark<S: SessionsStore>(
         };
         let revoked =
             if Some(new) == current { 0 } else { store.count_newly_covered(target, new, current, now_ms).await? };
-        if revoked == 0 && (!offboarding || Some(new) == current) {
+        // A signal (`once`) is always recorded, so that its replay is known, even when the
+        // watermark in force already covers everything (a second signal within the millisecond).
+        if revoked == 0 && (!offboarding || (Some(new) == current && once.is_none())) {
             tracing::info!("revoke-all covers nothing new; nothing written");
             // The watermark in force is told again: a retry whose first answer was lost.
             let notice = current.map(|watermark| CacheNotice::User { user: target.clone(), watermark });
