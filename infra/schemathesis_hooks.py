@@ -67,7 +67,9 @@ class ProviderJwt:
 def before_call(context, case, kwargs):
     if case.operation.definition.raw.get("operationId") != "ssfEvents":
         return
-    if case.meta is None or str(case.meta.generation.mode) != "positive":
+    # Only a body the schema allows is replaced (a string of 1 to 16384 characters): a
+    # schema-violating one must reach the receiver as generated, and be refused.
+    if not isinstance(case.body, str) or not 1 <= len(case.body) <= 16384:
         return
     events = ["session-revoked", "credential-change", "account-disabled", "verification"]
     event = events[len(str(case.body)) % len(events)]
