@@ -78,6 +78,10 @@ function announce(message) {
   $('#status').textContent = message;
 }
 
+/** How many times the dialog has opened: a `close` event is queued, so one from an earlier
+ * opening can arrive after the dialog has opened again (a fast keyboard), and must not answer it. */
+let openings = 0;
+
 /** Asks before acting. Resolves to the reason typed (or '') when confirmed, null when not. */
 function confirmDialog({ title, body, ok, reason = false }) {
   const dialog = $('#confirm');
@@ -88,11 +92,17 @@ function confirmDialog({ title, body, ok, reason = false }) {
   $('#confirm-reason-row').hidden = !reason;
   $('#confirm-reason').value = '';
   dialog.returnValue = 'cancel';
+  const mine = ++openings;
   return new Promise((resolve) => {
-    dialog.addEventListener('close', () => {
+    const onClose = () => {
+      // An earlier opening's close, arriving while this one still shows: not ours to answer.
+      if (mine === openings && dialog.open) return;
+      dialog.removeEventListener('close', onClose);
+      if (mine !== openings) { resolve(null); return; }
       if (opener && opener.isConnected) opener.focus();
       resolve(dialog.returnValue === 'ok' ? $('#confirm-reason').value.trim() : null);
-    }, { once: true });
+    };
+    dialog.addEventListener('close', onClose);
     dialog.showModal();
     (reason ? $('#confirm-reason') : dialog.querySelector('button.secondary')).focus();
   });
