@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{e2e_base_url, quantiles_ms, TestTable};
+use integration_tests::{e2e_base_url, introspect_active, quantiles_ms, TestTable};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -26,18 +26,6 @@ struct Path {
 
 fn epoch_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-async fn introspect_active(http: &reqwest::Client, base: &str, token: &str) -> bool {
-    let res = http
-        .post(format!("{base}/v1/internal/introspect"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .expect("introspect");
-    let body: Value = res.json().await.expect("JSON");
-    body["active"] == true
 }
 
 async fn json_ok(res: reqwest::Response) -> Value {

@@ -26,7 +26,7 @@ use active_sessions::testing::{request, sign_in, with_path, SignedIn};
 use active_sessions::token::SessionToken;
 use active_sessions::Policy;
 use futures::stream::{self, StreamExt};
-use integration_tests::{e2e_base_url, TestTable};
+use integration_tests::{e2e_base_url, introspect_active, quantiles_ms, TestTable};
 use redis::AsyncCommands;
 
 const PER_USER: usize = 20;
@@ -47,39 +47,15 @@ fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// p50, p99, max of `ds` in ms.
-fn quantiles(mut ds: Vec<Duration>) -> Option<(f64, f64, f64)> {
-    ds.sort();
-    let at = |q: f64| ds[((ds.len() as f64 * q).ceil() as usize).clamp(1, ds.len()) - 1];
-    (!ds.is_empty()).then(|| (ms(at(0.5)), ms(at(0.99)), ms(*ds.last().unwrap())))
-}
-
 fn report(name: &str, xs: &[Option<Duration>], stale: u32, window: Duration) {
     let misses = xs.iter().filter(|x| x.is_none_or(|d| d > window)).count();
-    match quantiles(xs.iter().flatten().copied().collect()) {
+    match quantiles_ms(xs.iter().flatten().copied().collect()) {
         None => println!("  {name:<34} no refusals at all; misses {misses}"),
         Some((p50, p99, max)) => println!(
             "  {name:<34} n={:<5} p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  max {max:>7.1} ms  valid answers after the 2xx: {stale}  misses {misses}",
             xs.len()
         ),
     }
-}
-
-async fn introspect_active(http: &reqwest::Client, base: &str, token: &str) -> bool {
-    let res = http
-        .post(format!("{base}/v1/internal/introspect"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .expect("introspect");
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.expect("JSON");
-    body["active"] == true
 }
 
 /// A raw PUBLISH round trip on the stack's Redis (nobody subscribed to the channel).
@@ -90,7 +66,7 @@ async fn publish_round_trip(redis: &mut redis::aio::MultiplexedConnection) -> (f
         let _: i64 = redis.publish("active-sessions:bench-noop", "x").await.expect("PUBLISH");
         ds.push(started.elapsed());
     }
-    quantiles(ds).expect("samples")
+    quantiles_ms(ds).expect("samples")
 }
 
 /// In this process, against the stack's table and Redis: revokes with and without the
@@ -120,8 +96,8 @@ async fn write_through_cost(table: &TestTable, config: &CacheConfig, tag: &str) 
             }
         }
     }
-    let with = quantiles(with).unwrap();
-    (with.0, quantiles(without).unwrap().0, with.2)
+    let with = quantiles_ms(with).unwrap();
+    (with.0, quantiles_ms(without).unwrap().0, with.2)
 }
 
 fn print_cost(what: &str, (with, without, max): (f64, f64, f64)) {
@@ -179,7 +155,7 @@ async fn main() {
             assert!(introspect_active(&http, &base, &targets[0].1.token).await);
             ds.push(started.elapsed());
         }
-        quantiles(ds)
+        quantiles_ms(ds)
     } else {
         None
     };
@@ -192,7 +168,7 @@ async fn main() {
             validate(&table.store, &validator, &token, active_sessions::service::now_ms()).await.expect("valid");
             ds.push(started.elapsed());
         }
-        quantiles(ds)
+        quantiles_ms(ds)
     } else {
         None
     };
@@ -248,7 +224,7 @@ async fn main() {
         outcomes.extend(results);
     }
 
-    let revoke = quantiles(outcomes.iter().map(|o| o.revoke).collect()).unwrap();
+    let revoke = quantiles_ms(outcomes.iter().map(|o| o.revoke).collect()).unwrap();
     println!(
         "  revoke over HTTP (gateway + function)  p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
         revoke.0, revoke.1, revoke.2

@@ -9,18 +9,18 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+mod bench;
 mod caches;
 mod products;
 mod repo;
 mod servers;
-mod stats;
 mod table;
 
+pub use bench::*;
 pub use caches::*;
 pub use products::*;
 pub use repo::*;
 pub use servers::*;
-pub use stats::*;
 pub use table::*;
 
 pub type Item = HashMap<String, AttributeValue>;
